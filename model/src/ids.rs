@@ -1,0 +1,309 @@
+//! Identifiers: the W3C trace and span ids as fixed-size byte newtypes, and
+//! the correlation and event ids as bounded, printable strings.
+//!
+//! Correlation and event ids we create are UUIDv7 (time-ordered); ids that
+//! come from other systems (`x-request-id`, NServiceBus, ...) may be any
+//! printable string up to [`MAX_ID_LEN`] bytes, so they are not parsed as
+//! UUIDs. Nothing here reads a clock other than through `uuid`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest correlation or event id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why a value could not be used as an id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("expected {expected} hex digits, found {found} characters")]
+    Length { expected: usize, found: usize },
+    #[error("invalid hex digit at position {position}")]
+    Hex { position: usize },
+    #[error("the all-zero id is invalid")]
+    Zero,
+    #[error("id is empty")]
+    Empty,
+    #[error("id is {len} bytes long, the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("id contains a control or whitespace character at byte {position}")]
+    Control { position: usize },
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], IdError> {
+    let bytes = s.as_bytes();
+    if bytes.len() != N * 2 {
+        return Err(IdError::Length {
+            expected: N * 2,
+            found: s.len(),
+        });
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = hex_value(pair[0]).ok_or(IdError::Hex { position: i * 2 })?;
+        let lo = hex_value(pair[1]).ok_or(IdError::Hex {
+            position: i * 2 + 1,
+        })?;
+        out[i] = (hi << 4) | lo;
+    }
+    if out.iter().all(|b| *b == 0) {
+        return Err(IdError::Zero);
+    }
+    Ok(out)
+}
+
+/// Lowercase hex only, as W3C trace context requires.
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        buf[i * 2] = DIGITS[(b >> 4) as usize];
+        buf[i * 2 + 1] = DIGITS[(b & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written above.
+    f.write_str(std::str::from_utf8(&buf[..bytes.len() * 2]).map_err(|_| fmt::Error)?)
+}
+
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; $len]);
+
+        impl $name {
+            /// Wraps raw bytes; `None` for the all-zero id, which W3C forbids.
+            pub fn from_bytes(bytes: [u8; $len]) -> Option<Self> {
+                if bytes.iter().all(|b| *b == 0) { None } else { Some(Self(bytes)) }
+            }
+
+            /// A new random id.
+            pub fn random() -> Self {
+                let random = uuid::Uuid::new_v4().into_bytes();
+                let mut bytes = [0u8; $len];
+                bytes.copy_from_slice(&random[..$len]);
+                // A v4 UUID has fixed version bits, so the slice is never all zero.
+                if bytes.iter().all(|b| *b == 0) { bytes[$len - 1] = 1; }
+                Self(bytes)
+            }
+
+            /// The raw bytes.
+            pub fn to_bytes(self) -> [u8; $len] {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                decode_hex::<$len>(s).map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(f, &self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hex_id!(
+    /// A W3C trace id: 16 bytes, 32 lowercase hex digits on the wire.
+    TraceId,
+    16
+);
+hex_id!(
+    /// A W3C span (parent) id: 8 bytes, 16 lowercase hex digits on the wire.
+    SpanId,
+    8
+);
+
+fn check_text_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong {
+            len: s.len(),
+            max: MAX_ID_LEN,
+        });
+    }
+    if let Some(position) = s.bytes().position(|b| b.is_ascii_control() || b == b' ') {
+        return Err(IdError::Control { position });
+    }
+    if let Some((position, _)) = s.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(IdError::Control { position });
+    }
+    Ok(())
+}
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new time-ordered id (UUIDv7).
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7().to_string())
+            }
+
+            /// Checks a foreign id: non-empty, at most [`MAX_ID_LEN`] bytes,
+            /// no whitespace or control characters.
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                check_text_id(&value)?;
+                Ok(Self(value))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// The id of one business transaction, copied unchanged to every event
+    /// it causes.
+    CorrelationId
+);
+text_id!(
+    /// The id of one event (message); also used as the causation id of the
+    /// events published while handling it.
+    EventId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn trace_id_rejects_uppercase_short_and_zero() {
+        assert_eq!(
+            "4BF92F3577B34DA6A3CE929D0E0E4736".parse::<TraceId>(),
+            Err(IdError::Hex { position: 1 })
+        );
+        assert!(matches!(
+            "4bf9".parse::<TraceId>(),
+            Err(IdError::Length { .. })
+        ));
+        assert_eq!(
+            "00000000000000000000000000000000".parse::<TraceId>(),
+            Err(IdError::Zero)
+        );
+    }
+
+    #[test]
+    fn generated_event_ids_are_time_ordered() {
+        let a = EventId::generate();
+        let b = EventId::generate();
+        assert!(a < b, "{a} should sort before {b}");
+    }
+
+    #[test]
+    fn text_ids_reject_control_characters_and_oversize() {
+        assert!(matches!(
+            CorrelationId::new("abc\r\nSet-Cookie: x"),
+            Err(IdError::Control { position: 3 })
+        ));
+        assert!(matches!(
+            CorrelationId::new("x".repeat(MAX_ID_LEN + 1)),
+            Err(IdError::TooLong { .. })
+        ));
+        assert_eq!(CorrelationId::new(""), Err(IdError::Empty));
+        assert_eq!(
+            CorrelationId::new("order-1234").unwrap().as_str(),
+            "order-1234"
+        );
+    }
+
+    #[test]
+    fn ids_serialize_as_hex_strings() {
+        let id: SpanId = "00f067aa0ba902b7".parse().unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"00f067aa0ba902b7\"");
+        let back: SpanId = serde_json::from_str("\"00f067aa0ba902b7\"").unwrap();
+        assert_eq!(back, id);
+        assert!(serde_json::from_str::<SpanId>("\"zz\"").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn trace_id_hex_round_trips(bytes in any::<[u8; 16]>()) {
+            if let Some(id) = TraceId::from_bytes(bytes) {
+                prop_assert_eq!(id.to_string().parse::<TraceId>(), Ok(id));
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_as_an_id(s in ".*") {
+            let _ = s.parse::<TraceId>();
+            let _ = s.parse::<SpanId>();
+            let _ = CorrelationId::new(s);
+        }
+    }
+}

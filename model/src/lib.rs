@@ -1,0 +1,27 @@
+//! The shared vocabulary of causeway: ids, the W3C trace context, the
+//! record, the header names, the wire batch and the query API types.
+//!
+//! This crate does no I/O and knows nothing of tokio, HTTP, brokers or
+//! tantivy. Every other crate speaks through these types, so they change
+//! slowly and carry versions where they cross a process boundary
+//! ([`wire::BATCH_VERSION`]).
+
+mod api;
+mod ids;
+mod record;
+mod text;
+mod timestamp;
+mod traceparent;
+
+pub mod headers;
+pub mod wire;
+
+pub use api::{
+    ApiError, ApiErrorBody, ConsumerStep, FlowDetail, FlowEvent, FlowStatus, FlowSummary,
+    FlowsPage, SearchHits, StepStatus, TraceRecords,
+};
+pub use ids::{CorrelationId, EventId, IdError, SpanId, TraceId};
+pub use record::{Level, Malformed, Record, Stage, UnknownStage};
+pub use text::{MAX_HEADER_VALUE_LEN, clean_header_value, strip_control};
+pub use timestamp::{Timestamp, TimestampError};
+pub use traceparent::{TraceFlags, TraceParent, TraceParentError};

@@ -1,0 +1,210 @@
+//! The W3C Trace Context `traceparent` header: parse and format.
+//!
+//! Parsing follows the W3C recommendation (level 1, with forward
+//! compatibility for later versions): lowercase hex only, version `ff`
+//! rejected, all-zero ids rejected, and a version-00 header must be exactly
+//! 55 characters. Any input, however hostile, yields a value or an error;
+//! nothing here panics.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::ids::{IdError, SpanId, TraceId};
+
+/// The trace flags byte; bit 0 is `sampled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TraceFlags(pub u8);
+
+impl TraceFlags {
+    /// Only the sampled bit set.
+    pub const SAMPLED: TraceFlags = TraceFlags(1);
+
+    /// Whether the caller recorded (sampled) this trace.
+    pub fn is_sampled(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+/// A parsed `traceparent`: which trace this is and which span caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    pub trace_id: TraceId,
+    /// The span of the caller (the producer), the parent of the receiver's span.
+    pub parent_id: SpanId,
+    pub flags: TraceFlags,
+}
+
+/// Why a `traceparent` value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TraceParentError {
+    #[error("traceparent is {len} characters long, version 00 needs 55")]
+    Length { len: usize },
+    #[error("traceparent is not made of dash-separated fields")]
+    Shape,
+    #[error("traceparent version {0:?} is invalid")]
+    Version(String),
+    #[error("traceparent trace id: {0}")]
+    TraceId(IdError),
+    #[error("traceparent parent id: {0}")]
+    ParentId(IdError),
+    #[error("traceparent flags {0:?} are not two lowercase hex digits")]
+    Flags(String),
+}
+
+impl TraceParent {
+    /// A new trace with a random trace id, sampled.
+    pub fn new_root(parent_id: SpanId) -> Self {
+        Self {
+            trace_id: TraceId::random(),
+            parent_id,
+            flags: TraceFlags::SAMPLED,
+        }
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl FromStr for TraceParent {
+    type Err = TraceParentError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim_matches(|c| c == ' ' || c == '\t');
+        if !s.is_ascii() {
+            return Err(TraceParentError::Shape);
+        }
+        if s.len() < 55 {
+            return Err(TraceParentError::Length { len: s.len() });
+        }
+        let version = &s[0..2];
+        if !is_lower_hex(version) || version == "ff" {
+            return Err(TraceParentError::Version(version.to_owned()));
+        }
+        if version == "00" && s.len() != 55 {
+            return Err(TraceParentError::Length { len: s.len() });
+        }
+        // Later versions may append fields, always after a dash.
+        if s.len() > 55 && s.as_bytes()[55] != b'-' {
+            return Err(TraceParentError::Shape);
+        }
+        let bytes = s.as_bytes();
+        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return Err(TraceParentError::Shape);
+        }
+        let trace_id = s[3..35].parse().map_err(TraceParentError::TraceId)?;
+        let parent_id = s[36..52].parse().map_err(TraceParentError::ParentId)?;
+        let flags = &s[53..55];
+        if !is_lower_hex(flags) {
+            return Err(TraceParentError::Flags(flags.to_owned()));
+        }
+        let flags =
+            u8::from_str_radix(flags, 16).map_err(|_| TraceParentError::Flags(flags.to_owned()))?;
+        Ok(Self {
+            trace_id,
+            parent_id,
+            flags: TraceFlags(flags),
+        })
+    }
+}
+
+impl fmt::Display for TraceParent {
+    /// Always formats version 00.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id, self.parent_id, self.flags.0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SPEC_EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_the_spec_example() {
+        let tp: TraceParent = SPEC_EXAMPLE.parse().unwrap();
+        assert_eq!(tp.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tp.parent_id.to_string(), "00f067aa0ba902b7");
+        assert!(tp.flags.is_sampled());
+        assert_eq!(tp.to_string(), SPEC_EXAMPLE);
+    }
+
+    #[test]
+    fn rejects_what_the_spec_rejects() {
+        let cases = [
+            ("", "short"),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "v00 too long",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "zero trace",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "zero parent",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "uppercase",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                "separators",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+                "flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+                "non-ascii",
+            ),
+        ];
+        for (input, why) in cases {
+            assert!(
+                input.parse::<TraceParent>().is_err(),
+                "accepted {why}: {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_a_future_version_with_extra_fields() {
+        let tp: TraceParent = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-cafe"
+            .parse()
+            .unwrap();
+        assert_eq!(tp.to_string(), SPEC_EXAMPLE);
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(trace in any::<[u8; 16]>(), span in any::<[u8; 8]>(), flags in any::<u8>()) {
+            if let (Some(trace_id), Some(parent_id)) = (TraceId::from_bytes(trace), SpanId::from_bytes(span)) {
+                let tp = TraceParent { trace_id, parent_id, flags: TraceFlags(flags) };
+                prop_assert_eq!(tp.to_string().parse::<TraceParent>(), Ok(tp));
+            }
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(s in ".{0,80}") {
+            let _ = s.parse::<TraceParent>();
+        }
+
+        #[test]
+        fn near_valid_input_never_panics(s in "[0-9a-f-]{50,60}") {
+            let _ = s.parse::<TraceParent>();
+        }
+    }
+}
