@@ -1,1 +1,18 @@
-//! placeholder
+//! The on-disk index of causeway records: the tantivy schema, record <->
+//! document, and the open, write and search helpers shared by the
+//! collector (the only writer) and query (readers only).
+//!
+//! The schema carries a version ([`SCHEMA_VERSION`]) written beside the
+//! index; an index of another version is refused with a clear error rather
+//! than misread. Every record is stored whole as JSON (`_source`), so
+//! reading a hit back gives exactly the record that was written.
+
+mod error;
+mod reader;
+mod schema;
+mod writer;
+
+pub use error::IndexError;
+pub use reader::{FlowKeyHit, RecordReader};
+pub use schema::{DEFAULT_SEARCH_FIELDS, RecordIndex, SCHEMA_VERSION};
+pub use writer::RecordWriter;
