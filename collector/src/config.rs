@@ -1,0 +1,56 @@
+//! Collector settings. Field docs are the user docs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the collector stores and accepts records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Where the index lives (`<data_dir>/index`).
+    pub data_dir: PathBuf,
+    /// Longest time an acknowledged-pending batch waits for the commit that
+    /// makes it durable, in milliseconds. Commits happen at least this often
+    /// while records arrive.
+    pub commit_interval_ms: u64,
+    /// Largest accepted request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Batches waiting for the indexer; when full, ingest answers 503 with
+    /// `Retry-After` instead of buffering without bound.
+    pub queue_capacity: usize,
+    /// tantivy's indexing memory budget, in bytes.
+    pub writer_heap_bytes: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("causeway-data"),
+            commit_interval_ms: 500,
+            max_body_bytes: 16 * 1024 * 1024,
+            queue_capacity: 64,
+            writer_heap_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Defaults with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The index directory under the data directory.
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+
+    pub(crate) fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.clamp(1, 1_000))
+    }
+}

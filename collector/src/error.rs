@@ -1,0 +1,62 @@
+//! Collector errors: start-up failures and the HTTP error responses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use causeway_model::{ApiError, ApiErrorBody};
+
+/// Why the collector could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("opening the index: {0}")]
+    Index(#[from] causeway_index::IndexError),
+    #[error("starting the indexer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// An ingest request that was not accepted. Internals never reach the body.
+#[derive(Debug)]
+pub(crate) enum IngestError {
+    BadBatch(String),
+    Overloaded,
+    ShuttingDown,
+    IndexFailed,
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            IngestError::BadBatch(m) => (StatusCode::BAD_REQUEST, "bad_batch", m),
+            IngestError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the indexer queue is full, retry later".to_owned(),
+            ),
+            IngestError::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the collector is shutting down".to_owned(),
+            ),
+            IngestError::IndexFailed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "index_failed",
+                "the batch could not be made durable, retry it".to_owned(),
+            ),
+        };
+        let body = ApiErrorBody {
+            error: ApiError {
+                code: code.to_owned(),
+                message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
