@@ -1,1 +1,16 @@
-//! placeholder
+//! The query daemon: searches records and reconstructs cross-service flows
+//! over an HTTP JSON API.
+//!
+//! It opens the index read-only and never writes it; new commits from the
+//! collector become visible within about a second. [`reconstruct`] is the
+//! pure heart: records in, flow out.
+
+mod config;
+mod error;
+mod flow;
+mod server;
+
+pub use config::QueryConfig;
+pub use error::QueryError;
+pub use flow::reconstruct;
+pub use server::{QueryState, router, run};

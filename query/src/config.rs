@@ -1,0 +1,45 @@
+//! Query settings. Field docs are the user docs.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// What the query API reads and how much it returns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// The collector's data directory; the index is `<data_dir>/index`.
+    pub data_dir: PathBuf,
+    /// Most records read for one flow or trace.
+    pub max_flow_records: usize,
+    /// Most flows one `GET /api/v1/flows` returns (`limit` is capped to it).
+    pub max_flows: usize,
+    /// Most hits one search returns (`limit` is capped to it).
+    pub max_search_hits: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("causeway-data"),
+            max_flow_records: 10_000,
+            max_flows: 500,
+            max_search_hits: 1_000,
+        }
+    }
+}
+
+impl QueryConfig {
+    /// Defaults with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The index directory under the data directory.
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+}
