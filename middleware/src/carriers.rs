@@ -1,0 +1,57 @@
+//! Carriers for `http::HeaderMap`, the header type of axum, hyper and
+//! reqwest. A value that is not a valid header value is skipped (and was
+//! already refused by the propagation layer's cleaning).
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+
+/// Writes context into a request's or response's headers.
+#[derive(Debug)]
+pub struct HeaderMapInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderMapInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Reads context from a request's or response's headers.
+#[derive(Debug)]
+pub struct HeaderMapExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderMapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Publish, Service, extract};
+
+    #[test]
+    fn context_survives_a_header_map() {
+        let mut headers = HeaderMap::new();
+        let sent = Service::new("web").publish(
+            None,
+            Publish::new("CheckoutRequested", "/checkout").system("http"),
+            &mut HeaderMapInjector(&mut headers),
+        );
+        assert!(headers.contains_key("traceparent"));
+        let got = extract(&HeaderMapExtractor(&headers));
+        assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
+        assert_eq!(got.correlation_id, sent.correlation_id);
+        assert_eq!(got.event_id, sent.event_id);
+    }
+}

@@ -1,0 +1,366 @@
+//! Lifecycle records without boilerplate: publishing and handling through a
+//! [`Service`] writes `published`, `received`, `handled`/`failed`, and, on
+//! request, `retried`, `dead_lettered` and `compensated`.
+//!
+//! Records are `tracing` events on [`LIFECYCLE_TARGET`] carrying every
+//! record field; the [`RecordLayer`](crate::RecordLayer) turns them into
+//! JSON lines. Nothing here can fail a user's publish or handler.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use causeway_model::{CorrelationId, EventId, SpanId, Stage, TraceId};
+use opentelemetry::propagation::{Extractor, Injector};
+use tracing::Instrument;
+
+use crate::context::MessageContext;
+use crate::propagation::{extract, inject};
+use crate::{HANDLE_SPAN, LIFECYCLE_TARGET};
+
+/// A service that publishes and handles events.
+#[derive(Debug, Clone)]
+pub struct Service {
+    name: Arc<str>,
+}
+
+/// What is being published.
+#[derive(Debug, Clone)]
+pub struct Publish<'a> {
+    pub event_type: &'a str,
+    /// Topic, queue, exchange or subject.
+    pub destination: &'a str,
+    /// OpenTelemetry `messaging.system`.
+    pub system: &'a str,
+    pub schema_version: Option<&'a str>,
+    /// Starts the flow under this correlation id (only without a parent).
+    pub correlation_id: Option<CorrelationId>,
+}
+
+impl<'a> Publish<'a> {
+    /// An event on the in-process bus (`messaging.system` = `inproc`).
+    pub fn new(event_type: &'a str, destination: &'a str) -> Self {
+        Self {
+            event_type,
+            destination,
+            system: "inproc",
+            schema_version: None,
+            correlation_id: None,
+        }
+    }
+
+    /// Sets `messaging.system` (`rabbitmq`, `nats`, `kafka`, ...).
+    pub fn system(mut self, system: &'a str) -> Self {
+        self.system = system;
+        self
+    }
+
+    /// Starts the flow under a business id (`order-1234`) instead of a
+    /// generated one. Ignored when publishing inside a handler.
+    pub fn correlation_id(mut self, id: CorrelationId) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+}
+
+/// Where an event is being consumed from.
+#[derive(Debug, Clone)]
+pub struct Consume<'a> {
+    pub destination: &'a str,
+    pub consumer_group: &'a str,
+    pub system: &'a str,
+}
+
+impl<'a> Consume<'a> {
+    /// Consuming from the in-process bus.
+    pub fn new(destination: &'a str, consumer_group: &'a str) -> Self {
+        Self {
+            destination,
+            consumer_group,
+            system: "inproc",
+        }
+    }
+
+    pub fn system(mut self, system: &'a str) -> Self {
+        self.system = system;
+        self
+    }
+}
+
+/// The event being handled, given to the handler.
+#[derive(Debug, Clone)]
+pub struct Handling {
+    service: Service,
+    context: MessageContext,
+    system: String,
+    destination: String,
+    consumer_group: String,
+}
+
+fn short_type_name<E>() -> &'static str {
+    let full = std::any::type_name::<E>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Emits one lifecycle record. Optional fields are passed as `Option<&str>`
+/// and skipped when `None` by the layer.
+#[allow(clippy::too_many_arguments)] // one flat record, one place that writes it
+fn lifecycle(
+    service: &str,
+    stage: Stage,
+    context: &MessageContext,
+    system: &str,
+    destination: &str,
+    consumer_group: Option<&str>,
+    duration_us: Option<u64>,
+    error: Option<(&str, &str)>,
+    message: &str,
+) {
+    let level_is_error = matches!(stage, Stage::Failed | Stage::DeadLettered);
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: LIFECYCLE_TARGET,
+                $level,
+                stage = stage.as_str(),
+                service,
+                trace_id = %context.trace_id,
+                span_id = %context.span_id,
+                parent_span_id = context.parent_span_id.map(|s| s.to_string()),
+                correlation_id = context.correlation_id.as_str(),
+                causation_id = context.causation_id.as_ref().map(EventId::as_str),
+                event_id = context.event_id.as_str(),
+                event_type = context.event_type.as_deref(),
+                messaging_system = system,
+                destination,
+                consumer_group,
+                duration_us,
+                error_type = error.map(|e| e.0),
+                error_message = error.map(|e| e.1),
+                "{message}"
+            )
+        };
+    }
+    if level_is_error {
+        emit!(tracing::Level::ERROR);
+    } else {
+        emit!(tracing::Level::INFO);
+    }
+}
+
+impl Service {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: Arc::from(name.into()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Publishes a new event: builds its context (a child of `parent` when
+    /// publishing while handling, else a new flow), injects it into
+    /// `carrier` and writes the `published` record.
+    pub fn publish(
+        &self,
+        parent: Option<&MessageContext>,
+        event: Publish<'_>,
+        carrier: &mut dyn Injector,
+    ) -> MessageContext {
+        let context = match parent {
+            Some(parent) => MessageContext {
+                trace_id: parent.trace_id,
+                span_id: SpanId::random(),
+                parent_span_id: Some(parent.span_id),
+                sampled: parent.sampled,
+                tracestate: parent.tracestate.clone(),
+                baggage: parent.baggage.clone(),
+                correlation_id: parent.correlation_id.clone(),
+                causation_id: Some(parent.event_id.clone()),
+                event_id: EventId::generate(),
+                event_type: Some(event.event_type.to_owned()),
+                source: Some(self.name.to_string()),
+                schema_version: event.schema_version.map(str::to_owned),
+            },
+            None => MessageContext {
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+                parent_span_id: None,
+                sampled: true,
+                tracestate: None,
+                baggage: None,
+                correlation_id: event.correlation_id.unwrap_or_else(CorrelationId::generate),
+                causation_id: None,
+                event_id: EventId::generate(),
+                event_type: Some(event.event_type.to_owned()),
+                source: Some(self.name.to_string()),
+                schema_version: event.schema_version.map(str::to_owned),
+            },
+        };
+        inject(&context, carrier);
+        lifecycle(
+            &self.name,
+            Stage::Published,
+            &context,
+            event.system,
+            event.destination,
+            None,
+            None,
+            None,
+            &format!("published {}", event.event_type),
+        );
+        context
+    }
+
+    /// Handles one incoming event: extracts its context, writes `received`,
+    /// runs `handler` inside the `causeway.handle` span (so its own tracing
+    /// events carry the flow's ids), then writes `handled` with the duration
+    /// or `failed` with the error. The handler's result is returned as is.
+    pub async fn handle<F, Fut, T, E>(
+        &self,
+        carrier: &dyn Extractor,
+        consume: Consume<'_>,
+        handler: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(Handling) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+    {
+        let incoming = extract(carrier);
+        let context = MessageContext {
+            span_id: SpanId::random(),
+            parent_span_id: Some(incoming.span_id),
+            ..incoming
+        };
+        let handling = Handling {
+            service: self.clone(),
+            context,
+            system: consume.system.to_owned(),
+            destination: consume.destination.to_owned(),
+            consumer_group: consume.consumer_group.to_owned(),
+        };
+        let span = handling.span();
+        let event_type = handling.context.event_type.clone().unwrap_or_default();
+        span.in_scope(|| {
+            handling.record(
+                Stage::Received,
+                None,
+                None,
+                &format!("received {event_type}"),
+            )
+        });
+        let started = Instant::now();
+        let result = handler(handling.clone()).instrument(span.clone()).await;
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.in_scope(|| match &result {
+            Ok(_) => handling.record(
+                Stage::Handled,
+                Some(duration_us),
+                None,
+                &format!("handled {event_type}"),
+            ),
+            Err(error) => {
+                let message = error.to_string();
+                handling.record(
+                    Stage::Failed,
+                    Some(duration_us),
+                    Some((short_type_name::<E>(), &message)),
+                    &format!("failed {event_type}: {message}"),
+                );
+            }
+        });
+        result
+    }
+}
+
+impl Handling {
+    /// The context of the event being handled (`span_id` is this handler's
+    /// span, `event_id` the handled event's id).
+    pub fn context(&self) -> &MessageContext {
+        &self.context
+    }
+
+    /// The service handling the event.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Publishes an event caused by the one being handled: same
+    /// correlation id and trace, causation id = the handled event.
+    pub fn publish(&self, event: Publish<'_>, carrier: &mut dyn Injector) -> MessageContext {
+        self.service.publish(Some(&self.context), event, carrier)
+    }
+
+    /// Records that this event is being handled again after a failure.
+    pub fn retried(&self, attempt: u32) {
+        self.record(
+            Stage::Retried,
+            None,
+            None,
+            &format!("retry attempt {attempt}"),
+        );
+    }
+
+    /// Records that this event was moved to a dead letter queue.
+    pub fn dead_lettered(&self, reason: &str) {
+        self.record(
+            Stage::DeadLettered,
+            None,
+            Some(("DeadLettered", reason)),
+            &format!("dead-lettered: {reason}"),
+        );
+    }
+
+    /// Records a compensating action for this flow.
+    pub fn compensated(&self, action: &str) {
+        self.record(
+            Stage::Compensated,
+            None,
+            None,
+            &format!("compensated: {action}"),
+        );
+    }
+
+    fn record(
+        &self,
+        stage: Stage,
+        duration_us: Option<u64>,
+        error: Option<(&str, &str)>,
+        message: &str,
+    ) {
+        lifecycle(
+            self.service.name(),
+            stage,
+            &self.context,
+            &self.system,
+            &self.destination,
+            Some(&self.consumer_group),
+            duration_us,
+            error,
+            message,
+        );
+    }
+
+    fn span(&self) -> tracing::Span {
+        let c = &self.context;
+        tracing::info_span!(
+            target: LIFECYCLE_TARGET,
+            HANDLE_SPAN,
+            service = self.service.name(),
+            trace_id = %c.trace_id,
+            span_id = %c.span_id,
+            parent_span_id = c.parent_span_id.map(|s| s.to_string()),
+            correlation_id = c.correlation_id.as_str(),
+            causation_id = c.causation_id.as_ref().map(EventId::as_str),
+            event_id = c.event_id.as_str(),
+            event_type = c.event_type.as_deref(),
+            messaging_system = self.system.as_str(),
+            destination = self.destination.as_str(),
+            consumer_group = self.consumer_group.as_str(),
+        )
+    }
+}

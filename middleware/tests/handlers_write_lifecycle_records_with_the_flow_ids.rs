@@ -1,0 +1,192 @@
+//! Publishing and handling through the middleware writes the lifecycle
+//! records, and a handler's own tracing events carry its flow's ids.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use causeway_middleware::{
+    Bus, BusMessage, Consume, DirectorySink, JsonLinesSink, Publish, RecordLayer, Service,
+};
+use causeway_model::{CorrelationId, Level, Record, Stage};
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn records(&self) -> Vec<Record> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("card declined")]
+struct CardDeclined;
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_handled_event_and_its_child_share_the_flow() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())).with_instance("host-1"));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let bus = Bus::default();
+    let mut payments = bus.subscribe("orders", "payment").unwrap();
+    let order = Service::new("order");
+    let payment = Service::new("payment");
+
+    let mut headers = Default::default();
+    let placed = order.publish(
+        None,
+        Publish::new("OrderPlaced", "orders")
+            .correlation_id(CorrelationId::new("order-1234").unwrap()),
+        &mut headers,
+    );
+    bus.publish(
+        "orders",
+        BusMessage {
+            headers,
+            payload: serde_json::json!({"order": 1234}),
+        },
+    )
+    .await;
+
+    let message = payments.recv().await.unwrap();
+    let child = payment
+        .handle(
+            &message.headers,
+            Consume::new("orders", "payment"),
+            |handling| async move {
+                tracing::warn!(amount = 125, "charging card");
+                let mut headers = std::collections::HashMap::<String, String>::new();
+                Ok::<_, CardDeclined>(
+                    handling.publish(Publish::new("PaymentSucceeded", "payments"), &mut headers),
+                )
+            },
+        )
+        .await
+        .unwrap();
+
+    let records = buffer.records();
+    let stages: Vec<(&str, Stage)> = records
+        .iter()
+        .map(|r| (r.service.as_str(), r.stage))
+        .collect();
+    assert_eq!(
+        stages,
+        vec![
+            ("order", Stage::Published),
+            ("payment", Stage::Received),
+            ("payment", Stage::Log),
+            ("payment", Stage::Published),
+            ("payment", Stage::Handled),
+        ]
+    );
+    for r in &records {
+        assert_eq!(r.correlation_id.as_ref().unwrap().as_str(), "order-1234");
+        assert_eq!(r.trace_id, Some(placed.trace_id));
+        assert_eq!(r.instance.as_deref(), Some("host-1"));
+    }
+    let received = &records[1];
+    assert_eq!(received.event_id.as_ref(), Some(&placed.event_id));
+    assert_eq!(received.parent_span_id, Some(placed.span_id));
+    assert_eq!(received.consumer_group.as_deref(), Some("payment"));
+    assert_eq!(received.messaging_system.as_deref(), Some("inproc"));
+
+    let log = &records[2];
+    assert_eq!(log.message, "charging card");
+    assert_eq!(log.level, Level::Warn);
+    assert_eq!(log.attributes["amount"], 125);
+    assert_eq!(
+        log.event_id.as_ref(),
+        Some(&placed.event_id),
+        "log line not stamped"
+    );
+    assert_eq!(log.span_id, received.span_id);
+
+    let published_child = &records[3];
+    assert_eq!(published_child.event_id.as_ref(), Some(&child.event_id));
+    assert_eq!(
+        published_child.causation_id.as_ref(),
+        Some(&placed.event_id)
+    );
+    assert_eq!(published_child.parent_span_id, received.span_id);
+    assert!(records[4].duration_us.is_some());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_handler_writes_failed_with_the_error_and_returns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = DirectorySink::new(dir.path()).unwrap();
+    let payment_log = sink.path_for("payment");
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("test", sink));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut headers = std::collections::HashMap::<String, String>::new();
+    Service::new("order").publish(None, Publish::new("OrderPlaced", "orders"), &mut headers);
+    let result = Service::new("payment")
+        .handle(&headers, Consume::new("orders", "payment"), |_| async {
+            Err::<(), _>(CardDeclined)
+        })
+        .await;
+    assert!(result.is_err());
+
+    let text = std::fs::read_to_string(payment_log).unwrap();
+    let records: Vec<Record> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed = records.last().unwrap();
+    assert_eq!(failed.stage, Stage::Failed);
+    assert_eq!(failed.level, Level::Error);
+    assert_eq!(failed.error_type.as_deref(), Some("CardDeclined"));
+    assert_eq!(failed.error_message.as_deref(), Some("card declined"));
+    assert!(
+        dir.path().join("order.log").exists(),
+        "each service writes its own file"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_without_context_is_still_handled_in_a_fresh_flow() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let before = causeway_middleware::context_stats();
+    let headers =
+        std::collections::HashMap::from([("traceparent".to_owned(), "garbage".to_owned())]);
+    let handled = Service::new("payment")
+        .handle(&headers, Consume::new("orders", "payment"), |_| async {
+            Ok::<_, CardDeclined>(7)
+        })
+        .await;
+    assert_eq!(handled.unwrap(), 7);
+    let after = causeway_middleware::context_stats();
+    assert!(after.fresh_contexts > before.fresh_contexts);
+    assert!(after.invalid_values > before.invalid_values);
+    let records = buffer.records();
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.correlation_id.is_some() && r.trace_id.is_some())
+    );
+}
