@@ -219,12 +219,15 @@ impl Service {
     /// runs `handler` inside the `causeway.handle` span (so its own tracing
     /// events carry the flow's ids), then writes `handled` with the duration
     /// or `failed` with the error. The handler's result is returned as is.
-    pub async fn handle<F, Fut, T, E>(
+    ///
+    /// The context is read before the returned future starts, so the future
+    /// does not borrow the carrier and is `Send` whenever the handler is.
+    pub fn handle<F, Fut, T, E>(
         &self,
         carrier: &dyn Extractor,
         consume: Consume<'_>,
         handler: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
     where
         F: FnOnce(Handling) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -243,37 +246,39 @@ impl Service {
             destination: consume.destination.to_owned(),
             consumer_group: consume.consumer_group.to_owned(),
         };
-        let span = handling.span();
-        let event_type = handling.context.event_type.clone().unwrap_or_default();
-        span.in_scope(|| {
-            handling.record(
-                Stage::Received,
-                None,
-                None,
-                &format!("received {event_type}"),
-            )
-        });
-        let started = Instant::now();
-        let result = handler(handling.clone()).instrument(span.clone()).await;
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        span.in_scope(|| match &result {
-            Ok(_) => handling.record(
-                Stage::Handled,
-                Some(duration_us),
-                None,
-                &format!("handled {event_type}"),
-            ),
-            Err(error) => {
-                let message = error.to_string();
+        async move {
+            let span = handling.span();
+            let event_type = handling.context.event_type.clone().unwrap_or_default();
+            span.in_scope(|| {
                 handling.record(
-                    Stage::Failed,
+                    Stage::Received,
+                    None,
+                    None,
+                    &format!("received {event_type}"),
+                )
+            });
+            let started = Instant::now();
+            let result = handler(handling.clone()).instrument(span.clone()).await;
+            let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            span.in_scope(|| match &result {
+                Ok(_) => handling.record(
+                    Stage::Handled,
                     Some(duration_us),
-                    Some((short_type_name::<E>(), &message)),
-                    &format!("failed {event_type}: {message}"),
-                );
-            }
-        });
-        result
+                    None,
+                    &format!("handled {event_type}"),
+                ),
+                Err(error) => {
+                    let message = error.to_string();
+                    handling.record(
+                        Stage::Failed,
+                        Some(duration_us),
+                        Some((short_type_name::<E>(), &message)),
+                        &format!("failed {event_type}: {message}"),
+                    );
+                }
+            });
+            result
+        }
     }
 }
 
