@@ -1,1 +1,21 @@
-//! placeholder
+//! causeway-agent: tails services' structured JSON-lines log files and
+//! ships their records to the collector, at least once, never losing one.
+//!
+//! Each line becomes a [`causeway_model::Record`] ([`parse_line`]); lines
+//! are sent in versioned wire batches to `POST {collector_url}/v1/ingest`,
+//! and a file's offset is checkpointed only after the collector has
+//! acknowledged the batch holding its lines. The daemon is [`run`]; its
+//! thin `main` lives in the `causeway` binary.
+
+mod checkpoint;
+mod config;
+mod daemon;
+mod error;
+mod parse;
+mod ship;
+mod tail;
+
+pub use config::AgentConfig;
+pub use daemon::run;
+pub use error::AgentError;
+pub use parse::parse_line;

@@ -1,0 +1,204 @@
+//! The agent's configuration: which files to tail, where to ship, where to
+//! keep the checkpoint, and the batch and line limits.
+//!
+//! The field docs are the user documentation (they end up in the CLI's and
+//! the config file's help). This module only describes and checks settings;
+//! it must not open files or sockets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::AgentError;
+
+/// Settings of one agent.
+///
+/// In a config file every field but `collector_url` and `checkpoint_path`
+/// may be left out; unknown keys are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Files and directories to tail. A directory means every `*.log`,
+    /// `*.json`, `*.jsonl` and `*.ndjson` file directly in it, looked for
+    /// again at every poll, so files created later are picked up. A path
+    /// that does not exist yet is waited for.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// The collector's base URL, such as `http://127.0.0.1:4318`; batches
+    /// are sent to `POST {collector_url}/v1/ingest`.
+    pub collector_url: String,
+    /// Where the agent remembers how far each file has been shipped and
+    /// acknowledged. Written atomically after every acknowledged batch; a
+    /// missing file means every file is read from its start.
+    pub checkpoint_path: PathBuf,
+    /// The agent's name in each batch header, for diagnostics on the
+    /// collector. Defaults to `agent@<hostname>`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// The most records sent in one batch.
+    #[serde(default = "default_batch_max_records")]
+    pub batch_max_records: usize,
+    /// The largest batch body, in bytes. A single record larger than this
+    /// is still sent, alone.
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// The longest line read as a record, in bytes (without the newline).
+    /// A longer line is kept as a malformed record holding its cut start.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// How often files are checked for new lines, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// The service name of lines that do not say which service wrote them.
+    /// When unset, the file name without its extension is used.
+    #[serde(default)]
+    pub default_service: Option<String>,
+}
+
+fn default_source() -> String {
+    format!("agent@{}", hostname())
+}
+
+fn default_batch_max_records() -> usize {
+    1000
+}
+
+fn default_batch_max_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_max_line_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_poll_interval_ms() -> u64 {
+    200
+}
+
+/// The host name from the kernel, falling back to `localhost`.
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty() && !name.chars().any(char::is_control))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl AgentConfig {
+    /// A configuration with every default and no paths yet.
+    pub fn new(collector_url: impl Into<String>, checkpoint_path: impl Into<PathBuf>) -> Self {
+        Self {
+            paths: Vec::new(),
+            collector_url: collector_url.into(),
+            checkpoint_path: checkpoint_path.into(),
+            source: default_source(),
+            batch_max_records: default_batch_max_records(),
+            batch_max_bytes: default_batch_max_bytes(),
+            max_line_bytes: default_max_line_bytes(),
+            poll_interval_ms: default_poll_interval_ms(),
+            default_service: None,
+        }
+    }
+
+    /// [`Self::poll_interval_ms`] as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// The URL batches are posted to.
+    pub fn ingest_url(&self) -> String {
+        format!("{}/v1/ingest", self.collector_url.trim_end_matches('/'))
+    }
+
+    /// Checks the settings that `run` would otherwise trip over later.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let invalid = |field: &'static str, reason: &str| AgentError::Config {
+            field,
+            reason: reason.to_owned(),
+        };
+        if self.paths.is_empty() {
+            return Err(invalid("paths", "no file or directory to tail"));
+        }
+        let url = reqwest::Url::parse(&self.ingest_url())
+            .map_err(|e| invalid("collector_url", &format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("collector_url", "the scheme must be http or https"));
+        }
+        if self.batch_max_records == 0 {
+            return Err(invalid("batch_max_records", "must be at least 1"));
+        }
+        if self.batch_max_bytes == 0 {
+            return Err(invalid("batch_max_bytes", "must be at least 1"));
+        }
+        if self.max_line_bytes == 0 {
+            return Err(invalid("max_line_bytes", "must be at least 1"));
+        }
+        if self.poll_interval_ms == 0 {
+            return Err(invalid("poll_interval_ms", "must be at least 1"));
+        }
+        if self.checkpoint_path.file_name().is_none() {
+            return Err(invalid("checkpoint_path", "must name a file"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_what_a_config_file_leaves_out() {
+        let config: AgentConfig = serde_json::from_str(
+            r#"{"paths":["/var/log/app"],"collector_url":"http://127.0.0.1:4318/","checkpoint_path":"/tmp/cp.json"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.batch_max_records, 1000);
+        assert_eq!(config.batch_max_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.max_line_bytes, 256 * 1024);
+        assert_eq!(config.poll_interval(), Duration::from_millis(200));
+        assert!(config.source.starts_with("agent@"), "{}", config.source);
+        assert_eq!(config.ingest_url(), "http://127.0.0.1:4318/v1/ingest");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<AgentConfig>(
+            r#"{"collector_url":"http://x","checkpoint_path":"cp","poll_interval":5}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let mut config = AgentConfig::new("not a url", "/tmp/cp.json");
+        config.paths.push("/var/log/app".into());
+        assert!(matches!(
+            config.validate(),
+            Err(AgentError::Config {
+                field: "collector_url",
+                ..
+            })
+        ));
+        config.collector_url = "http://127.0.0.1:4318".into();
+        config.batch_max_records = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(AgentError::Config {
+                field: "batch_max_records",
+                ..
+            })
+        ));
+        config.batch_max_records = 1;
+        config.paths.clear();
+        assert!(matches!(
+            config.validate(),
+            Err(AgentError::Config { field: "paths", .. })
+        ));
+    }
+}

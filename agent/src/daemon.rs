@@ -1,0 +1,142 @@
+//! The agent's main loop: poll the files, ship what was read, and only
+//! then advance and persist the checkpoint.
+//!
+//! One batch is in flight at a time, so the offsets in the checkpoint are
+//! always those of acknowledged data: a crash or shutdown at any point
+//! resends at most the batch that was in flight (at least once, never
+//! lost). This module owns no parsing, reading or HTTP details; blocking
+//! file work goes to `spawn_blocking`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::ship::{Outcome, Shipper};
+use crate::tail::{Limits, Tailer};
+
+/// Tails the configured files and ships their lines to the collector until
+/// `shutdown` completes.
+///
+/// Returns an error only for what cannot be worked around: invalid
+/// settings, or a checkpoint that cannot be read or written at start. A
+/// collector that is down or refuses batches is retried for ever; on
+/// shutdown the batch in flight is given a moment to be acknowledged, and
+/// is otherwise sent again by the next run.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    config.validate()?;
+    let shipper = Shipper::new(&config)?;
+    let checkpoint_path = config.checkpoint_path.clone();
+    let loaded = {
+        let path = checkpoint_path.clone();
+        blocking(move || checkpoint::load(&path)).await??
+    };
+    // Writing the checkpoint back right away reports an unwritable
+    // location now rather than after the first batch was sent.
+    save(&config, loaded.clone())
+        .await?
+        .map_err(|source| AgentError::CheckpointWrite {
+            path: checkpoint_path.clone(),
+            source,
+        })?;
+    let limits = Limits {
+        max_records: config.batch_max_records,
+        max_bytes: config.batch_max_bytes,
+    };
+    let mut tailer = Tailer::new(&config, loaded);
+    tokio::pin!(shutdown);
+    info!(
+        paths = ?config.paths,
+        collector = %config.ingest_url(),
+        checkpoint = %checkpoint_path.display(),
+        "agent started"
+    );
+
+    loop {
+        let (polled, batch) = blocking(move || {
+            let batch = tailer.poll(limits);
+            (tailer, batch)
+        })
+        .await?;
+        tailer = polled;
+
+        if batch.is_empty() {
+            if idle(config.poll_interval(), shutdown.as_mut()).await {
+                break;
+            }
+            continue;
+        }
+
+        let mut stop = false;
+        if !batch.records.is_empty() {
+            match shipper.ship(&batch.records, shutdown.as_mut()).await {
+                Outcome::Acked => {}
+                Outcome::AckedThenShutdown => stop = true,
+                Outcome::Abandoned => break,
+            }
+        }
+        tailer.ack(&batch.advances);
+        if let Err(error) = save(&config, tailer.checkpoint()).await? {
+            // The offsets stay in memory and are written with the next
+            // batch; a crash before then resends, it does not lose.
+            warn!(%error, path = %checkpoint_path.display(), "cannot write the checkpoint");
+        }
+        if stop {
+            break;
+        }
+        let stopping = if batch.full {
+            now_or_never(shutdown.as_mut()).await
+        } else {
+            idle(config.poll_interval(), shutdown.as_mut()).await
+        };
+        if stopping {
+            break;
+        }
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Persists `checkpoint` off the runtime. The outer error is a failed
+/// task, the inner one the write.
+async fn save(
+    config: &AgentConfig,
+    checkpoint: Checkpoint,
+) -> Result<std::io::Result<()>, AgentError> {
+    let path = config.checkpoint_path.clone();
+    blocking(move || checkpoint::save(&path, &checkpoint)).await
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, AgentError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| AgentError::Worker { source })
+}
+
+/// Sleeps for `period`; `true` when shutdown came first.
+async fn idle<S: Future<Output = ()>>(period: Duration, shutdown: Pin<&mut S>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(period) => false,
+        () = shutdown => true,
+    }
+}
+
+/// Whether shutdown has already been requested, without waiting.
+async fn now_or_never<S: Future<Output = ()>>(shutdown: Pin<&mut S>) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown => true,
+        () = tokio::task::yield_now() => false,
+    }
+}

@@ -1,0 +1,514 @@
+//! Turning one log line into a [`Record`]: our own field names first, then
+//! a few common aliases, everything else kept as attributes.
+//!
+//! Parsing never fails and never drops what it was given: a line that is
+//! not a JSON object becomes a malformed record holding the (cut) raw text,
+//! and a field whose value is unusable (a bad trace id, an unknown stage, a
+//! timestamp in a foreign format) is kept raw under `invalid.<key>` with
+//! the reason under `invalid.reasons`. This module does no I/O.
+
+use causeway_model::wire::cut_raw;
+use causeway_model::{
+    CorrelationId, EventId, Level, Malformed, Record, SpanId, Timestamp, TraceId,
+};
+use serde_json::{Map, Value};
+
+/// Keys read as the timestamp, first present wins.
+const TIMESTAMP_KEYS: &[&str] = &["timestamp", "time", "ts", "@timestamp"];
+/// Keys read as the level, first present wins.
+const LEVEL_KEYS: &[&str] = &["level", "severity", "lvl"];
+/// Keys read as the message, first present wins.
+const MESSAGE_KEYS: &[&str] = &["message", "msg"];
+/// Keys read as the service name, first present wins.
+const SERVICE_KEYS: &[&str] = &["service", "service.name"];
+/// The attribute holding, per invalid key, why its value was not used.
+pub(crate) const INVALID_REASONS: &str = "invalid.reasons";
+
+/// Maps one line onto a record.
+///
+/// `fallback_service` names lines that carry no service; `read_at` stamps
+/// lines that carry no (usable) timestamp and malformed lines. A trailing
+/// `\n` or `\r\n` is ignored.
+///
+/// Timestamps are RFC 3339 strings or Unix epoch numbers (seconds,
+/// milliseconds, microseconds or nanoseconds, told apart by magnitude).
+/// Levels are names in any case (`warning`, `FATAL`, ...), bunyan/pino
+/// numbers (10 trace ... 60 fatal) or syslog severities (0 emerg ... 7
+/// debug).
+pub fn parse_line(line: &str, fallback_service: &str, read_at: Timestamp) -> Record {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let fields = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(other) => {
+            let reason = format!("not a JSON object but {}", kind(&other));
+            return Record::malformed(read_at, fallback_service, cut_raw(line), reason);
+        }
+        Err(error) => {
+            let reason = format!("not JSON: {error}");
+            return Record::malformed(read_at, fallback_service, cut_raw(line), reason);
+        }
+    };
+    Mapper::new(fields).into_record(fallback_service, read_at)
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Takes the known fields out of a JSON object one by one; what is left at
+/// the end becomes attributes.
+struct Mapper {
+    fields: Map<String, Value>,
+    invalid: Map<String, Value>,
+    reasons: Map<String, Value>,
+}
+
+impl Mapper {
+    fn new(fields: Map<String, Value>) -> Self {
+        Self {
+            fields,
+            invalid: Map::new(),
+            reasons: Map::new(),
+        }
+    }
+
+    /// Removes and returns the first of `keys` present with a value other
+    /// than `null` or `""`. Later aliases stay behind as attributes.
+    fn take(&mut self, keys: &[&str]) -> Option<(String, Value)> {
+        for key in keys {
+            match self.fields.get(*key) {
+                None => continue,
+                Some(Value::Null) => {
+                    self.fields.remove(*key);
+                }
+                Some(Value::String(s)) if s.is_empty() => {
+                    self.fields.remove(*key);
+                }
+                Some(_) => {
+                    return self.fields.remove_entry(*key);
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads the first present key with `read`; an `Err` keeps the raw
+    /// value under `invalid.<key>` and yields `None`.
+    fn field<T>(
+        &mut self,
+        keys: &[&str],
+        read: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        let (key, value) = self.take(keys)?;
+        match read(&value) {
+            Ok(parsed) => Some(parsed),
+            Err(reason) => {
+                self.reasons.insert(key.clone(), Value::String(reason));
+                self.invalid.insert(format!("invalid.{key}"), value);
+                None
+            }
+        }
+    }
+
+    fn into_record(mut self, fallback_service: &str, read_at: Timestamp) -> Record {
+        let timestamp = self
+            .field(TIMESTAMP_KEYS, read_timestamp)
+            .unwrap_or(read_at);
+        let service = self
+            .field(SERVICE_KEYS, read_string)
+            .unwrap_or_else(|| fallback_service.to_owned());
+        let message = self
+            .field(MESSAGE_KEYS, |v| Ok(read_text(v)))
+            .unwrap_or_default();
+        let mut record = Record::new(timestamp, service, message);
+        if let Some(level) = self.field(LEVEL_KEYS, read_level) {
+            record.level = level;
+        }
+        if let Some(stage) = self.field(&["stage"], |v| {
+            read_string(v)?.parse().map_err(|e| format!("{e}"))
+        }) {
+            record.stage = stage;
+        }
+        record.instance = self.field(&["instance"], read_scalar_text);
+        record.trace_id = self.field(&["trace_id"], read_parsed::<TraceId>);
+        record.span_id = self.field(&["span_id"], read_parsed::<SpanId>);
+        record.parent_span_id = self.field(&["parent_span_id"], read_parsed::<SpanId>);
+        record.correlation_id = self.field(&["correlation_id"], |v| {
+            CorrelationId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
+        });
+        record.causation_id = self.field(&["causation_id"], |v| {
+            EventId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
+        });
+        record.event_id = self.field(&["event_id"], |v| {
+            EventId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
+        });
+        record.event_type = self.field(&["event_type"], read_scalar_text);
+        record.messaging_system = self.field(&["messaging_system"], read_scalar_text);
+        record.destination = self.field(&["destination"], read_scalar_text);
+        record.consumer_group = self.field(&["consumer_group"], read_scalar_text);
+        record.duration_us = self.field(&["duration_us"], read_duration);
+        record.error_type = self.field(&["error_type"], read_scalar_text);
+        record.error_message = self.field(&["error_message"], read_scalar_text);
+        record.malformed = self.field(&["malformed"], |v| {
+            serde_json::from_value::<Malformed>(v.clone()).map_err(|e| e.to_string())
+        });
+        let nested = self.field(&["attributes"], |v| match v {
+            Value::Object(map) => Ok(map.clone()),
+            other => Err(format!("expected an object, found {}", kind(other))),
+        });
+
+        // Everything not recognised, then the line's own `attributes`, then
+        // what could not be used. Nothing the line said is dropped.
+        let mut attributes = std::mem::take(&mut self.fields);
+        for (key, value) in nested.into_iter().flatten() {
+            if attributes.contains_key(&key) {
+                attributes.insert(format!("attributes.{key}"), value);
+            } else {
+                attributes.insert(key, value);
+            }
+        }
+        attributes.extend(self.invalid);
+        if !self.reasons.is_empty() {
+            attributes.insert(INVALID_REASONS.to_owned(), Value::Object(self.reasons));
+        }
+        record.attributes = attributes;
+        record
+    }
+}
+
+fn read_string(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("expected a string, found {}", kind(other))),
+    }
+}
+
+/// A string, or a number or boolean written out as text.
+fn read_scalar_text(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("expected a string, found {}", kind(other))),
+    }
+}
+
+/// Any value as text: strings as they are, anything else as JSON.
+fn read_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn read_parsed<T>(value: &Value) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    read_string(value)?
+        .parse()
+        .map_err(|e: T::Err| e.to_string())
+}
+
+fn read_timestamp(value: &Value) -> Result<Timestamp, String> {
+    match value {
+        Value::String(s) => s
+            .parse()
+            .map_err(|e: causeway_model::TimestampError| e.to_string()),
+        Value::Number(n) => epoch_to_timestamp(n),
+        other => Err(format!(
+            "expected an RFC 3339 string or an epoch number, found {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Epoch numbers, with the unit guessed from the magnitude: below 1e11 are
+/// seconds (until the year 5138), below 1e14 milliseconds, below 1e17
+/// microseconds, anything larger nanoseconds.
+fn epoch_to_timestamp(n: &serde_json::Number) -> Result<Timestamp, String> {
+    if let Some(i) = n.as_u64() {
+        let micros = match i {
+            0..100_000_000_000 => i.saturating_mul(1_000_000),
+            100_000_000_000..100_000_000_000_000 => i.saturating_mul(1_000),
+            100_000_000_000_000..100_000_000_000_000_000 => i,
+            _ => i / 1_000,
+        };
+        return i64::try_from(micros)
+            .map(Timestamp::from_micros)
+            .map_err(|_| format!("epoch {i} is out of range"));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f >= 0.0 => {
+            let micros = if f < 1e11 {
+                f * 1e6
+            } else if f < 1e14 {
+                f * 1e3
+            } else if f < 1e17 {
+                f
+            } else {
+                f / 1e3
+            };
+            // `as` saturates on overflow; the value is finite and non-negative.
+            Ok(Timestamp::from_micros(micros.round() as i64))
+        }
+        _ => Err(format!("epoch {n} is negative or not a number")),
+    }
+}
+
+fn read_level(value: &Value) -> Result<Level, String> {
+    match value {
+        Value::String(s) => {
+            Level::parse_lenient(s.trim()).ok_or_else(|| format!("unknown level {s:?}"))
+        }
+        Value::Number(n) => match n.as_u64() {
+            // syslog severities: 0 emerg ... 3 err, 4 warning, 5 notice,
+            // 6 info, 7 debug.
+            Some(0..=3) => Ok(Level::Error),
+            Some(4) => Ok(Level::Warn),
+            Some(5 | 6) => Ok(Level::Info),
+            Some(7) => Ok(Level::Debug),
+            // bunyan and pino: 10 trace, 20 debug, 30 info, 40 warn, 50
+            // error, 60 fatal.
+            Some(10..=19) => Ok(Level::Trace),
+            Some(20..=29) => Ok(Level::Debug),
+            Some(30..=39) => Ok(Level::Info),
+            Some(40..=49) => Ok(Level::Warn),
+            Some(50..=69) => Ok(Level::Error),
+            _ => Err(format!("unknown numeric level {n}")),
+        },
+        other => Err(format!(
+            "expected a level name or number, found {}",
+            kind(other)
+        )),
+    }
+}
+
+fn read_duration(value: &Value) -> Result<u64, String> {
+    match value {
+        Value::Number(n) => n.as_u64().ok_or_else(|| {
+            format!("expected a whole non-negative number of microseconds, found {n}")
+        }),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("expected a whole number of microseconds, found {s:?}")),
+        other => Err(format!("expected a number, found {}", kind(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_model::Stage;
+    use serde_json::json;
+
+    const READ_AT_MICROS: i64 = 1_000_000;
+
+    fn read_at() -> Timestamp {
+        Timestamp::from_micros(READ_AT_MICROS)
+    }
+
+    fn parse(value: Value) -> Record {
+        parse_line(&value.to_string(), "file-stem", read_at())
+    }
+
+    #[test]
+    fn a_line_in_our_own_shape_round_trips() {
+        let mut record = Record::new(
+            "2026-11-22T12:00:00.000001Z".parse().unwrap(),
+            "payment",
+            "payment declined",
+        );
+        record.level = Level::Error;
+        record.instance = Some("payment-7f9c".into());
+        record.stage = Stage::Failed;
+        record.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
+        record.span_id = Some("00f067aa0ba902b7".parse().unwrap());
+        record.parent_span_id = Some("00f067aa0ba902b8".parse().unwrap());
+        record.correlation_id = Some(CorrelationId::new("order-1234").unwrap());
+        record.causation_id = Some(EventId::new("ev-1").unwrap());
+        record.event_id = Some(EventId::new("ev-2").unwrap());
+        record.event_type = Some("PaymentFailed".into());
+        record.messaging_system = Some("rabbitmq".into());
+        record.destination = Some("payments".into());
+        record.consumer_group = Some("payment-svc".into());
+        record.duration_us = Some(1234);
+        record.error_type = Some("CardDeclined".into());
+        record.error_message = Some("insufficient funds".into());
+        record.attributes.insert("amount".into(), json!(125));
+        let parsed = parse_line(&record.to_json_line(), "file-stem", read_at());
+        assert_eq!(parsed, record);
+    }
+
+    #[test]
+    fn common_aliases_are_understood() {
+        let record = parse(json!({
+            "time": "2026-11-22T13:00:00+01:00",
+            "msg": "order placed",
+            "severity": "warning",
+            "service.name": "order",
+        }));
+        assert_eq!(record.timestamp.to_string(), "2026-11-22T12:00:00.000000Z");
+        assert_eq!(record.message, "order placed");
+        assert_eq!(record.level, Level::Warn);
+        assert_eq!(record.service, "order");
+        assert!(record.attributes.is_empty(), "{:?}", record.attributes);
+
+        let record = parse(json!({"@timestamp": "2026-11-22T12:00:00Z", "lvl": "debug"}));
+        assert_eq!(record.timestamp.to_string(), "2026-11-22T12:00:00.000000Z");
+        assert_eq!(record.level, Level::Debug);
+    }
+
+    #[test]
+    fn our_own_name_wins_over_an_alias_which_stays_an_attribute() {
+        let record = parse(json!({"message": "ours", "msg": "theirs"}));
+        assert_eq!(record.message, "ours");
+        assert_eq!(record.attributes.get("msg"), Some(&json!("theirs")));
+    }
+
+    #[test]
+    fn unknown_keys_become_attributes_next_to_the_lines_own() {
+        let record = parse(json!({
+            "message": "x",
+            "user_id": 42,
+            "http": {"status": 500},
+            "attributes": {"region": "eu", "user_id": 7},
+        }));
+        assert_eq!(record.attributes.get("user_id"), Some(&json!(42)));
+        assert_eq!(record.attributes.get("attributes.user_id"), Some(&json!(7)));
+        assert_eq!(record.attributes.get("http"), Some(&json!({"status": 500})));
+        assert_eq!(record.attributes.get("region"), Some(&json!("eu")));
+    }
+
+    #[test]
+    fn missing_fields_fall_back_to_read_time_and_file_service() {
+        let record = parse(json!({"message": "x"}));
+        assert_eq!(record.timestamp, read_at());
+        assert_eq!(record.service, "file-stem");
+        assert_eq!(record.level, Level::Info);
+        assert_eq!(record.stage, Stage::Log);
+        assert!(record.malformed.is_none());
+    }
+
+    #[test]
+    fn invalid_values_are_kept_raw_with_a_reason() {
+        let record = parse(json!({
+            "timestamp": "yesterday",
+            "trace_id": "XYZ",
+            "stage": "exploded",
+            "level": "loud",
+            "duration_us": -5,
+            "correlation_id": "has space",
+            "message": "still here",
+        }));
+        assert_eq!(record.message, "still here");
+        assert_eq!(record.timestamp, read_at());
+        assert_eq!(record.trace_id, None);
+        assert_eq!(record.stage, Stage::Log);
+        assert_eq!(record.level, Level::Info);
+        assert_eq!(record.duration_us, None);
+        assert_eq!(record.correlation_id, None);
+        let a = &record.attributes;
+        assert_eq!(a.get("invalid.timestamp"), Some(&json!("yesterday")));
+        assert_eq!(a.get("invalid.trace_id"), Some(&json!("XYZ")));
+        assert_eq!(a.get("invalid.stage"), Some(&json!("exploded")));
+        assert_eq!(a.get("invalid.level"), Some(&json!("loud")));
+        assert_eq!(a.get("invalid.duration_us"), Some(&json!(-5)));
+        assert_eq!(a.get("invalid.correlation_id"), Some(&json!("has space")));
+        let reasons = a.get(INVALID_REASONS).and_then(Value::as_object).unwrap();
+        let keys: Vec<&str> = reasons.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6, "every invalid key has a reason: {reasons:?}");
+        assert!(
+            reasons["stage"].as_str().unwrap().contains("exploded"),
+            "{reasons:?}"
+        );
+        // What came out is still a record the rest of causeway accepts.
+        let back: Record = serde_json::from_str(&record.to_json_line()).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn null_and_empty_values_count_as_absent() {
+        let record =
+            parse(json!({"trace_id": "", "span_id": null, "time": null, "ts": 1_700_000_000}));
+        assert_eq!(record.trace_id, None);
+        assert_eq!(record.span_id, None);
+        assert_eq!(record.timestamp.as_micros(), 1_700_000_000_000_000);
+        assert!(record.attributes.is_empty(), "{:?}", record.attributes);
+    }
+
+    #[test]
+    fn epoch_numbers_are_read_in_any_common_unit() {
+        let expected = 1_700_000_000_123_000;
+        for ts in [
+            json!(1_700_000_000.123),
+            json!(1_700_000_000_123u64),
+            json!(1_700_000_000_123_000u64),
+            json!(1_700_000_000_123_000_000u64),
+        ] {
+            let record = parse(json!({ "ts": ts }));
+            assert_eq!(record.timestamp.as_micros(), expected, "ts {ts}");
+        }
+    }
+
+    #[test]
+    fn numeric_levels_follow_bunyan_and_syslog() {
+        let level = |n: u64| parse(json!({ "level": n })).level;
+        assert_eq!(level(10), Level::Trace);
+        assert_eq!(level(30), Level::Info);
+        assert_eq!(level(40), Level::Warn);
+        assert_eq!(level(60), Level::Error);
+        assert_eq!(level(3), Level::Error);
+        assert_eq!(level(7), Level::Debug);
+    }
+
+    #[test]
+    fn non_string_messages_are_written_out() {
+        assert_eq!(parse(json!({"message": 42})).message, "42");
+        assert_eq!(parse(json!({"msg": {"a": 1}})).message, r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_kept_as_malformed() {
+        let record = parse_line("plain text, not json\r\n", "file-stem", read_at());
+        let malformed = record.malformed.as_ref().unwrap();
+        assert_eq!(malformed.raw, "plain text, not json");
+        assert!(
+            malformed.reason.starts_with("not JSON"),
+            "{}",
+            malformed.reason
+        );
+        assert_eq!(record.service, "file-stem");
+        assert_eq!(record.timestamp, read_at());
+        assert_eq!(record.level, Level::Warn);
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_kept_as_malformed() {
+        let record = parse_line("[1,2,3]", "file-stem", read_at());
+        let malformed = record.malformed.unwrap();
+        assert_eq!(malformed.raw, "[1,2,3]");
+        assert_eq!(malformed.reason, "not a JSON object but an array");
+    }
+
+    #[test]
+    fn a_huge_malformed_line_is_cut_with_a_marker() {
+        let line = "x".repeat(causeway_model::wire::MAX_RAW_LEN + 10);
+        let record = parse_line(&line, "s", read_at());
+        let raw = record.malformed.unwrap().raw;
+        assert!(
+            raw.ends_with("[cut 10 bytes]"),
+            "{}",
+            &raw[raw.len() - 30..]
+        );
+    }
+}
