@@ -197,11 +197,13 @@ impl RecordIndex {
         if dir.join("meta.json").exists() {
             return Self::open_existing(dir);
         }
-        let (schema, fields) = build_schema();
-        let index = Index::create_in_dir(dir, schema)?;
+        // The version file goes first: readers take `meta.json` as the sign
+        // that an index exists, and must then find its version.
         let version = format!("{{\"schema_version\":{SCHEMA_VERSION}}}\n");
         let path = dir.join(VERSION_FILE);
         fs::write(&path, version).map_err(io_error(&path))?;
+        let (schema, fields) = build_schema();
+        let index = Index::create_in_dir(dir, schema)?;
         Ok(Self {
             index,
             fields,
