@@ -1,1 +1,31 @@
-fn main() {}
+//! The `causeway` binary: parses arguments, sets up logging, binds, and
+//! hands over to the daemons' libraries. No logic of its own lives here
+//! beyond wiring; see `commands.rs` and `demo.rs`.
+
+mod args;
+mod commands;
+mod demo;
+mod shutdown;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("causeway: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("causeway: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -200,6 +200,16 @@ pub fn start(bus: &Bus) -> Result<JoinSet<()>, BusError> {
     Ok(tasks)
 }
 
+/// How an order's flow ends when every service is up: the status as the
+/// query API names it (`completed` or `failed`) and how many events it has.
+pub fn expected_outcome(order: &Order) -> (&'static str, usize) {
+    if order.amount_cents > PAYMENT_LIMIT_CENTS {
+        ("failed", 1)
+    } else {
+        ("completed", 4)
+    }
+}
+
 /// The demo's orders: `n` orders, every fourth one (and at least one when
 /// `n >= 2`) above the payment limit.
 pub fn sample_orders(n: usize, first_id: u64) -> Vec<Order> {

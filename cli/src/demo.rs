@@ -1,0 +1,225 @@
+//! `causeway demo`: collector + query (as `up`), the orders example writing
+//! one JSON log file per service, and an agent shipping those files; it
+//! places orders, waits until the query API shows every flow settled, and
+//! prints them.
+//!
+//! Everything a user would run for real runs here for real: the files are
+//! real files, the agent tails them, the collector indexes over HTTP, the
+//! flows are read back from the query API over HTTP.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use causeway_agent::AgentConfig;
+use causeway_middleware::{Bus, DirectorySink, LIFECYCLE_TARGET, RecordLayer};
+use causeway_model::{FlowDetail, FlowsPage};
+use causeway_orders::{Order, expected_outcome, place_order, sample_orders};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::args::DemoArgs;
+use crate::commands::{Up, bind};
+use crate::shutdown::Shutdown;
+
+const EXAMPLE_TARGET: &str = "causeway_orders";
+
+/// Two outputs: the example's records to one file per service (what a real
+/// service would write), and our own warnings to stderr.
+fn init_tracing(log_dir: &Path) -> anyhow::Result<()> {
+    let sink = DirectorySink::new(log_dir)
+        .with_context(|| format!("creating the log directory {}", log_dir.display()))?;
+    let records = RecordLayer::new("orders", sink).with_filter(
+        Targets::new()
+            .with_target(LIFECYCLE_TARGET, LevelFilter::TRACE)
+            .with_target(EXAMPLE_TARGET, LevelFilter::TRACE),
+    );
+    let own = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn"))
+        .add_directive(format!("{LIFECYCLE_TARGET}=off").parse()?)
+        .add_directive(format!("{EXAMPLE_TARGET}=off").parse()?);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(own);
+    tracing_subscriber::registry()
+        .with(records)
+        .with(stderr)
+        .try_init()
+        .context("installing the tracing subscriber")
+}
+
+/// The first order id not used by a flow the query API already knows, so
+/// repeated demos over one data dir do not merge flows.
+async fn first_free_order_id(client: &reqwest::Client, query_url: &str) -> u64 {
+    let page: Option<FlowsPage> = async {
+        client
+            .get(format!("{query_url}/api/v1/flows?limit=500"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+    .await;
+    page.into_iter()
+        .flat_map(|p| p.flows)
+        .filter_map(|f| f.correlation_id.strip_prefix("order-")?.parse::<u64>().ok())
+        .max()
+        .map_or(1001, |max| max + 1)
+}
+
+async fn fetch_flow(client: &reqwest::Client, query_url: &str, id: &str) -> Option<FlowDetail> {
+    let response = client
+        .get(format!("{query_url}/api/v1/flows/{id}"))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+fn settled(order: &Order, flow: &FlowDetail) -> bool {
+    let (status, events) = expected_outcome(order);
+    flow.summary.status.as_str() == status && flow.summary.event_count == events
+}
+
+fn human_duration(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us}µs"),
+        1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
+    println!(
+        "\n{:<14} {:<12} {:<12} {:>6} {:>8} {:>10}  SERVICES",
+        "FLOW", "STATUS", "ROOT EVENT", "EVENTS", "RECORDS", "DURATION"
+    );
+    for order in orders {
+        let id = order.correlation_id();
+        match flows.get(&order.id) {
+            Some(flow) => {
+                let s = &flow.summary;
+                println!(
+                    "{:<14} {:<12} {:<12} {:>6} {:>8} {:>10}  {}",
+                    s.correlation_id,
+                    s.status.as_str(),
+                    s.root_event_type.as_deref().unwrap_or("-"),
+                    s.event_count,
+                    s.record_count,
+                    human_duration(s.duration_us),
+                    s.services.join(", ")
+                );
+            }
+            None => println!("{:<14} {:<12}", id.as_str(), "not seen"),
+        }
+    }
+}
+
+pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let data_dir = args.data.data_dir.clone();
+    let log_dir = data_dir.join("demo-logs");
+    init_tracing(&log_dir)?;
+
+    let collector_addr = args.collector.collector_http_addr;
+    let query_addr = args.query.query_addr;
+    let collector = bind(collector_addr, "collector", "CAUSEWAY_COLLECTOR_HTTP_ADDR").await?;
+    let query = bind(query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+    shutdown.on_signals();
+    let up = Up::start(&data_dir, collector, query, &shutdown);
+    let collector_url = format!("http://{collector_addr}");
+    let query_url = format!("http://{query_addr}");
+
+    let mut agent_config =
+        AgentConfig::new(&collector_url, data_dir.join("demo-agent.checkpoint.json"));
+    agent_config.paths = vec![log_dir.clone()];
+    let stop = shutdown.wait();
+    let agent = tokio::spawn(async move { causeway_agent::run(agent_config, stop).await });
+
+    let bus = Bus::default();
+    let mut services = causeway_orders::start(&bus).context("starting the orders services")?;
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")?;
+    let first_id = first_free_order_id(&client, &query_url).await;
+    let orders = sample_orders(usize::try_from(args.orders).unwrap_or(usize::MAX), first_id);
+    println!(
+        "causeway demo: placing {} orders (order-{} .. order-{}), logs in {}",
+        orders.len(),
+        first_id,
+        first_id + args.orders - 1,
+        log_dir.display()
+    );
+    for order in &orders {
+        place_order(&bus, order).await;
+    }
+
+    // Wait until the query API shows every flow as the example says it ends.
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut flows: BTreeMap<u64, FlowDetail> = BTreeMap::new();
+    let mut pending: Vec<&Order> = orders.iter().collect();
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for order in pending {
+            match fetch_flow(&client, &query_url, order.correlation_id().as_str()).await {
+                Some(flow) => {
+                    let done = settled(order, &flow);
+                    flows.insert(order.id, flow);
+                    if !done {
+                        still.push(order);
+                    }
+                }
+                None => still.push(order),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    print_table(&orders, &flows);
+    let all_settled = pending.is_empty();
+    if all_settled {
+        println!("\nall {} flows reached the query API", orders.len());
+    } else {
+        println!(
+            "\n{} of {} flows did not settle in {}s",
+            pending.len(),
+            orders.len(),
+            args.timeout_secs
+        );
+    }
+
+    if !args.exit {
+        println!(
+            "\ncauseway is up (Ctrl-C to stop):\n  \
+             query API  {query_url}/api/v1/flows\n  \
+             collector  {collector_url}/v1/ingest\n  \
+             logs       {}\n\ntry:\n  \
+             curl -s {query_url}/api/v1/flows/order-{first_id}\n  \
+             curl -s '{query_url}/api/v1/search?q=stage:failed'\n  \
+             causeway tui",
+            log_dir.display()
+        );
+        shutdown.wait().await;
+    }
+    shutdown.trigger();
+    services.abort_all();
+    agent.await.context("agent task")??;
+    up.join().await?;
+    Ok(if all_settled {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
