@@ -129,10 +129,16 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     let log_dir = data_dir.join("demo-logs");
     init_tracing(&log_dir)?;
 
-    let collector_addr = args.collector.collector_http_addr;
-    let query_addr = args.query.query_addr;
-    let collector = bind(collector_addr, "collector", "CAUSEWAY_COLLECTOR_HTTP_ADDR").await?;
-    let query = bind(query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+    let collector = bind(
+        args.collector.collector_http_addr,
+        "collector",
+        "CAUSEWAY_COLLECTOR_HTTP_ADDR",
+    )
+    .await?;
+    let query = bind(args.query.query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+    // Port 0 means "any free port": the URLs use the bound addresses.
+    let collector_addr = collector.local_addr()?;
+    let query_addr = query.local_addr()?;
     shutdown.on_signals();
     let up = Up::start(&data_dir, collector, query, &shutdown);
     let collector_url = format!("http://{collector_addr}");

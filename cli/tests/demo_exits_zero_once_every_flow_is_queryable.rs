@@ -1,0 +1,59 @@
+//! The real binary: `causeway demo --orders N --exit` on free ports and a
+//! fresh data dir prints every flow and exits 0.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::process::Command;
+
+#[test]
+fn demo_with_exit_prints_every_flow_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["demo", "--orders", "5", "--exit", "--timeout-secs", "90"])
+        .env("CAUSEWAY_DATA_DIR", dir.path())
+        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for id in 1001..=1005 {
+        assert!(
+            stdout.contains(&format!("order-{id}")),
+            "order-{id} missing:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("all 5 flows reached the query API"),
+        "{stdout}"
+    );
+    // Order 1002 is above the payment limit: its flow failed in payment.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("order-1002"))
+        .unwrap();
+    assert!(line.contains("failed"), "{line}");
+    assert!(dir.path().join("demo-logs/payment.log").exists());
+}
+
+#[test]
+fn binding_beyond_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["up"])
+        .env("CAUSEWAY_DATA_DIR", dir.path())
+        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("only loopback addresses are allowed"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,207 @@
+//! End to end, in one process: the orders example publishes N flows
+//! through the middleware, each service writes its JSON log file, the agent
+//! tails and ships them, the collector indexes them, and the query API
+//! returns exactly those N flows with the right stages and causal trees.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::time::Duration;
+
+use causeway_agent::AgentConfig;
+use causeway_collector::CollectorConfig;
+use causeway_middleware::{Bus, DirectorySink, LIFECYCLE_TARGET, RecordLayer};
+use causeway_model::{FlowDetail, FlowEvent, FlowStatus, FlowsPage, Stage, StepStatus};
+use causeway_orders::{expected_outcome, place_order, sample_orders};
+use causeway_query::QueryConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+
+const ORDERS: usize = 6;
+
+/// The chain a paid order must leave: (event type, consumer service).
+const PAID_CHAIN: [(&str, &str); 4] = [
+    ("OrderPlaced", "payment"),
+    ("PaymentCaptured", "inventory"),
+    ("StockReserved", "shipping"),
+    ("OrderShipped", "order"),
+];
+
+fn chain(root: &FlowEvent) -> Vec<(String, String, StepStatus, Vec<Stage>)> {
+    let mut out = Vec::new();
+    let mut event = Some(root);
+    while let Some(e) = event {
+        assert!(
+            e.consumers.len() <= 1,
+            "one consumer per event in this saga: {e:?}"
+        );
+        let Some(step) = e.consumers.first() else {
+            break;
+        };
+        out.push((
+            e.event_type.clone().unwrap(),
+            step.service.clone(),
+            step.status,
+            step.stages.clone(),
+        ));
+        assert!(step.children.len() <= 1);
+        event = step.children.first();
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_flow_arrives_once_with_its_stages_and_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let data = dir.path().join("data");
+
+    let records = RecordLayer::new("orders", DirectorySink::new(&logs).unwrap()).with_filter(
+        Targets::new()
+            .with_target(LIFECYCLE_TARGET, LevelFilter::TRACE)
+            .with_target("causeway_orders", LevelFilter::TRACE),
+    );
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(records));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let collector_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", collector_listener.local_addr().unwrap());
+    let collector = tokio::spawn(causeway_collector::run(
+        collector_listener,
+        CollectorConfig::new(&data),
+        stop(),
+    ));
+    let query_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query_url = format!("http://{}", query_listener.local_addr().unwrap());
+    let query = tokio::spawn(causeway_query::run(
+        query_listener,
+        QueryConfig::new(&data),
+        stop(),
+    ));
+    let mut agent_config =
+        AgentConfig::new(&collector_url, dir.path().join("agent.checkpoint.json"));
+    agent_config.paths = vec![logs.clone()];
+    let agent = tokio::spawn(causeway_agent::run(agent_config, stop()));
+
+    let bus = Bus::default();
+    let mut services = causeway_orders::start(&bus).unwrap();
+    let orders = sample_orders(ORDERS, 1);
+    for order in &orders {
+        place_order(&bus, order).await;
+    }
+
+    // Wait for every flow to reach its end state through the whole pipeline.
+    let client = reqwest::Client::new();
+    let fetch = |id: String| {
+        let client = client.clone();
+        let url = format!("{query_url}/api/v1/flows/{id}");
+        async move {
+            let response = client.get(url).send().await.ok()?;
+            response.status().is_success().then_some(())?;
+            response.json::<FlowDetail>().await.ok()
+        }
+    };
+    let flows: Vec<FlowDetail> = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut flows = Vec::new();
+            for order in &orders {
+                let (status, events) = expected_outcome(order);
+                match fetch(order.correlation_id().to_string()).await {
+                    Some(f)
+                        if f.summary.status.as_str() == status
+                            && f.summary.event_count == events =>
+                    {
+                        flows.push(f)
+                    }
+                    _ => break,
+                }
+            }
+            if flows.len() == orders.len() {
+                return flows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("not every flow reached the query API");
+
+    // Exactly N flows, no strays (nothing outside a flow, no duplicates).
+    let page: FlowsPage = client
+        .get(format!("{query_url}/api/v1/flows?limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = page
+        .flows
+        .iter()
+        .map(|f| f.correlation_id.clone())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = orders
+        .iter()
+        .map(|o| o.correlation_id().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    for (order, flow) in orders.iter().zip(&flows) {
+        assert_eq!(flow.roots.len(), 1, "{}: one root event", order.id);
+        let steps = chain(&flow.roots[0]);
+        if flow.summary.status == FlowStatus::Completed {
+            let shape: Vec<(&str, &str)> = steps
+                .iter()
+                .map(|(e, s, _, _)| (e.as_str(), s.as_str()))
+                .collect();
+            assert_eq!(shape, PAID_CHAIN.to_vec(), "order {}", order.id);
+            for (_, service, status, stages) in &steps {
+                assert_eq!(*status, StepStatus::Handled, "{service}");
+                assert_eq!(stages, &vec![Stage::Received, Stage::Handled], "{service}");
+            }
+            assert_eq!(
+                flow.summary.services,
+                vec!["inventory", "order", "payment", "shipping"]
+            );
+        } else {
+            assert_eq!(flow.summary.status, FlowStatus::Failed);
+            let (event, service, status, stages) = &steps[0];
+            assert_eq!(
+                (event.as_str(), service.as_str()),
+                ("OrderPlaced", "payment")
+            );
+            assert_eq!(*status, StepStatus::Failed);
+            assert_eq!(stages, &vec![Stage::Received, Stage::Failed]);
+            assert!(
+                flow.roots[0].consumers[0]
+                    .error
+                    .as_deref()
+                    .unwrap()
+                    .contains("card declined")
+            );
+        }
+        // Every record of the flow carries the flow's correlation id and one trace.
+        let trace = flow.records[0].trace_id;
+        assert!(
+            flow.records
+                .iter()
+                .all(|r| r.trace_id == trace && r.trace_id.is_some())
+        );
+    }
+    assert!(flows.iter().any(|f| f.summary.status == FlowStatus::Failed));
+
+    stop_tx.send_replace(true);
+    services.abort_all();
+    agent.await.unwrap().unwrap();
+    collector.await.unwrap().unwrap();
+    query.await.unwrap().unwrap();
+}
