@@ -170,35 +170,22 @@ impl Service {
         event: Publish<'_>,
         carrier: &mut dyn Injector,
     ) -> MessageContext {
-        let context = match parent {
-            Some(parent) => MessageContext {
-                trace_id: parent.trace_id,
-                span_id: SpanId::random(),
-                parent_span_id: Some(parent.span_id),
-                sampled: parent.sampled,
-                tracestate: parent.tracestate.clone(),
-                baggage: parent.baggage.clone(),
-                correlation_id: parent.correlation_id.clone(),
-                causation_id: Some(parent.event_id.clone()),
-                event_id: EventId::generate(),
-                event_type: Some(event.event_type.to_owned()),
-                source: Some(self.name.to_string()),
-                schema_version: event.schema_version.map(str::to_owned),
+        let context = MessageContext {
+            trace_id: parent.map_or_else(TraceId::random, |p| p.trace_id),
+            span_id: SpanId::random(),
+            parent_span_id: parent.map(|p| p.span_id),
+            sampled: parent.is_none_or(|p| p.sampled),
+            tracestate: parent.and_then(|p| p.tracestate.clone()),
+            baggage: parent.and_then(|p| p.baggage.clone()),
+            correlation_id: match parent {
+                Some(p) => p.correlation_id.clone(),
+                None => event.correlation_id.unwrap_or_else(CorrelationId::generate),
             },
-            None => MessageContext {
-                trace_id: TraceId::random(),
-                span_id: SpanId::random(),
-                parent_span_id: None,
-                sampled: true,
-                tracestate: None,
-                baggage: None,
-                correlation_id: event.correlation_id.unwrap_or_else(CorrelationId::generate),
-                causation_id: None,
-                event_id: EventId::generate(),
-                event_type: Some(event.event_type.to_owned()),
-                source: Some(self.name.to_string()),
-                schema_version: event.schema_version.map(str::to_owned),
-            },
+            causation_id: parent.map(|p| p.event_id.clone()),
+            event_id: EventId::generate(),
+            event_type: Some(event.event_type.to_owned()),
+            source: Some(self.name.to_string()),
+            schema_version: event.schema_version.map(str::to_owned),
         };
         inject(&context, carrier);
         lifecycle(
