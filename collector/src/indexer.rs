@@ -121,3 +121,38 @@ fn index_loop(mut writer: RecordWriter, rx: Receiver<Job>, interval: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_not_buffered() {
+        // A queue of one that nobody drains: the first batch fills it.
+        let (tx, _rx) = sync_channel(1);
+        let indexer = Indexer { tx };
+        let (ack, _done) = oneshot::channel();
+        indexer
+            .tx
+            .try_send(Job {
+                records: Vec::new(),
+                ack,
+            })
+            .unwrap();
+        assert!(matches!(
+            indexer.ingest(Vec::new()).await,
+            Err(IngestError::Overloaded)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_indexer_says_so() {
+        let (tx, rx) = sync_channel(1);
+        drop(rx);
+        let indexer = Indexer { tx };
+        assert!(matches!(
+            indexer.ingest(Vec::new()).await,
+            Err(IngestError::ShuttingDown)
+        ));
+    }
+}
