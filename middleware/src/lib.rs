@@ -43,6 +43,17 @@
 mod bus;
 #[cfg(feature = "http")]
 mod carriers;
+
+// Each transport is a public module behind its own feature, so its types
+// read as `causeway_middleware::amqp::...` and vanish with the feature.
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod context;
 mod layer;
 mod propagation;

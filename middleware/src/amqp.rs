@@ -1,0 +1,1 @@
+//! amqp transport (in progress)

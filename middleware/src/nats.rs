@@ -1,0 +1,1 @@
+//! nats transport (in progress)
