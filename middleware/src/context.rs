@@ -26,6 +26,10 @@ pub struct MessageContext {
     /// The publishing service.
     pub source: Option<String>,
     pub schema_version: Option<String>,
+    /// Whether the trace came with the event (a `traceparent` was read, or
+    /// the context was made by publishing) rather than being started afresh
+    /// on receipt; only then does `span_id` name a real span of the sender.
+    pub trace_continued: bool,
 }
 
 /// How many incoming messages carried no usable context, or a bad value.

@@ -12,7 +12,7 @@ use std::fmt;
 use causeway_model::{Level, Record, Stage, Timestamp};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
+use tracing::span::{Attributes, Id, Record as Record_};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -95,6 +95,31 @@ impl Visit for Fields {
     }
 }
 
+/// The handler span's fields under the record's names: OpenTelemetry's
+/// messaging attributes and causeway's own `causeway.*` fields.
+fn record_names(fields: Map<String, Value>) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = match name.as_str() {
+                "messaging.system" => "messaging_system",
+                "messaging.destination.name" => "destination",
+                "messaging.consumer.group.name" => "consumer_group",
+                "messaging.message.id" => "event_id",
+                "messaging.message.conversation_id" => "correlation_id",
+                "causeway.service" => "service",
+                "causeway.trace_id" => "trace_id",
+                "causeway.span_id" => "span_id",
+                "causeway.parent_span_id" => "parent_span_id",
+                "causeway.causation_id" => "causation_id",
+                "causeway.event_type" => "event_type",
+                _ => return None,
+            };
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
 /// Sets the record's typed fields from `fields`, leaving what does not parse
 /// untouched (our own spans and events always parse).
 fn apply(record: &mut Record, fields: &Map<String, Value>) {
@@ -154,7 +179,20 @@ where
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanFlow(fields.values));
+            span.extensions_mut()
+                .insert(SpanFlow(record_names(fields.values)));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record_<'_>, ctx: Context<'_, Sub>) {
+        let Some(span) = ctx.span(id) else { return };
+        if span.metadata().name() != HANDLE_SPAN {
+            return;
+        }
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        if let Some(flow) = span.extensions_mut().get_mut::<SpanFlow>() {
+            flow.0.extend(record_names(fields.values));
         }
     }
 

@@ -48,14 +48,15 @@ mod carriers;
 // read as `causeway_middleware::amqp::...` and vanish with the feature.
 #[cfg(feature = "amqp")]
 pub mod amqp;
+mod context;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+mod layer;
 #[cfg(feature = "nats")]
 pub mod nats;
-mod context;
-mod layer;
+mod otel;
 mod propagation;
 mod service;
 mod sink;
@@ -67,11 +68,13 @@ pub use carriers::{HeaderMapExtractor, HeaderMapInjector};
 pub use context::{ContextStats, MessageContext, context_stats};
 pub use layer::RecordLayer;
 pub use opentelemetry::propagation::{Extractor, Injector};
-pub use propagation::{extract, inject};
+pub use propagation::{ContextField, DEFAULT_FOREIGN_NAMES, Propagation, extract, inject};
 pub use service::{Consume, Handling, Publish, Service};
 pub use sink::{DirectorySink, JsonLinesSink, RecordSink};
 
 /// The `tracing` target of lifecycle records.
 pub const LIFECYCLE_TARGET: &str = "causeway::lifecycle";
-/// The name of the span every handler runs in.
+/// The name of the span every handler runs in (an OpenTelemetry consumer span).
 pub const HANDLE_SPAN: &str = "causeway.handle";
+/// The name of the span around each publish (an OpenTelemetry producer span).
+pub const PUBLISH_SPAN: &str = "causeway.publish";

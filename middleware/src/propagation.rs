@@ -1,8 +1,17 @@
-//! Writing a [`MessageContext`] into headers and reading it back.
+//! Writing a [`MessageContext`] into headers and reading it back, with the
+//! header spellings of other systems understood on the way in.
 //!
 //! Works on any OpenTelemetry `Injector`/`Extractor`, so each transport only
 //! needs a carrier. Extraction never fails: what is missing or malformed is
 //! counted and replaced; the returned context is always usable.
+//!
+//! Cost matters (this runs on every message): a message written by causeway
+//! carries the three canonical headers (`traceparent`, `correlation-id`,
+//! `event-id`) and is read with direct look-ups only. Only when one of them
+//! is missing are the carrier's keys scanned, once, for foreign spellings
+//! (CloudEvents, NServiceBus, MassTransit, `x-correlation-id`, ...).
+
+use std::sync::{Arc, LazyLock};
 
 use causeway_model::{
     CorrelationId, EventId, SpanId, TraceFlags, TraceId, TraceParent, clean_header_value, headers,
@@ -11,8 +20,316 @@ use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::context::{MessageContext, count_fresh_context, count_invalid_value};
 
-/// Foreign spellings of the correlation id, tried in order after ours.
-const CORRELATION_FALLBACKS: [&str; 2] = ["x-correlation-id", "x-request-id"];
+/// A part of the context that a foreign header can supply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContextField {
+    TraceParent,
+    TraceState,
+    Baggage,
+    CorrelationId,
+    CausationId,
+    EventId,
+    EventType,
+    Source,
+    SchemaVersion,
+}
+
+const FIELDS: usize = 9;
+
+impl ContextField {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// causeway's own header name for this field.
+    pub fn canonical(self) -> &'static str {
+        match self {
+            ContextField::TraceParent => headers::TRACEPARENT,
+            ContextField::TraceState => headers::TRACESTATE,
+            ContextField::Baggage => headers::BAGGAGE,
+            ContextField::CorrelationId => headers::CORRELATION_ID,
+            ContextField::CausationId => headers::CAUSATION_ID,
+            ContextField::EventId => headers::EVENT_ID,
+            ContextField::EventType => headers::EVENT_TYPE,
+            ContextField::Source => headers::EVENT_SOURCE,
+            ContextField::SchemaVersion => headers::SCHEMA_VERSION,
+        }
+    }
+}
+
+/// The foreign spellings understood by default, in order of preference per
+/// field (the first one present wins). Matching ignores ASCII case.
+pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 22] = [
+    // CloudEvents, HTTP binary mode (`ce-` prefix) and its extensions.
+    ("ce-traceparent", ContextField::TraceParent),
+    ("ce-tracestate", ContextField::TraceState),
+    ("ce-id", ContextField::EventId),
+    ("ce-type", ContextField::EventType),
+    ("ce-source", ContextField::Source),
+    ("ce-dataschema", ContextField::SchemaVersion),
+    ("ce-correlationid", ContextField::CorrelationId),
+    ("ce-causationid", ContextField::CausationId),
+    // Plain HTTP conventions.
+    ("x-correlation-id", ContextField::CorrelationId),
+    // CloudEvents extension attributes as plain names, MassTransit's
+    // `CorrelationId` (same name, any case).
+    ("correlationid", ContextField::CorrelationId),
+    ("causationid", ContextField::CausationId),
+    // NServiceBus.
+    ("NServiceBus.ConversationId", ContextField::CorrelationId),
+    ("NServiceBus.RelatedTo", ContextField::CausationId),
+    ("NServiceBus.MessageId", ContextField::EventId),
+    ("NServiceBus.EnclosedMessageTypes", ContextField::EventType),
+    ("NServiceBus.OriginatingEndpoint", ContextField::Source),
+    // MassTransit.
+    ("ConversationId", ContextField::CorrelationId),
+    ("InitiatorId", ContextField::CausationId),
+    ("MessageId", ContextField::EventId),
+    // Generic ids, last: they identify a request or message, not a flow.
+    ("x-request-id", ContextField::CorrelationId),
+    ("message-id", ContextField::EventId),
+    ("x-message-id", ContextField::EventId),
+];
+
+/// How context is written and read: which foreign header names extraction
+/// understands, and whether injection also writes CloudEvents names.
+#[derive(Debug, Clone)]
+pub struct Propagation {
+    /// Foreign names in order of preference.
+    foreign: Vec<(String, ContextField)>,
+    cloudevents: bool,
+}
+
+impl Default for Propagation {
+    fn default() -> Self {
+        Self {
+            foreign: DEFAULT_FOREIGN_NAMES
+                .iter()
+                .map(|(name, field)| ((*name).to_owned(), *field))
+                .collect(),
+            cloudevents: false,
+        }
+    }
+}
+
+static DEFAULT: LazyLock<Arc<Propagation>> = LazyLock::new(|| Arc::new(Propagation::default()));
+
+impl Propagation {
+    /// The shared default (all foreign spellings, no CloudEvents output).
+    pub fn shared_default() -> Arc<Propagation> {
+        Arc::clone(&DEFAULT)
+    }
+
+    /// Understands causeway's own header names only.
+    pub fn canonical_only() -> Self {
+        Self {
+            foreign: Vec::new(),
+            cloudevents: false,
+        }
+    }
+
+    /// Also reads `name` (any ASCII case) as `field`, after the names
+    /// already known for that field.
+    pub fn with_foreign_name(mut self, name: impl Into<String>, field: ContextField) -> Self {
+        self.foreign.push((name.into(), field));
+        self
+    }
+
+    /// Stops reading `name` as anything.
+    pub fn without_foreign_name(mut self, name: &str) -> Self {
+        self.foreign.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+
+    /// Also writes the CloudEvents binary-mode headers (`ce-specversion`,
+    /// `ce-id`, `ce-type`, `ce-source`, `ce-traceparent`, and the
+    /// `ce-correlationid`/`ce-causationid` extensions).
+    pub fn with_cloudevents_output(mut self, on: bool) -> Self {
+        self.cloudevents = on;
+        self
+    }
+
+    /// Writes the context into `carrier`.
+    pub fn inject(&self, context: &MessageContext, carrier: &mut dyn Injector) {
+        let traceparent = TraceParent {
+            trace_id: context.trace_id,
+            parent_id: context.span_id,
+            flags: if context.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+        }
+        .to_string();
+        // Ids were validated on creation: no control characters, bounded.
+        if self.cloudevents {
+            carrier.set("ce-specversion", "1.0".to_owned());
+            carrier.set("ce-id", context.event_id.to_string());
+            carrier.set("ce-traceparent", traceparent.clone());
+            carrier.set("ce-correlationid", context.correlation_id.to_string());
+            if let Some(cause) = &context.causation_id {
+                carrier.set("ce-causationid", cause.to_string());
+            }
+            if let Some(event_type) = &context.event_type {
+                set_clean(carrier, "ce-type", event_type);
+            }
+            if let Some(source) = &context.source {
+                set_clean(carrier, "ce-source", source);
+            }
+        }
+        carrier.set(headers::TRACEPARENT, traceparent);
+        if let Some(state) = &context.tracestate {
+            set_clean(carrier, headers::TRACESTATE, state);
+        }
+        if let Some(baggage) = &context.baggage {
+            set_clean(carrier, headers::BAGGAGE, baggage);
+        }
+        carrier.set(headers::CORRELATION_ID, context.correlation_id.to_string());
+        carrier.set(headers::EVENT_ID, context.event_id.to_string());
+        if let Some(cause) = &context.causation_id {
+            carrier.set(headers::CAUSATION_ID, cause.to_string());
+        }
+        if let Some(event_type) = &context.event_type {
+            set_clean(carrier, headers::EVENT_TYPE, event_type);
+        }
+        if let Some(source) = &context.source {
+            set_clean(carrier, headers::EVENT_SOURCE, source);
+        }
+        if let Some(version) = &context.schema_version {
+            set_clean(carrier, headers::SCHEMA_VERSION, version);
+        }
+    }
+
+    /// Reads the context of an incoming event. The result describes the
+    /// event as its publisher sent it: `span_id` is the producer's span.
+    /// Missing or malformed parts are replaced (a fresh trace, a fresh
+    /// correlation id, a generated event id) and counted.
+    pub fn extract(&self, carrier: &dyn Extractor) -> MessageContext {
+        let mut values = Values::default();
+        for field in [
+            ContextField::TraceParent,
+            ContextField::CorrelationId,
+            ContextField::EventId,
+        ] {
+            values.set(field, carrier.get(field.canonical()));
+        }
+        let ours = values.has(ContextField::TraceParent)
+            && values.has(ContextField::CorrelationId)
+            && values.has(ContextField::EventId);
+        for field in [
+            ContextField::TraceState,
+            ContextField::Baggage,
+            ContextField::CausationId,
+            ContextField::EventType,
+            ContextField::Source,
+            ContextField::SchemaVersion,
+        ] {
+            values.set(field, carrier.get(field.canonical()));
+        }
+        if !ours && !self.foreign.is_empty() {
+            self.fill_foreign(carrier, &mut values);
+        }
+        values.into_context()
+    }
+
+    /// One pass over the carrier's keys, taking the preferred foreign name
+    /// for each field still missing.
+    fn fill_foreign<'a>(&self, carrier: &'a dyn Extractor, values: &mut Values<'a>) {
+        let mut best: [Option<(usize, &str)>; FIELDS] = [None; FIELDS];
+        for key in carrier.keys() {
+            let Some(rank) = self
+                .foreign
+                .iter()
+                .position(|(n, _)| n.eq_ignore_ascii_case(key))
+            else {
+                continue;
+            };
+            let slot = &mut best[self.foreign[rank].1.index()];
+            if slot.is_none_or(|(r, _)| rank < r) {
+                *slot = Some((rank, key));
+            }
+        }
+        for (rank, key) in best.into_iter().flatten() {
+            let field = self.foreign[rank].1;
+            if !values.has(field) {
+                values.set(field, carrier.get(key));
+            }
+        }
+    }
+}
+
+/// Raw header values by field, before cleaning and parsing.
+#[derive(Default)]
+struct Values<'a>([Option<&'a str>; FIELDS]);
+
+impl<'a> Values<'a> {
+    fn set(&mut self, field: ContextField, value: Option<&'a str>) {
+        self.0[field.index()] = value;
+    }
+
+    fn has(&self, field: ContextField) -> bool {
+        self.0[field.index()].is_some()
+    }
+
+    /// The value if present and clean; an unclean one is counted.
+    fn clean(&self, field: ContextField) -> Option<&'a str> {
+        let raw = self.0[field.index()]?;
+        let clean = clean_header_value(raw);
+        if clean.is_none() {
+            count_invalid_value();
+        }
+        clean
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, field: ContextField) -> Option<T> {
+        let value = self.clean(field)?;
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            count_invalid_value();
+        }
+        parsed
+    }
+
+    fn owned(&self, field: ContextField) -> Option<String> {
+        self.clean(field).map(str::to_owned)
+    }
+
+    fn into_context(self) -> MessageContext {
+        let traceparent: Option<TraceParent> = self.parsed(ContextField::TraceParent);
+        let correlation: Option<CorrelationId> = self.parsed(ContextField::CorrelationId);
+        if traceparent.is_none() && correlation.is_none() {
+            count_fresh_context();
+        }
+        let (trace_id, span_id, sampled) = match traceparent {
+            Some(tp) => (tp.trace_id, tp.parent_id, tp.flags.is_sampled()),
+            None => (TraceId::random(), SpanId::random(), true),
+        };
+        // A message from a plain OpenTelemetry service has a trace but no
+        // correlation id: its flow is its trace, as in reconstruction.
+        let correlation_id = correlation.unwrap_or_else(|| {
+            traceparent
+                .and_then(|tp| CorrelationId::new(tp.trace_id.to_string()).ok())
+                .unwrap_or_else(CorrelationId::generate)
+        });
+        MessageContext {
+            trace_id,
+            span_id,
+            parent_span_id: None,
+            sampled,
+            tracestate: self.owned(ContextField::TraceState),
+            baggage: self.owned(ContextField::Baggage),
+            correlation_id,
+            causation_id: self.parsed(ContextField::CausationId),
+            event_id: self
+                .parsed(ContextField::EventId)
+                .unwrap_or_else(EventId::generate),
+            event_type: self.owned(ContextField::EventType),
+            source: self.owned(ContextField::Source),
+            schema_version: self.owned(ContextField::SchemaVersion),
+            trace_continued: traceparent.is_some(),
+        }
+    }
+}
 
 fn set_clean(carrier: &mut dyn Injector, key: &str, value: &str) {
     match clean_header_value(value) {
@@ -21,104 +338,15 @@ fn set_clean(carrier: &mut dyn Injector, key: &str, value: &str) {
     }
 }
 
-/// Writes the context into `carrier` under causeway's header names.
+/// Writes the context into `carrier` with the default [`Propagation`].
 pub fn inject(context: &MessageContext, carrier: &mut dyn Injector) {
-    let traceparent = TraceParent {
-        trace_id: context.trace_id,
-        parent_id: context.span_id,
-        flags: if context.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        },
-    };
-    carrier.set(headers::TRACEPARENT, traceparent.to_string());
-    if let Some(state) = &context.tracestate {
-        set_clean(carrier, headers::TRACESTATE, state);
-    }
-    if let Some(baggage) = &context.baggage {
-        set_clean(carrier, headers::BAGGAGE, baggage);
-    }
-    // Ids were validated on creation: no control characters, bounded length.
-    carrier.set(headers::CORRELATION_ID, context.correlation_id.to_string());
-    carrier.set(headers::EVENT_ID, context.event_id.to_string());
-    if let Some(cause) = &context.causation_id {
-        carrier.set(headers::CAUSATION_ID, cause.to_string());
-    }
-    if let Some(event_type) = &context.event_type {
-        set_clean(carrier, headers::EVENT_TYPE, event_type);
-    }
-    if let Some(source) = &context.source {
-        set_clean(carrier, headers::EVENT_SOURCE, source);
-    }
-    if let Some(version) = &context.schema_version {
-        set_clean(carrier, headers::SCHEMA_VERSION, version);
-    }
+    DEFAULT.inject(context, carrier);
 }
 
-/// A header value that is present and clean, counting the unclean.
-fn get_clean<'a>(carrier: &'a dyn Extractor, key: &str) -> Option<&'a str> {
-    let raw = carrier.get(key)?;
-    let clean = clean_header_value(raw);
-    if clean.is_none() {
-        count_invalid_value();
-    }
-    clean
-}
-
-fn get_parsed<T, E>(
-    carrier: &dyn Extractor,
-    key: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> Option<T> {
-    let value = get_clean(carrier, key)?;
-    match parse(value) {
-        Ok(parsed) => Some(parsed),
-        Err(_) => {
-            count_invalid_value();
-            None
-        }
-    }
-}
-
-/// Reads the context of an incoming event. The returned context describes
-/// the event as its publisher sent it: `span_id` is the producer's span.
-/// Missing or malformed parts are replaced (a fresh trace, a fresh
-/// correlation id, a generated event id) and counted.
+/// Reads an incoming context with the default [`Propagation`] (every
+/// foreign spelling in [`DEFAULT_FOREIGN_NAMES`]).
 pub fn extract(carrier: &dyn Extractor) -> MessageContext {
-    let traceparent = get_parsed(carrier, headers::TRACEPARENT, str::parse::<TraceParent>);
-    let correlation = std::iter::once(headers::CORRELATION_ID)
-        .chain(CORRELATION_FALLBACKS)
-        .find_map(|key| get_parsed(carrier, key, str::parse::<CorrelationId>));
-    if traceparent.is_none() && correlation.is_none() {
-        count_fresh_context();
-    }
-    let (trace_id, span_id, sampled) = match traceparent {
-        Some(tp) => (tp.trace_id, tp.parent_id, tp.flags.is_sampled()),
-        None => (TraceId::random(), SpanId::random(), true),
-    };
-    // A message from a plain OpenTelemetry service has a trace but no
-    // correlation id: its flow is its trace, as in reconstruction.
-    let correlation_id = correlation.unwrap_or_else(|| {
-        traceparent
-            .and_then(|tp| CorrelationId::new(tp.trace_id.to_string()).ok())
-            .unwrap_or_else(CorrelationId::generate)
-    });
-    MessageContext {
-        trace_id,
-        span_id,
-        parent_span_id: None,
-        sampled,
-        tracestate: get_clean(carrier, headers::TRACESTATE).map(str::to_owned),
-        baggage: get_clean(carrier, headers::BAGGAGE).map(str::to_owned),
-        correlation_id,
-        causation_id: get_parsed(carrier, headers::CAUSATION_ID, str::parse::<EventId>),
-        event_id: get_parsed(carrier, headers::EVENT_ID, str::parse::<EventId>)
-            .unwrap_or_else(EventId::generate),
-        event_type: get_clean(carrier, headers::EVENT_TYPE).map(str::to_owned),
-        source: get_clean(carrier, headers::EVENT_SOURCE).map(str::to_owned),
-        schema_version: get_clean(carrier, headers::SCHEMA_VERSION).map(str::to_owned),
-    }
+    DEFAULT.extract(carrier)
 }
 
 #[cfg(test)]
@@ -142,6 +370,7 @@ mod tests {
             event_type: Some("OrderPlaced".into()),
             source: Some("order".into()),
             schema_version: Some("2".into()),
+            trace_continued: true,
         }
     }
 
@@ -198,5 +427,87 @@ mod tests {
         inject(&sent, &mut headers);
         assert!(!headers.contains_key("event-type"));
         assert!(headers.values().all(|v| !v.contains('\n')));
+    }
+
+    #[test]
+    fn cloudevents_and_nservicebus_spellings_are_understood() {
+        let cloudevents = HashMap::from([
+            ("ce-id".to_owned(), "evt-1".to_owned()),
+            ("ce-type".to_owned(), "com.example.order.placed".to_owned()),
+            ("ce-source".to_owned(), "/orders".to_owned()),
+            (
+                "ce-traceparent".to_owned(),
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+            ),
+            ("ce-correlationid".to_owned(), "order-9".to_owned()),
+            ("ce-causationid".to_owned(), "evt-0".to_owned()),
+        ]);
+        let got = extract(&cloudevents);
+        assert_eq!(got.event_id.as_str(), "evt-1");
+        assert_eq!(got.event_type.as_deref(), Some("com.example.order.placed"));
+        assert_eq!(got.source.as_deref(), Some("/orders"));
+        assert_eq!(got.correlation_id.as_str(), "order-9");
+        assert_eq!(got.causation_id.unwrap().as_str(), "evt-0");
+        assert_eq!(got.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+        // OpenTelemetry's HashMap carrier keeps keys lowercase; matching
+        // ignores case, so carriers that keep case (AMQP, NATS) match too.
+        let nservicebus = HashMap::from([
+            ("nservicebus.conversationid".to_owned(), "conv-1".to_owned()),
+            ("nservicebus.relatedto".to_owned(), "msg-0".to_owned()),
+            ("nservicebus.messageid".to_owned(), "msg-1".to_owned()),
+        ]);
+        let got = extract(&nservicebus);
+        assert_eq!(
+            (
+                got.correlation_id.as_str(),
+                got.causation_id.unwrap().as_str(),
+                got.event_id.as_str()
+            ),
+            ("conv-1", "msg-0", "msg-1")
+        );
+    }
+
+    #[test]
+    fn a_preferred_foreign_name_wins_and_ours_win_over_all() {
+        let headers = HashMap::from([
+            ("x-request-id".to_owned(), "req-1".to_owned()),
+            ("x-correlation-id".to_owned(), "corr-1".to_owned()),
+        ]);
+        assert_eq!(extract(&headers).correlation_id.as_str(), "corr-1");
+        let mut headers = headers;
+        headers.insert("correlation-id".to_owned(), "ours".to_owned());
+        assert_eq!(extract(&headers).correlation_id.as_str(), "ours");
+    }
+
+    #[test]
+    fn the_mapping_is_configurable() {
+        let headers = HashMap::from([("x-trace-key".to_owned(), "k-7".to_owned())]);
+        let custom = Propagation::canonical_only()
+            .with_foreign_name("X-Trace-Key", ContextField::CorrelationId);
+        assert_eq!(custom.extract(&headers).correlation_id.as_str(), "k-7");
+        let without = Propagation::default().without_foreign_name("x-request-id");
+        let req = HashMap::from([("x-request-id".to_owned(), "req-1".to_owned())]);
+        assert_ne!(without.extract(&req).correlation_id.as_str(), "req-1");
+    }
+
+    #[test]
+    fn cloudevents_output_writes_ce_headers_that_read_back() {
+        let sent = context();
+        let mut headers = HashMap::new();
+        Propagation::default()
+            .with_cloudevents_output(true)
+            .inject(&sent, &mut headers);
+        assert_eq!(headers["ce-specversion"], "1.0");
+        assert_eq!(headers["ce-id"], sent.event_id.as_str());
+        let only_ce: HashMap<String, String> = headers
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ce-"))
+            .collect();
+        let got = extract(&only_ce);
+        assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
+        assert_eq!(got.correlation_id, sent.correlation_id);
+        assert_eq!(got.causation_id, sent.causation_id);
+        assert_eq!(got.event_type, sent.event_type);
     }
 }

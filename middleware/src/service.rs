@@ -14,15 +14,18 @@ use std::time::Instant;
 use causeway_model::{CorrelationId, EventId, SpanId, Stage, TraceId};
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::context::MessageContext;
-use crate::propagation::{extract, inject};
-use crate::{HANDLE_SPAN, LIFECYCLE_TARGET};
+use crate::otel;
+use crate::propagation::Propagation;
+use crate::{HANDLE_SPAN, LIFECYCLE_TARGET, PUBLISH_SPAN};
 
 /// A service that publishes and handles events.
 #[derive(Debug, Clone)]
 pub struct Service {
     name: Arc<str>,
+    propagation: Arc<Propagation>,
 }
 
 /// What is being published.
@@ -93,6 +96,7 @@ impl<'a> Consume<'a> {
 pub struct Handling {
     service: Service,
     context: MessageContext,
+    span: tracing::Span,
     system: String,
     destination: String,
     consumer_group: String,
@@ -151,10 +155,19 @@ fn lifecycle(
 }
 
 impl Service {
+    /// A service that reads every known header spelling and writes
+    /// causeway's own (see [`Propagation`]).
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: Arc::from(name.into()),
+            propagation: Propagation::shared_default(),
         }
+    }
+
+    /// Uses `propagation` to write and read headers.
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = Arc::new(propagation);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -163,49 +176,77 @@ impl Service {
 
     /// Publishes a new event: builds its context (a child of `parent` when
     /// publishing while handling, else a new flow), injects it into
-    /// `carrier` and writes the `published` record.
+    /// `carrier` and writes the `published` record, inside an OpenTelemetry
+    /// producer span (`send <destination>`) whose ids the context carries.
     pub fn publish(
         &self,
         parent: Option<&MessageContext>,
         event: Publish<'_>,
         carrier: &mut dyn Injector,
     ) -> MessageContext {
+        let correlation_id = match parent {
+            Some(p) => p.correlation_id.clone(),
+            None => event.correlation_id.unwrap_or_else(CorrelationId::generate),
+        };
+        let event_id = EventId::generate();
+        let span = tracing::info_span!(
+            target: LIFECYCLE_TARGET,
+            PUBLISH_SPAN,
+            otel.name = format!("send {}", event.destination),
+            otel.kind = "producer",
+            messaging.system = event.system,
+            messaging.operation.type = "send",
+            messaging.destination.name = event.destination,
+            messaging.message.id = event_id.as_str(),
+            messaging.message.conversation_id = correlation_id.as_str(),
+        );
+        // With an OpenTelemetry layer the producer span's ids are the
+        // event's; without one, the ids are made here.
+        let (trace_id, span_id) = otel::bind(&span, parent, false).unwrap_or_else(|| {
+            (
+                parent.map_or_else(TraceId::random, |p| p.trace_id),
+                SpanId::random(),
+            )
+        });
         let context = MessageContext {
-            trace_id: parent.map_or_else(TraceId::random, |p| p.trace_id),
-            span_id: SpanId::random(),
+            trace_id,
+            span_id,
             parent_span_id: parent.map(|p| p.span_id),
             sampled: parent.is_none_or(|p| p.sampled),
             tracestate: parent.and_then(|p| p.tracestate.clone()),
             baggage: parent.and_then(|p| p.baggage.clone()),
-            correlation_id: match parent {
-                Some(p) => p.correlation_id.clone(),
-                None => event.correlation_id.unwrap_or_else(CorrelationId::generate),
-            },
+            correlation_id,
             causation_id: parent.map(|p| p.event_id.clone()),
-            event_id: EventId::generate(),
+            event_id,
             event_type: Some(event.event_type.to_owned()),
             source: Some(self.name.to_string()),
             schema_version: event.schema_version.map(str::to_owned),
+            trace_continued: true,
         };
-        inject(&context, carrier);
-        lifecycle(
-            &self.name,
-            Stage::Published,
-            &context,
-            event.system,
-            event.destination,
-            None,
-            None,
-            None,
-            &format!("published {}", event.event_type),
-        );
+        self.propagation.inject(&context, carrier);
+        span.in_scope(|| {
+            lifecycle(
+                &self.name,
+                Stage::Published,
+                &context,
+                event.system,
+                event.destination,
+                None,
+                None,
+                None,
+                &format!("published {}", event.event_type),
+            )
+        });
         context
     }
 
     /// Handles one incoming event: extracts its context, writes `received`,
-    /// runs `handler` inside the `causeway.handle` span (so its own tracing
-    /// events carry the flow's ids), then writes `handled` with the duration
-    /// or `failed` with the error. The handler's result is returned as is.
+    /// runs `handler` inside the `causeway.handle` span (an OpenTelemetry
+    /// consumer span, `process <destination>`, child of and linked to the
+    /// producer's span, so the handler's own spans nest under it and its
+    /// tracing events carry the flow's ids), then writes `handled` with the
+    /// duration or `failed` with the error. The handler's result is
+    /// returned as is.
     ///
     /// The context is read before the returned future starts, so the future
     /// does not borrow the carrier and is `Send` whenever the handler is.
@@ -220,21 +261,52 @@ impl Service {
         Fut: Future<Output = Result<T, E>>,
         E: Display,
     {
-        let incoming = extract(carrier);
-        let context = MessageContext {
-            span_id: SpanId::random(),
-            parent_span_id: Some(incoming.span_id),
-            ..incoming
-        };
+        let incoming = self.propagation.extract(carrier);
+        let span = tracing::info_span!(
+            target: LIFECYCLE_TARGET,
+            HANDLE_SPAN,
+            otel.name = format!("process {}", consume.destination),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+            messaging.system = consume.system,
+            messaging.operation.type = "process",
+            messaging.destination.name = consume.destination,
+            messaging.consumer.group.name = consume.consumer_group,
+            messaging.message.id = incoming.event_id.as_str(),
+            messaging.message.conversation_id = incoming.correlation_id.as_str(),
+            causeway.service = self.name(),
+            causeway.trace_id = Empty,
+            causeway.span_id = Empty,
+            causeway.parent_span_id = Empty,
+            causeway.causation_id = incoming.causation_id.as_ref().map(EventId::as_str),
+            causeway.event_type = incoming.event_type.as_deref(),
+        );
+        // A producer span is a parent only if the sender really named one.
+        let remote = incoming.trace_continued.then_some(&incoming);
+        let (trace_id, span_id) = otel::bind(&span, remote, true)
+            .unwrap_or_else(|| (incoming.trace_id, SpanId::random()));
+        let parent_span_id = remote.map(|p| p.span_id);
+        span.record("causeway.trace_id", tracing::field::display(trace_id));
+        span.record("causeway.span_id", tracing::field::display(span_id));
+        if let Some(parent) = parent_span_id {
+            span.record("causeway.parent_span_id", tracing::field::display(parent));
+        }
         let handling = Handling {
             service: self.clone(),
-            context,
+            context: MessageContext {
+                trace_id,
+                span_id,
+                parent_span_id,
+                ..incoming
+            },
+            span,
             system: consume.system.to_owned(),
             destination: consume.destination.to_owned(),
             consumer_group: consume.consumer_group.to_owned(),
         };
         async move {
-            let span = handling.span();
+            let span = handling.span.clone();
             let event_type = handling.context.event_type.clone().unwrap_or_default();
             span.in_scope(|| {
                 handling.record(
@@ -256,6 +328,8 @@ impl Service {
                 ),
                 Err(error) => {
                     let message = error.to_string();
+                    span.record("otel.status_code", "error");
+                    span.record("otel.status_message", message.as_str());
                     handling.record(
                         Stage::Failed,
                         Some(duration_us),
@@ -279,6 +353,11 @@ impl Handling {
     /// The service handling the event.
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// The consumer span the handler runs in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Publishes an event caused by the one being handled: same
@@ -324,35 +403,18 @@ impl Handling {
         error: Option<(&str, &str)>,
         message: &str,
     ) {
-        lifecycle(
-            self.service.name(),
-            stage,
-            &self.context,
-            &self.system,
-            &self.destination,
-            Some(&self.consumer_group),
-            duration_us,
-            error,
-            message,
-        );
-    }
-
-    fn span(&self) -> tracing::Span {
-        let c = &self.context;
-        tracing::info_span!(
-            target: LIFECYCLE_TARGET,
-            HANDLE_SPAN,
-            service = self.service.name(),
-            trace_id = %c.trace_id,
-            span_id = %c.span_id,
-            parent_span_id = c.parent_span_id.map(|s| s.to_string()),
-            correlation_id = c.correlation_id.as_str(),
-            causation_id = c.causation_id.as_ref().map(EventId::as_str),
-            event_id = c.event_id.as_str(),
-            event_type = c.event_type.as_deref(),
-            messaging_system = self.system.as_str(),
-            destination = self.destination.as_str(),
-            consumer_group = self.consumer_group.as_str(),
-        )
+        self.span.in_scope(|| {
+            lifecycle(
+                self.service.name(),
+                stage,
+                &self.context,
+                &self.system,
+                &self.destination,
+                Some(&self.consumer_group),
+                duration_us,
+                error,
+                message,
+            )
+        });
     }
 }
