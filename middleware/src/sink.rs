@@ -98,10 +98,11 @@ impl RotatingFile {
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        if let (Some(rotation), Some((_, size))) = (self.rotation, &self.file) {
-            if *size > 0 && *size + line.len() as u64 > rotation.max_bytes {
-                self.rotate(rotation.keep)?;
-            }
+        if let (Some(rotation), Some((_, size))) = (self.rotation, &self.file)
+            && *size > 0
+            && *size + line.len() as u64 > rotation.max_bytes
+        {
+            self.rotate(rotation.keep)?;
         }
         if self.file.is_none() {
             let file = OpenOptions::new()
