@@ -1,1 +1,365 @@
-//! amqp transport (in progress)
+//! AMQP 0-9-1 with lapin: causeway's context in a message's headers
+//! `FieldTable`, with AMQP's own `message_id` and `correlation_id`
+//! properties set on publish and read as a fallback on receipt.
+//!
+//! [`FieldTableInjector`] writes the context as long-string headers;
+//! [`PropertiesExtractor`] reads it back from a delivery's properties,
+//! taking text from long strings, short strings and UTF-8 byte arrays and
+//! ignoring every other AMQP type. [`publish_properties`] and
+//! [`handle_delivery`] wrap [`Service::publish`] and [`Service::handle`] for
+//! lapin's types; the application still declares, publishes, consumes and
+//! acknowledges with lapin itself.
+//!
+//! This module must not talk to the broker, and must not judge header
+//! values: what comes off the wire goes through [`extract`](crate::extract),
+//! which bounds, cleans and counts it. A header that cannot be read as text
+//! is skipped, never a reason to fail or panic.
+//!
+//! ```no_run
+//! use causeway_middleware::{Publish, Service, amqp};
+//! use futures_util::StreamExt;
+//! use lapin::options::{
+//!     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+//! };
+//! use lapin::types::FieldTable;
+//! use lapin::{Connection, ConnectionProperties};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let connection =
+//!     Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default()).await?;
+//! let channel = connection.create_channel().await?;
+//!
+//! // Publishing: the properties carry the context and AMQP's own ids.
+//! let order = Service::new("order");
+//! let (properties, _placed) = amqp::publish_properties(
+//!     &order,
+//!     None,
+//!     Publish::new("OrderPlaced", "orders"),
+//!     Some("application/json"),
+//! );
+//! channel
+//!     .basic_publish(
+//!         "".into(),
+//!         "orders".into(),
+//!         BasicPublishOptions::default(),
+//!         br#"{"order":1234}"#,
+//!         properties,
+//!     )
+//!     .await?
+//!     .await?;
+//!
+//! // Consuming: each delivery is handled inside its flow; ack as usual.
+//! let payment = Service::new("payment");
+//! let mut deliveries = channel
+//!     .basic_consume(
+//!         "orders".into(),
+//!         "payment".into(),
+//!         BasicConsumeOptions::default(),
+//!         FieldTable::default(),
+//!     )
+//!     .await?;
+//! while let Some(delivery) = deliveries.next().await {
+//!     let delivery = delivery?;
+//!     let outcome = amqp::handle_delivery(&payment, &delivery, "orders", "payment", |handling| {
+//!         let payload = delivery.data.clone();
+//!         async move {
+//!             tracing::info!(bytes = payload.len(), "charging card"); // carries the flow's ids
+//!             // A child event: same flow, causation = the event handled.
+//!             let (_properties, _charged) = amqp::publish_properties(
+//!                 handling.service(),
+//!                 Some(handling.context()),
+//!                 Publish::new("PaymentCharged", "payments"),
+//!                 None,
+//!             );
+//!             Ok::<_, std::io::Error>(())
+//!         }
+//!     })
+//!     .await;
+//!     match outcome {
+//!         Ok(()) => delivery.ack(BasicAckOptions::default()).await?,
+//!         Err(_) => delivery.nack(BasicNackOptions::default()).await?,
+//!     };
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+
+use causeway_model::{clean_header_value, headers};
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use opentelemetry::propagation::{Extractor, Injector};
+
+use crate::context::MessageContext;
+use crate::service::{Consume, Handling, Publish, Service};
+
+/// OpenTelemetry's `messaging.system` for AMQP 0-9-1.
+const SYSTEM: &str = "rabbitmq";
+
+/// Writes context into a message's headers table, each value as an AMQP
+/// long string. A key longer than a short string allows (255 bytes) is
+/// skipped; causeway's own header names are far shorter.
+#[derive(Debug)]
+pub struct FieldTableInjector<'a>(pub &'a mut FieldTable);
+
+impl Injector for FieldTableInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let Ok(key) = ShortString::try_new(key) {
+            self.0
+                .insert(key, AMQPValue::LongString(LongString::from(value)));
+        }
+    }
+}
+
+/// Reads context from a message's properties: the headers table first,
+/// then AMQP's `message_id` for `event-id` and `correlation_id` for
+/// `correlation-id` when the headers lack them.
+///
+/// Header names are matched exactly, then ignoring ASCII case (other
+/// clients write `Correlation-Id`). Long strings, short strings and byte
+/// arrays are read when they are UTF-8; other value types are ignored.
+#[derive(Debug, Clone, Copy)]
+pub struct PropertiesExtractor<'a>(pub &'a BasicProperties);
+
+impl PropertiesExtractor<'_> {
+    fn header(&self, key: &str) -> Option<&str> {
+        let table = self.0.headers().as_ref()?.inner();
+        let value = match table.get(key) {
+            Some(value) => value,
+            None => {
+                table
+                    .iter()
+                    .find(|(name, _)| name.as_str().eq_ignore_ascii_case(key))?
+                    .1
+            }
+        };
+        as_text(value)
+    }
+
+    /// The native property standing in for a causeway header, if any.
+    fn native(&self, key: &str) -> Option<&str> {
+        let property = match key {
+            headers::EVENT_ID => self.0.message_id(),
+            headers::CORRELATION_ID => self.0.correlation_id(),
+            _ => return None,
+        };
+        property.as_ref().map(ShortString::as_str)
+    }
+}
+
+/// The text of a header value, for the string-like AMQP types.
+fn as_text(value: &AMQPValue) -> Option<&str> {
+    match value {
+        AMQPValue::LongString(text) => std::str::from_utf8(text.as_bytes()).ok(),
+        AMQPValue::ShortString(text) => Some(text.as_str()),
+        AMQPValue::ByteArray(bytes) => std::str::from_utf8(bytes.as_slice()).ok(),
+        _ => None,
+    }
+}
+
+impl Extractor for PropertiesExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.header(key).or_else(|| self.native(key))
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .0
+            .headers()
+            .iter()
+            .flat_map(|table| table.inner().keys().map(ShortString::as_str))
+            .collect();
+        for key in [headers::EVENT_ID, headers::CORRELATION_ID] {
+            if self.native(key).is_some() && self.header(key).is_none() {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+/// Publishes an event (see [`Service::publish`]: writes the `published`
+/// record) and returns the properties to hand to lapin's `basic_publish`:
+/// the causeway headers, `message_id` = the event id, `correlation_id` =
+/// the correlation id, and `content_type` when given and fit to send.
+///
+/// `parent` is the handled event's context when publishing while handling
+/// (`Some(handling.context())`), else `None` to start a flow. The event's
+/// destination is the exchange, or the routing key when publishing to the
+/// default exchange. `messaging.system` becomes `rabbitmq` unless `event`
+/// names another system. Further properties (delivery mode, expiration,
+/// ...) can be chained onto the result with lapin's `with_*` methods.
+pub fn publish_properties(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    mut event: Publish<'_>,
+    content_type: Option<&str>,
+) -> (BasicProperties, MessageContext) {
+    // Only `Publish::new`'s default is replaced, never a system the caller chose.
+    if event.system == Publish::new("", "").system {
+        event = event.system(SYSTEM);
+    }
+    let mut table = FieldTable::default();
+    let context = service.publish(parent, event, &mut FieldTableInjector(&mut table));
+    let mut properties = BasicProperties::default().with_headers(table);
+    // Correlation and event ids are at most 128 bytes (the model checks),
+    // so they fit a short string; a failure would only leave one unset.
+    if let Ok(id) = ShortString::try_new(context.event_id.as_str()) {
+        properties = properties.with_message_id(id);
+    }
+    if let Ok(id) = ShortString::try_new(context.correlation_id.as_str()) {
+        properties = properties.with_correlation_id(id);
+    }
+    if let Some(Ok(kind)) = content_type
+        .and_then(clean_header_value)
+        .map(ShortString::try_new)
+    {
+        properties = properties.with_content_type(kind);
+    }
+    (properties, context)
+}
+
+/// Handles one lapin delivery through [`Service::handle`] (writes
+/// `received`, then `handled` or `failed`), consuming from `queue` as
+/// `consumer_group`. The context is read from the delivery before the
+/// returned future starts. Acknowledging stays with the caller.
+pub fn handle_delivery<F, Fut, T, E>(
+    service: &Service,
+    delivery: &Delivery,
+    queue: &str,
+    consumer_group: &str,
+    handler: F,
+) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+where
+    F: FnOnce(Handling) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    service.handle(
+        &PropertiesExtractor(&delivery.properties),
+        Consume::new(queue, consumer_group).system(SYSTEM),
+        handler,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::ByteArray;
+
+    use super::*;
+    use crate::extract;
+
+    fn properties(entries: Vec<(&str, AMQPValue)>) -> BasicProperties {
+        let mut table = FieldTable::default();
+        for (key, value) in entries {
+            table.insert(key.into(), value);
+        }
+        BasicProperties::default().with_headers(table)
+    }
+
+    #[test]
+    fn published_properties_carry_the_context_and_the_native_ids() {
+        let (properties, sent) = publish_properties(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+            Some("application/json"),
+        );
+        let table = properties.headers().as_ref().unwrap();
+        assert!(matches!(
+            table.inner().get("traceparent"),
+            Some(AMQPValue::LongString(_))
+        ));
+        assert_eq!(
+            properties.message_id().as_ref().unwrap().as_str(),
+            sent.event_id.as_str()
+        );
+        assert_eq!(
+            properties.correlation_id().as_ref().unwrap().as_str(),
+            sent.correlation_id.as_str()
+        );
+        assert_eq!(
+            properties.content_type().as_ref().unwrap().as_str(),
+            "application/json"
+        );
+        let got = extract(&PropertiesExtractor(&properties));
+        assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
+        assert_eq!(got.event_id, sent.event_id);
+        assert_eq!(got.event_type.as_deref(), Some("OrderPlaced"));
+    }
+
+    #[test]
+    fn string_like_values_are_read_as_text_and_other_types_ignored() {
+        let props = properties(vec![
+            ("a", AMQPValue::ShortString("short".into())),
+            ("b", AMQPValue::ByteArray(ByteArray::from(&b"bytes"[..]))),
+            ("c", AMQPValue::ByteArray(ByteArray::from(vec![0xff, 0xfe]))),
+            ("d", AMQPValue::LongInt(42)),
+            (
+                "e",
+                AMQPValue::LongString(LongString::from(vec![0xc3, 0x28])),
+            ),
+            ("Correlation-Id", AMQPValue::LongString("order-7".into())),
+        ]);
+        let extractor = PropertiesExtractor(&props);
+        assert_eq!(extractor.get("a"), Some("short"));
+        assert_eq!(extractor.get("b"), Some("bytes"));
+        assert_eq!(extractor.get("c"), None);
+        assert_eq!(extractor.get("d"), None);
+        assert_eq!(extractor.get("e"), None);
+        assert_eq!(extractor.get("correlation-id"), Some("order-7"));
+    }
+
+    #[test]
+    fn native_ids_fill_in_only_what_the_headers_lack() {
+        let props = properties(vec![(
+            "correlation-id",
+            AMQPValue::LongString("from-header".into()),
+        )])
+        .with_correlation_id("from-property".into())
+        .with_message_id("msg-1".into());
+        let extractor = PropertiesExtractor(&props);
+        assert_eq!(extractor.get("correlation-id"), Some("from-header"));
+        assert_eq!(extractor.get("event-id"), Some("msg-1"));
+        assert_eq!(extractor.get("causation-id"), None);
+        let mut keys = extractor.keys();
+        keys.sort_unstable();
+        assert_eq!(keys, ["correlation-id", "event-id"]);
+    }
+
+    #[test]
+    fn an_oversized_key_is_skipped_rather_than_panicking() {
+        let mut table = FieldTable::default();
+        FieldTableInjector(&mut table).set(&"k".repeat(300), "v".into());
+        FieldTableInjector(&mut table).set("ok", "v".into());
+        assert_eq!(table.inner().len(), 1);
+    }
+
+    #[test]
+    fn a_mock_delivery_is_handled_in_its_publisher_flow() {
+        let (properties, sent) = publish_properties(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+            None,
+        );
+        let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
+        delivery.properties = properties;
+        let handled = handle_delivery(
+            &Service::new("payment"),
+            &delivery,
+            "orders",
+            "payment",
+            |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
+        );
+        let got = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(handled)
+            .unwrap();
+        assert_eq!(got.correlation_id, sent.correlation_id);
+        assert_eq!(got.parent_span_id, Some(sent.span_id));
+    }
+}

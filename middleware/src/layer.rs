@@ -206,15 +206,9 @@ where
         );
         record.level = level(event.metadata().level());
         record.instance.clone_from(&self.instance);
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope {
-                if let Some(flow) = span.extensions().get::<SpanFlow>() {
-                    apply(&mut record, &flow.0);
-                    break;
-                }
-            }
-        }
         if event.metadata().target() == LIFECYCLE_TARGET {
+            // A lifecycle event carries every field of its record itself;
+            // the enclosing span's (a consumer group, say) must not leak in.
             apply(&mut record, &fields.values);
             record.stage = fields
                 .values
@@ -223,6 +217,14 @@ where
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(Stage::Log);
         } else {
+            if let Some(scope) = ctx.event_scope(event) {
+                for span in scope {
+                    if let Some(flow) = span.extensions().get::<SpanFlow>() {
+                        apply(&mut record, &flow.0);
+                        break;
+                    }
+                }
+            }
             // A handler's own fields are its business: kept as attributes,
             // never taken for flow fields.
             record.attributes = fields.values;

@@ -1,1 +1,347 @@
-//! nats transport (in progress)
+//! NATS and JetStream with async-nats: carriers over [`HeaderMap`], header
+//! builders for a publish, and handling of a received message through
+//! [`Service::handle`] with `messaging.system` = `nats`.
+//!
+//! NATS header names are case-sensitive on the wire. causeway writes its
+//! lowercase names ([`causeway_model::headers`]); reading looks the name up
+//! as given first and then in any other casing (`Traceparent`), so messages
+//! from clients that capitalise still continue their flow. For JetStream,
+//! the event id is also written as `Nats-Msg-Id`, so a re-publish of the
+//! same event (a retry after a lost ack) is deduplicated by the server
+//! inside the stream's duplicate window.
+//!
+//! This module never connects, subscribes, acks or retries: the user keeps
+//! their client, their subscriptions and their ack policy. It never panics
+//! on header content and never writes a value with control characters;
+//! everything read goes through [`extract`](crate::extract), which bounds,
+//! cleans and counts.
+//!
+//! ```no_run
+//! use causeway_middleware::nats::{self, HeaderInjector};
+//! use causeway_middleware::{Publish, Service};
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let client = async_nats::connect("127.0.0.1:4222").await?;
+//! let order = Service::new("order");
+//! let payment = Service::new("payment");
+//!
+//! // Core NATS: subscribe, publish with causeway's headers, handle.
+//! let mut orders = client.queue_subscribe("orders", "payment".into()).await?;
+//! let (headers, _placed) = nats::publish_headers(&order, None, Publish::new("OrderPlaced", "orders"));
+//! client.publish_with_headers("orders", headers, "{}".into()).await?;
+//!
+//! if let Some(message) = orders.next().await {
+//!     let client = client.clone();
+//!     nats::handle_message(&payment, &message, "payment", |handling| async move {
+//!         // An event published while handling is caused by this one.
+//!         let mut headers = async_nats::HeaderMap::new();
+//!         handling.publish(
+//!             Publish::new("PaymentSucceeded", "payments").system(nats::SYSTEM),
+//!             &mut HeaderInjector(&mut headers),
+//!         );
+//!         client.publish_with_headers("payments", headers, "{}".into()).await
+//!     })
+//!     .await?;
+//! }
+//!
+//! // JetStream: `Nats-Msg-Id` = event id, so publishing the same headers
+//! // again is a duplicate the server drops.
+//! let jetstream = async_nats::jetstream::new(client);
+//! let (headers, _placed) =
+//!     nats::jetstream_publish_headers(&order, None, Publish::new("OrderPlaced", "orders.new"));
+//! let ack = jetstream
+//!     .publish_with_headers("orders.new", headers, "{}".into())
+//!     .await?
+//!     .await?;
+//! assert!(!ack.duplicate);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::str::FromStr;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Message, jetstream};
+use causeway_model::headers;
+use opentelemetry::propagation::{Extractor, Injector};
+
+use crate::context::MessageContext;
+use crate::service::{Consume, Handling, Publish, Service};
+
+/// The OpenTelemetry `messaging.system` of NATS and JetStream.
+pub const SYSTEM: &str = "nats";
+
+/// Writes context into a NATS [`HeaderMap`] under causeway's lowercase
+/// names. A header of the same name in another casing is removed, so a
+/// forwarded map never carries a stale context beside the new one. Names
+/// or values NATS cannot carry (control characters, `:` in a name) are
+/// skipped.
+#[derive(Debug)]
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.chars().any(char::is_control) {
+            return;
+        }
+        let (Ok(name), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(&value))
+        else {
+            return;
+        };
+        let other_casing = self.0.iter().any(|(existing, _)| {
+            let existing: &str = existing.as_ref();
+            existing != key && existing.eq_ignore_ascii_case(key)
+        });
+        if other_casing {
+            let mut kept = HeaderMap::new();
+            for (existing, values) in self.0.iter() {
+                let text: &str = existing.as_ref();
+                if text.eq_ignore_ascii_case(key) {
+                    continue;
+                }
+                for value in values {
+                    kept.append(existing.clone(), value.clone());
+                }
+            }
+            *self.0 = kept;
+        }
+        self.0.insert(name, value);
+    }
+}
+
+/// Reads context from a NATS [`HeaderMap`]: the name as given first, then
+/// the same name in any other casing (the alphabetically first, so the
+/// choice does not depend on hash order). With several values, the first
+/// counts. When there is no `event-id`, the JetStream `Nats-Msg-Id` is read
+/// as the event id.
+#[derive(Debug)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl HeaderExtractor<'_> {
+    fn lookup(&self, key: &str) -> Option<&str> {
+        if let Ok(name) = HeaderName::from_str(key)
+            && let Some(value) = self.0.get(name)
+        {
+            return Some(value.as_str());
+        }
+        self.0
+            .iter()
+            .filter(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
+            .min_by(|(a, _), (b, _)| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)))
+            .and_then(|(_, values)| values.first())
+            .map(HeaderValue::as_str)
+    }
+}
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.lookup(key).or_else(|| {
+            if key == headers::EVENT_ID {
+                self.lookup(NATS_MESSAGE_ID.as_ref())
+            } else {
+                None
+            }
+        })
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// Publishes `event` through `service` (writing the `published` record)
+/// and returns the headers to send with it on core NATS, and the event's
+/// context. `parent` is the handled event's context when publishing while
+/// handling (`Some(handling.context())`), else `None` for a new flow.
+/// `messaging.system` is set to `nats`.
+pub fn publish_headers(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    let mut headers = HeaderMap::new();
+    let context = service.publish(
+        parent,
+        event.system(SYSTEM),
+        &mut HeaderInjector(&mut headers),
+    );
+    (headers, context)
+}
+
+/// As [`publish_headers`], for a JetStream publish: also sets
+/// `Nats-Msg-Id` to the event id. Publishing the same headers again (a
+/// retry after a lost ack) is then acknowledged with `duplicate: true`
+/// and stored once, within the stream's duplicate window.
+pub fn jetstream_publish_headers(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    let (mut headers, context) = publish_headers(service, parent, event);
+    set_message_id(&mut headers, &context);
+    (headers, context)
+}
+
+/// Sets JetStream's dedupe id, `Nats-Msg-Id`, to the context's event id,
+/// for headers built another way (e.g. [`Handling::publish`] into a
+/// [`HeaderInjector`]).
+pub fn set_message_id(headers: &mut HeaderMap, context: &MessageContext) {
+    // Event ids are validated on creation (no control characters, at most
+    // 128 bytes), so this only skips if that invariant were ever broken.
+    if let Ok(value) = HeaderValue::from_str(context.event_id.as_str()) {
+        headers.insert(NATS_MESSAGE_ID, value);
+    }
+}
+
+/// Handles a core NATS message through [`Service::handle`]: the context is
+/// read from its headers (a message without headers is handled in a fresh
+/// flow), the destination is its subject and `messaging.system` is `nats`.
+/// The handler's result is returned as is; replying is up to the caller.
+///
+/// The context is read before the future starts, so the future does not
+/// borrow `message`.
+pub fn handle_message<F, Fut, T, E>(
+    service: &Service,
+    message: &Message,
+    consumer_group: &str,
+    handler: F,
+) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+where
+    F: FnOnce(Handling) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let empty = HeaderMap::new();
+    let headers = message.headers.as_ref().unwrap_or(&empty);
+    service.handle(
+        &HeaderExtractor(headers),
+        Consume::new(message.subject.as_str(), consumer_group).system(SYSTEM),
+        handler,
+    )
+}
+
+/// Handles a JetStream message as [`handle_message`]; acking (after `Ok`)
+/// or nak-ing stays with the caller, so the ack policy is theirs.
+pub fn handle_jetstream_message<F, Fut, T, E>(
+    service: &Service,
+    message: &jetstream::Message,
+    consumer_group: &str,
+    handler: F,
+) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+where
+    F: FnOnce(Handling) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    handle_message(service, &message.message, consumer_group, handler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract;
+
+    #[test]
+    fn context_survives_a_nats_header_map_under_lowercase_names() {
+        let (headers, sent) = publish_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+        );
+        let extractor = HeaderExtractor(&headers);
+        let names = extractor.keys();
+        assert!(names.contains(&"traceparent") && names.contains(&"correlation-id"));
+        assert!(names.iter().all(|n| *n == n.to_ascii_lowercase()));
+        let got = extract(&HeaderExtractor(&headers));
+        assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
+        assert_eq!(got.correlation_id, sent.correlation_id);
+        assert_eq!(got.event_id, sent.event_id);
+        assert!(
+            headers.get(NATS_MESSAGE_ID).is_none(),
+            "core publish has no dedupe id"
+        );
+    }
+
+    #[test]
+    fn other_casings_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        headers.insert("Correlation-ID", "order-7");
+        let got = extract(&HeaderExtractor(&headers));
+        assert_eq!(got.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(got.correlation_id.as_str(), "order-7");
+    }
+
+    #[test]
+    fn the_exact_name_wins_over_another_casing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("correlation-id", "exact");
+        headers.insert("Correlation-Id", "other");
+        assert_eq!(
+            HeaderExtractor(&headers).get("correlation-id"),
+            Some("exact")
+        );
+    }
+
+    #[test]
+    fn injecting_replaces_a_stale_header_in_another_casing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Traceparent", "00-stale");
+        headers.append("keep", "1");
+        headers.append("keep", "2");
+        HeaderInjector(&mut headers).set("traceparent", "fresh".to_owned());
+        let extractor = HeaderExtractor(&headers);
+        let mut names = extractor.keys();
+        names.sort_unstable();
+        assert_eq!(names, ["keep", "traceparent"]);
+        assert_eq!(extractor.get("Traceparent"), Some("fresh"));
+        assert_eq!(headers.get_all("keep").count(), 2);
+    }
+
+    #[test]
+    fn unsafe_names_and_values_are_skipped_without_panicking() {
+        let mut headers = HeaderMap::new();
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set("event-type", "Evil\r\nX-Injected: 1".to_owned());
+        injector.set("event-type", "tab\tor\u{1b}escape".to_owned());
+        injector.set("bad:name", "v".to_owned());
+        injector.set("bad\nname", "v".to_owned());
+        injector.set("näme", "v".to_owned());
+        assert!(headers.is_empty());
+        // Lookups of names NATS cannot carry do not panic either.
+        assert_eq!(HeaderExtractor(&headers).get("bad:name"), None);
+    }
+
+    #[test]
+    fn jetstream_headers_carry_the_event_id_as_nats_msg_id() {
+        let (headers, sent) = jetstream_publish_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+        );
+        assert_eq!(
+            headers.get(NATS_MESSAGE_ID).map(HeaderValue::as_str),
+            Some(sent.event_id.as_str())
+        );
+    }
+
+    #[test]
+    fn nats_msg_id_stands_in_for_a_missing_event_id() {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, "order-7-placed");
+        assert_eq!(
+            extract(&HeaderExtractor(&headers)).event_id.as_str(),
+            "order-7-placed"
+        );
+        headers.insert("event-id", "the-event");
+        assert_eq!(
+            extract(&HeaderExtractor(&headers)).event_id.as_str(),
+            "the-event"
+        );
+    }
+}

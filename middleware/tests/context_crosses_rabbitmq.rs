@@ -1,0 +1,423 @@
+//! The correlation context crosses a real RabbitMQ broker (127.0.0.1:5672,
+//! guest/guest) through lapin: causeway to causeway, from a plain AMQP
+//! client's native ids, from another OpenTelemetry implementation's
+//! `traceparent`, and past hostile header values. The broker must be
+//! running: these tests fail, never skip, without it.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_middleware::amqp::{PropertiesExtractor, handle_delivery, publish_properties};
+use causeway_middleware::{
+    JsonLinesSink, LIFECYCLE_TARGET, MessageContext, Publish, RecordLayer, Service, context_stats,
+    extract,
+};
+use causeway_model::{CorrelationId, EventId, Record, Stage};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn records(&self) -> Vec<Record> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+/// Records only lifecycle events: lapin's own tracing stays out.
+fn record_lifecycle(buffer: &Buffer) -> tracing::subscriber::DefaultGuard {
+    let layer = RecordLayer::new("test", JsonLinesSink::new(buffer.clone()))
+        .with_filter(Targets::new().with_target(LIFECYCLE_TARGET, LevelFilter::TRACE));
+    tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
+}
+
+/// One connection and channel to the broker, and the queues it declared.
+struct Rabbit {
+    connection: Connection,
+    channel: Channel,
+    queues: Vec<String>,
+}
+
+impl Rabbit {
+    async fn connect() -> Self {
+        let connection = tokio::time::timeout(
+            WAIT,
+            Connection::connect(BROKER, ConnectionProperties::default()),
+        )
+        .await
+        .expect("RabbitMQ did not answer on 127.0.0.1:5672")
+        .expect("RabbitMQ must be running on 127.0.0.1:5672 (guest/guest)");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Self {
+            connection,
+            channel,
+            queues: Vec::new(),
+        }
+    }
+
+    /// A queue no other run can see; the broker drops it after a minute
+    /// unused should the test die before deleting it.
+    async fn fresh_queue(&mut self, purpose: &str) -> String {
+        let name = format!("causeway-test-{purpose}-{}", EventId::generate());
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+        self.channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::default(),
+                arguments,
+            )
+            .await
+            .unwrap();
+        self.queues.push(name.clone());
+        name
+    }
+
+    /// Publishes to `queue` through the default exchange and waits for the
+    /// broker's confirmation.
+    async fn publish(&self, queue: &str, properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                br#"{"order":1234}"#,
+                properties,
+            )
+            .await
+            .unwrap();
+        let confirmation = tokio::time::timeout(WAIT, confirm).await.unwrap().unwrap();
+        assert!(confirmation.is_ack(), "broker refused the message");
+    }
+
+    /// Waits for the next message on `queue`, then stops consuming. The
+    /// caller acknowledges it.
+    async fn next_delivery(&self, queue: &str) -> Delivery {
+        let tag = format!("causeway-test-{}", EventId::generate());
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let delivery = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing arrived on {queue}"))
+            .expect("consumer ended")
+            .unwrap();
+        self.channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await
+            .unwrap();
+        delivery
+    }
+
+    async fn close(self) {
+        for queue in &self.queues {
+            self.channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+        self.connection.close(200, "done".into()).await.unwrap();
+    }
+}
+
+/// Handles one delivery as `payment` and returns the handler's context.
+async fn handle_as_payment(delivery: &Delivery, queue: &str) -> MessageContext {
+    let context = handle_delivery(
+        &Service::new("payment"),
+        delivery,
+        queue,
+        "payment",
+        |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
+    )
+    .await
+    .unwrap();
+    delivery.ack(BasicAckOptions::default()).await.unwrap();
+    context
+}
+
+fn lifecycle_of(records: &[Record], service: &str) -> Vec<Stage> {
+    records
+        .iter()
+        .filter(|r| r.service == service)
+        .map(|r| r.stage)
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
+    let buffer = Buffer::default();
+    let _guard = record_lifecycle(&buffer);
+    let mut producer = Rabbit::connect().await;
+    let consumer = Rabbit::connect().await;
+    let orders = producer.fresh_queue("orders").await;
+    let payments = producer.fresh_queue("payments").await;
+
+    let correlation = CorrelationId::new(format!("order-{}", EventId::generate())).unwrap();
+    let (properties, placed) = publish_properties(
+        &Service::new("order"),
+        None,
+        Publish::new("OrderPlaced", &orders).correlation_id(correlation.clone()),
+        Some("application/json"),
+    );
+    producer.publish(&orders, properties).await;
+
+    let delivery = consumer.next_delivery(&orders).await;
+    assert_eq!(
+        delivery.properties.message_id().as_ref().unwrap().as_str(),
+        placed.event_id.as_str(),
+        "message_id is the event id"
+    );
+    let channel = consumer.channel.clone();
+    let payments_queue = payments.clone();
+    let child = handle_delivery(
+        &Service::new("payment"),
+        &delivery,
+        &orders,
+        "payment",
+        |handling| async move {
+            let (properties, child) = publish_properties(
+                handling.service(),
+                Some(handling.context()),
+                Publish::new("PaymentCharged", &payments_queue),
+                None,
+            );
+            channel
+                .basic_publish(
+                    "".into(),
+                    payments_queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    b"{}",
+                    properties,
+                )
+                .await?
+                .await?;
+            Ok::<_, lapin::Error>(child)
+        },
+    )
+    .await
+    .unwrap();
+    delivery.ack(BasicAckOptions::default()).await.unwrap();
+
+    // The child event arrives with the flow's ids and its cause.
+    let child_delivery = producer.next_delivery(&payments).await;
+    let arrived = extract(&PropertiesExtractor(&child_delivery.properties));
+    child_delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(arrived.causation_id.as_ref(), Some(&placed.event_id));
+    assert_eq!(arrived.correlation_id, correlation);
+    assert_eq!(arrived.trace_id, placed.trace_id);
+    assert_eq!(arrived.event_id, child.event_id);
+
+    let records = buffer.records();
+    assert_eq!(lifecycle_of(&records, "order"), [Stage::Published]);
+    assert_eq!(
+        lifecycle_of(&records, "payment"),
+        [Stage::Received, Stage::Published, Stage::Handled]
+    );
+    for r in &records {
+        assert_eq!(r.trace_id, Some(placed.trace_id), "{r:?}");
+        assert_eq!(r.correlation_id.as_ref(), Some(&correlation), "{r:?}");
+        assert_eq!(r.messaging_system.as_deref(), Some("rabbitmq"), "{r:?}");
+    }
+    let published = &records[0];
+    assert_eq!(published.span_id, Some(placed.span_id));
+    assert_eq!(published.destination.as_deref(), Some(orders.as_str()));
+    let received = records.iter().find(|r| r.stage == Stage::Received).unwrap();
+    assert_eq!(received.parent_span_id, Some(placed.span_id));
+    assert_eq!(received.event_id.as_ref(), Some(&placed.event_id));
+    assert_eq!(received.destination.as_deref(), Some(orders.as_str()));
+    assert_eq!(received.consumer_group.as_deref(), Some("payment"));
+    let child_published = records
+        .iter()
+        .find(|r| r.service == "payment" && r.stage == Stage::Published)
+        .unwrap();
+    assert_eq!(child_published.event_id.as_ref(), Some(&child.event_id));
+    assert_eq!(
+        child_published.causation_id.as_ref(),
+        Some(&placed.event_id)
+    );
+    assert_eq!(child_published.parent_span_id, received.span_id);
+    let handled = records.iter().find(|r| r.stage == Stage::Handled).unwrap();
+    assert_eq!(handled.span_id, received.span_id);
+    assert!(handled.duration_us.is_some());
+
+    consumer.close().await;
+    producer.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_plain_amqp_message_is_handled_under_its_native_ids() {
+    let buffer = Buffer::default();
+    let _guard = record_lifecycle(&buffer);
+    let mut rabbit = Rabbit::connect().await;
+    let queue = rabbit.fresh_queue("plain").await;
+
+    let message_id = format!("msg-{}", EventId::generate());
+    let correlation_id = format!("order-{}", EventId::generate());
+    let properties = BasicProperties::default()
+        .with_message_id(message_id.as_str().into())
+        .with_correlation_id(correlation_id.as_str().into());
+    rabbit.publish(&queue, properties).await;
+
+    let delivery = rabbit.next_delivery(&queue).await;
+    assert!(
+        delivery.properties.headers().is_none(),
+        "no headers were sent"
+    );
+    let context = handle_as_payment(&delivery, &queue).await;
+    assert_eq!(context.event_id.as_str(), message_id);
+    assert_eq!(context.correlation_id.as_str(), correlation_id);
+
+    let records = buffer.records();
+    assert_eq!(
+        lifecycle_of(&records, "payment"),
+        [Stage::Received, Stage::Handled]
+    );
+    for r in &records {
+        assert_eq!(r.event_id.as_ref().map(EventId::as_str), Some(&*message_id));
+        assert_eq!(
+            r.correlation_id.as_ref().map(CorrelationId::as_str),
+            Some(&*correlation_id)
+        );
+    }
+    rabbit.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_traceparent_from_another_opentelemetry_implementation_continues_its_trace() {
+    let buffer = Buffer::default();
+    let _guard = record_lifecycle(&buffer);
+    let mut rabbit = Rabbit::connect().await;
+    let queue = rabbit.fresh_queue("otel").await;
+
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(LongString::from(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )),
+    );
+    rabbit
+        .publish(&queue, BasicProperties::default().with_headers(headers))
+        .await;
+
+    let delivery = rabbit.next_delivery(&queue).await;
+    let context = handle_as_payment(&delivery, &queue).await;
+    assert_eq!(
+        context.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+
+    let records = buffer.records();
+    assert_eq!(
+        lifecycle_of(&records, "payment"),
+        [Stage::Received, Stage::Handled]
+    );
+    for r in &records {
+        assert_eq!(
+            r.trace_id.map(|t| t.to_string()).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            r.parent_span_id.map(|s| s.to_string()).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_ne!(
+            r.span_id.map(|s| s.to_string()).as_deref(),
+            Some("00f067aa0ba902b7"),
+            "the handler has its own span"
+        );
+    }
+    rabbit.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_header_values_are_not_taken_and_the_message_is_still_handled() {
+    let buffer = Buffer::default();
+    let _guard = record_lifecycle(&buffer);
+    let mut rabbit = Rabbit::connect().await;
+    let queue = rabbit.fresh_queue("hostile").await;
+
+    let huge = "e".repeat(10 * 1024);
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "correlation-id".into(),
+        AMQPValue::LongString(LongString::from("order-1\r\nX-Injected: 1")),
+    );
+    headers.insert(
+        "event-id".into(),
+        AMQPValue::LongString(LongString::from(huge.as_str())),
+    );
+    rabbit
+        .publish(&queue, BasicProperties::default().with_headers(headers))
+        .await;
+
+    let before = context_stats();
+    let delivery = rabbit.next_delivery(&queue).await;
+    let context = handle_as_payment(&delivery, &queue).await;
+    let after = context_stats();
+
+    assert_ne!(context.correlation_id.as_str(), "order-1");
+    assert!(!context.correlation_id.as_str().contains('\n'));
+    assert_ne!(context.event_id.as_str(), huge);
+    assert!(after.invalid_values >= before.invalid_values + 2);
+    assert!(after.fresh_contexts > before.fresh_contexts);
+
+    let records = buffer.records();
+    assert_eq!(
+        lifecycle_of(&records, "payment"),
+        [Stage::Received, Stage::Handled]
+    );
+    let text = buffer.text();
+    assert!(!text.contains("X-Injected"), "a raw value was echoed");
+    assert!(!text.contains(&huge[..600]), "a raw value was echoed");
+    rabbit.close().await;
+}
