@@ -10,12 +10,19 @@ use opentelemetry::propagation::{Extractor, Injector};
 #[derive(Debug)]
 pub struct HeaderMapInjector<'a>(pub &'a mut HeaderMap);
 
+/// causeway's own names as static header names: no allocation per set.
+fn header_name(key: &str) -> Option<HeaderName> {
+    causeway_model::headers::ALL
+        .iter()
+        .find(|name| **name == key)
+        .map(|name| HeaderName::from_static(name))
+        .or_else(|| HeaderName::from_bytes(key.as_bytes()).ok())
+}
+
 impl Injector for HeaderMapInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
+        // `HeaderValue::try_from(String)` takes the string's buffer as is.
+        if let (Some(name), Ok(value)) = (header_name(key), HeaderValue::try_from(value)) {
             self.0.insert(name, value);
         }
     }

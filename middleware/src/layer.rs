@@ -4,15 +4,22 @@
 //! field for field. Every other event becomes a `log` record; inside a
 //! `causeway.handle` span it is stamped with that span's flow ids (trace,
 //! span, correlation, causation, event), so a handler's ordinary logs join
-//! its flow. The layer never panics and never blocks on anything but the
-//! sink's own lock.
+//! its flow, and its own fields go to `attributes`.
+//!
+//! This runs for every log line of a service, so it writes the JSON line
+//! straight into reused per-thread buffers, with the span's part serialized
+//! once when the span is created: no `Record` is built and, once warm, no
+//! allocation is made per event beyond what formatting the message needs.
+//! The layer never panics and never blocks on anything but the sink's lock.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::io::Write as _;
 
-use causeway_model::{Level, Record, Stage, Timestamp};
+use causeway_model::Timestamp;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record as Record_};
+use tracing::span::{Attributes, Id, Record as SpanRecord};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -31,6 +38,10 @@ pub struct RecordLayer<S> {
 
 impl<S: RecordSink> RecordLayer<S> {
     /// `service` names records written outside any handler span.
+    ///
+    /// Every event that reaches the layer becomes a record, including those
+    /// of libraries (lapin, async-nats, hyper log at debug): give the layer a
+    /// filter (`with_filter`) when those are not wanted.
     pub fn new(service: impl Into<String>, sink: S) -> Self {
         Self {
             sink,
@@ -46,124 +57,186 @@ impl<S: RecordSink> RecordLayer<S> {
     }
 }
 
-/// The flow fields of a `causeway.handle` span, kept in its extensions.
+/// The flow fields of a `causeway.handle` span, kept in its extensions:
+/// the values under record names, and the same serialized once as a JSON
+/// fragment (`,"trace_id":"...",...`, without `service`).
 #[derive(Debug, Default)]
-struct SpanFlow(Map<String, Value>);
-
-#[derive(Default)]
-struct Fields {
-    message: Option<String>,
+struct SpanFlow {
     values: Map<String, Value>,
+    service: Option<String>,
+    fragment: Vec<u8>,
 }
 
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = Some(value.to_owned());
-        } else {
-            self.values
-                .insert(field.name().to_owned(), Value::from(value));
-        }
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.values
-            .insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.values
-            .insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.values
-            .insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.values
-            .insert(field.name().to_owned(), Value::from(value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.values
-            .insert(field.name().to_owned(), Value::from(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.message = Some(format!("{value:?}"));
-        } else {
-            self.values
-                .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+impl SpanFlow {
+    fn update(&mut self, values: Map<String, Value>) {
+        self.values.extend(values);
+        self.service = self
+            .values
+            .get("service")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.fragment.clear();
+        for (name, value) in &self.values {
+            if name == "service" {
+                continue;
+            }
+            self.fragment.push(b',');
+            write_json_str(&mut self.fragment, name);
+            self.fragment.push(b':');
+            // A `Value` always serializes; the buffer is in memory.
+            let _ = serde_json::to_writer(&mut self.fragment, value);
         }
     }
 }
+
+/// Collects a span's fields under the record's names.
+#[derive(Default)]
+struct SpanFields(Map<String, Value>);
 
 /// The handler span's fields under the record's names: OpenTelemetry's
 /// messaging attributes and causeway's own `causeway.*` fields.
-fn record_names(fields: Map<String, Value>) -> Map<String, Value> {
-    fields
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let name = match name.as_str() {
-                "messaging.system" => "messaging_system",
-                "messaging.destination.name" => "destination",
-                "messaging.consumer.group.name" => "consumer_group",
-                "messaging.message.id" => "event_id",
-                "messaging.message.conversation_id" => "correlation_id",
-                "causeway.service" => "service",
-                "causeway.trace_id" => "trace_id",
-                "causeway.span_id" => "span_id",
-                "causeway.parent_span_id" => "parent_span_id",
-                "causeway.causation_id" => "causation_id",
-                "causeway.event_type" => "event_type",
-                _ => return None,
-            };
-            Some((name.to_owned(), value))
-        })
-        .collect()
+fn record_name(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "messaging.system" => "messaging_system",
+        "messaging.destination.name" => "destination",
+        "messaging.consumer.group.name" => "consumer_group",
+        "messaging.message.id" => "event_id",
+        "messaging.message.conversation_id" => "correlation_id",
+        "causeway.service" => "service",
+        "causeway.trace_id" => "trace_id",
+        "causeway.span_id" => "span_id",
+        "causeway.parent_span_id" => "parent_span_id",
+        "causeway.causation_id" => "causation_id",
+        "causeway.event_type" => "event_type",
+        _ => return None,
+    })
 }
 
-/// Sets the record's typed fields from `fields`, leaving what does not parse
-/// untouched (our own spans and events always parse).
-fn apply(record: &mut Record, fields: &Map<String, Value>) {
-    let text = |name: &str| fields.get(name).and_then(Value::as_str);
-    if let Some(v) = text("service") {
-        record.service = v.to_owned();
+impl Visit for SpanFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if let Some(name) = record_name(field.name()) {
+            self.0.insert(name.to_owned(), Value::from(value));
+        }
     }
-    if let Some(v) = text("trace_id").and_then(|v| v.parse().ok()) {
-        record.trace_id = Some(v);
-    }
-    if let Some(v) = text("span_id").and_then(|v| v.parse().ok()) {
-        record.span_id = Some(v);
-    }
-    if let Some(v) = text("parent_span_id").and_then(|v| v.parse().ok()) {
-        record.parent_span_id = Some(v);
-    }
-    if let Some(v) = text("correlation_id").and_then(|v| v.parse().ok()) {
-        record.correlation_id = Some(v);
-    }
-    if let Some(v) = text("causation_id").and_then(|v| v.parse().ok()) {
-        record.causation_id = Some(v);
-    }
-    if let Some(v) = text("event_id").and_then(|v| v.parse().ok()) {
-        record.event_id = Some(v);
-    }
-    let owned = |name: &str| text(name).map(str::to_owned);
-    record.event_type = owned("event_type").or(record.event_type.take());
-    record.messaging_system = owned("messaging_system").or(record.messaging_system.take());
-    record.destination = owned("destination").or(record.destination.take());
-    record.consumer_group = owned("consumer_group").or(record.consumer_group.take());
-    record.error_type = owned("error_type").or(record.error_type.take());
-    record.error_message = owned("error_message").or(record.error_message.take());
-    if let Some(v) = fields.get("duration_us").and_then(Value::as_u64) {
-        record.duration_us = Some(v);
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if let Some(name) = record_name(field.name()) {
+            self.0
+                .insert(name.to_owned(), Value::from(format!("{value:?}")));
+        }
     }
 }
 
-fn level(level: &tracing::Level) -> Level {
+/// Record fields a lifecycle event may set at the top level.
+const LIFECYCLE_FIELDS: [&str; 15] = [
+    "stage",
+    "service",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "correlation_id",
+    "causation_id",
+    "event_id",
+    "event_type",
+    "messaging_system",
+    "destination",
+    "consumer_group",
+    "duration_us",
+    "error_type",
+    "error_message",
+];
+
+/// Reused per thread: the line being built, its attributes, the service.
+#[derive(Default)]
+struct Buffers {
+    line: Vec<u8>,
+    attributes: Vec<u8>,
+    service: String,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Writes an event's fields into the line: `message`, top-level record
+/// fields (lifecycle events only), everything else into `attributes`.
+struct EventWriter<'a> {
+    buffers: &'a mut Buffers,
+    lifecycle: bool,
+    has_message: bool,
+    has_stage: bool,
+    has_service: bool,
+}
+
+impl EventWriter<'_> {
+    /// Where a field goes: `Some(buffer)` after writing its key there.
+    fn key(&mut self, name: &str) -> &mut Vec<u8> {
+        let top_level = name == "message" || (self.lifecycle && LIFECYCLE_FIELDS.contains(&name));
+        match name {
+            "message" => self.has_message = true,
+            "stage" if self.lifecycle => self.has_stage = true,
+            _ => {}
+        }
+        let out = if top_level {
+            &mut self.buffers.line
+        } else {
+            if !self.buffers.attributes.is_empty() {
+                self.buffers.attributes.push(b',');
+            }
+            &mut self.buffers.attributes
+        };
+        if top_level {
+            out.push(b',');
+        }
+        write_json_str(out, name);
+        out.push(b':');
+        out
+    }
+}
+
+impl Visit for EventWriter<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.lifecycle && field.name() == "service" {
+            self.has_service = true;
+            self.buffers.service.clear();
+            self.buffers.service.push_str(value);
+        }
+        write_json_str(self.key(field.name()), value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let _ = write!(self.key(field.name()), "{value}");
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let _ = write!(self.key(field.name()), "{value}");
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let out = self.key(field.name());
+        if value.is_finite() {
+            let _ = write!(out, "{value}");
+        } else {
+            out.extend_from_slice(b"null");
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        let _ = write!(self.key(field.name()), "{value}");
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        write_json_display(self.key(field.name()), value);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let out = self.key(field.name());
+        out.push(b'"');
+        let _ = fmt::write(&mut Escaping(out), format_args!("{value:?}"));
+        out.push(b'"');
+    }
+}
+
+fn level(level: &tracing::Level) -> &'static str {
     match *level {
-        tracing::Level::TRACE => Level::Trace,
-        tracing::Level::DEBUG => Level::Debug,
-        tracing::Level::INFO => Level::Info,
-        tracing::Level::WARN => Level::Warn,
-        _ => Level::Error,
+        tracing::Level::TRACE => "TRACE",
+        tracing::Level::DEBUG => "DEBUG",
+        tracing::Level::INFO => "INFO",
+        tracing::Level::WARN => "WARN",
+        _ => "ERROR",
     }
 }
 
@@ -176,60 +249,226 @@ where
         if attrs.metadata().name() != HANDLE_SPAN {
             return;
         }
-        let mut fields = Fields::default();
+        let mut fields = SpanFields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut()
-                .insert(SpanFlow(record_names(fields.values)));
+            let mut flow = SpanFlow::default();
+            flow.update(fields.0);
+            span.extensions_mut().insert(flow);
         }
     }
 
-    fn on_record(&self, id: &Id, values: &Record_<'_>, ctx: Context<'_, Sub>) {
+    fn on_record(&self, id: &Id, values: &SpanRecord<'_>, ctx: Context<'_, Sub>) {
         let Some(span) = ctx.span(id) else { return };
         if span.metadata().name() != HANDLE_SPAN {
             return;
         }
-        let mut fields = Fields::default();
+        let mut fields = SpanFields::default();
         values.record(&mut fields);
         if let Some(flow) = span.extensions_mut().get_mut::<SpanFlow>() {
-            flow.0.extend(record_names(fields.values));
+            flow.update(fields.0);
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, Sub>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let mut record = Record::new(
+        // Re-entrancy (a sink that logs) gets fresh buffers instead of a panic.
+        let write = |buffers: &mut Buffers| self.write_event(buffers, event, &ctx);
+        let reused = BUFFERS.with(|cell| cell.try_borrow_mut().map(|mut b| write(&mut b)).is_ok());
+        if !reused {
+            write(&mut Buffers::default());
+        }
+    }
+}
+
+impl<S: RecordSink> RecordLayer<S> {
+    fn write_event<Sub>(&self, buffers: &mut Buffers, event: &Event<'_>, ctx: &Context<'_, Sub>)
+    where
+        Sub: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let lifecycle = event.metadata().target() == LIFECYCLE_TARGET;
+        buffers.line.clear();
+        buffers.attributes.clear();
+        buffers.service.clear();
+        let line = &mut buffers.line;
+        let _ = write!(
+            line,
+            "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
             Timestamp::now(),
-            self.service.clone(),
-            fields.message.take().unwrap_or_default(),
+            level(event.metadata().level())
         );
-        record.level = level(event.metadata().level());
-        record.instance.clone_from(&self.instance);
-        if event.metadata().target() == LIFECYCLE_TARGET {
-            // A lifecycle event carries every field of its record itself;
-            // the enclosing span's (a consumer group, say) must not leak in.
-            apply(&mut record, &fields.values);
-            record.stage = fields
-                .values
-                .get("stage")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(Stage::Log);
-        } else {
-            if let Some(scope) = ctx.event_scope(event) {
-                for span in scope {
-                    if let Some(flow) = span.extensions().get::<SpanFlow>() {
-                        apply(&mut record, &flow.0);
-                        break;
+        if let Some(instance) = &self.instance {
+            line.extend_from_slice(b",\"instance\":");
+            write_json_str(line, instance);
+        }
+        // An ordinary event inside a handler takes the handler's flow ids.
+        // A lifecycle event carries every field of its record itself; the
+        // enclosing span's (a consumer group, say) must not leak in.
+        let mut in_flow = false;
+        if !lifecycle && let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(flow) = span.extensions().get::<SpanFlow>() {
+                    line.extend_from_slice(&flow.fragment);
+                    if let Some(service) = &flow.service {
+                        buffers.service.push_str(service);
+                        in_flow = true;
                     }
+                    break;
                 }
             }
-            // A handler's own fields are its business: kept as attributes,
-            // never taken for flow fields.
-            record.attributes = fields.values;
-            record.stage = Stage::Log;
         }
-        self.sink.write(&record);
+        let mut writer = EventWriter {
+            buffers,
+            lifecycle,
+            has_message: false,
+            has_stage: false,
+            has_service: in_flow,
+        };
+        event.record(&mut writer);
+        let (has_message, has_stage, has_service) =
+            (writer.has_message, writer.has_stage, writer.has_service);
+        if !has_service {
+            buffers.service.push_str(&self.service);
+        }
+        let line = &mut buffers.line;
+        if !(lifecycle && has_service) {
+            line.extend_from_slice(b",\"service\":");
+            write_json_str(line, &buffers.service);
+        }
+        if !has_message {
+            line.extend_from_slice(b",\"message\":\"\"");
+        }
+        if !has_stage {
+            line.extend_from_slice(b",\"stage\":\"log\"");
+        }
+        if !buffers.attributes.is_empty() {
+            line.extend_from_slice(b",\"attributes\":{");
+            line.extend_from_slice(&buffers.attributes);
+            line.push(b'}');
+        }
+        line.extend_from_slice(b"}\n");
+        self.sink.write(&buffers.service, line);
+    }
+}
+
+/// Writes `s` as a JSON string, quotes included.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escape_into(out, s);
+    out.push(b'"');
+}
+
+fn write_json_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
+    out.push(b'"');
+    let _ = fmt::write(&mut Escaping(out), format_args!("{value}"));
+    out.push(b'"');
+}
+
+/// JSON string escaping (RFC 8259): quote, backslash and control
+/// characters; everything else is copied as is.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// A `fmt::Write` that JSON-escapes into a byte buffer.
+struct Escaping<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_model::Record;
+
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips_through_a_json_parser() {
+        let tricky = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é 😀 \u{7f}";
+        let mut out = Vec::new();
+        write_json_str(&mut out, tricky);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, tricky);
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+    impl RecordSink for Lines {
+        fn write(&self, service: &str, line: &[u8]) {
+            let line = String::from_utf8(line.to_vec()).unwrap();
+            self.0.lock().unwrap().push((service.to_owned(), line));
+        }
+    }
+
+    #[test]
+    fn every_field_type_lands_in_a_valid_record() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(RecordLayer::new("svc", lines.clone()).with_instance("pod-1"));
+        tracing::subscriber::with_default(subscriber, || {
+            let error = std::io::Error::other("disk \"full\"");
+            tracing::warn!(
+                count = 3u64,
+                delta = -2i64,
+                ratio = 0.5,
+                nan = f64::NAN,
+                ok = true,
+                error = &error as &dyn std::error::Error,
+                debug = ?vec![1, 2],
+                "multi\nline \"message\""
+            );
+            tracing::info!(no_message = 1);
+        });
+        let lines = lines.0.lock().unwrap();
+        let (service, line) = &lines[0];
+        assert_eq!(service, "svc");
+        assert!(line.ends_with('\n'));
+        let record: Record = serde_json::from_str(line).unwrap();
+        assert_eq!(record.message, "multi\nline \"message\"");
+        assert_eq!(record.instance.as_deref(), Some("pod-1"));
+        assert_eq!(record.level, causeway_model::Level::Warn);
+        let a = &record.attributes;
+        assert_eq!(
+            (a["count"].as_u64(), a["delta"].as_i64()),
+            (Some(3), Some(-2))
+        );
+        assert_eq!(
+            (a["ratio"].as_f64(), a["ok"].as_bool()),
+            (Some(0.5), Some(true))
+        );
+        assert!(a["nan"].is_null());
+        assert_eq!(a["error"], "disk \"full\"");
+        assert_eq!(a["debug"], "[1, 2]");
+        let record: Record = serde_json::from_str(&lines[1].1).unwrap();
+        assert_eq!(record.message, "");
+        assert_eq!(record.attributes["no_message"], 1);
     }
 }

@@ -70,7 +70,9 @@ pub use layer::RecordLayer;
 pub use opentelemetry::propagation::{Extractor, Injector};
 pub use propagation::{ContextField, DEFAULT_FOREIGN_NAMES, Propagation, extract, inject};
 pub use service::{Consume, Handling, Publish, Service};
-pub use sink::{DirectorySink, JsonLinesSink, RecordSink, RotatingFileSink, Rotation};
+pub use sink::{
+    DirectorySink, JsonLinesSink, RecordSink, RotatingFileSink, Rotation, write_record,
+};
 
 /// The `tracing` target of lifecycle records.
 pub const LIFECYCLE_TARGET: &str = "causeway::lifecycle";

@@ -160,15 +160,18 @@ impl Propagation {
                 TraceFlags::default()
             },
         }
-        .to_string();
+        .encode();
         // Ids were validated on creation: no control characters, bounded.
         if self.cloudevents {
             carrier.set("ce-specversion", "1.0".to_owned());
-            carrier.set("ce-id", context.event_id.to_string());
+            carrier.set("ce-id", context.event_id.as_str().to_owned());
             carrier.set("ce-traceparent", traceparent.clone());
-            carrier.set("ce-correlationid", context.correlation_id.to_string());
+            carrier.set(
+                "ce-correlationid",
+                context.correlation_id.as_str().to_owned(),
+            );
             if let Some(cause) = &context.causation_id {
-                carrier.set("ce-causationid", cause.to_string());
+                carrier.set("ce-causationid", cause.as_str().to_owned());
             }
             if let Some(event_type) = &context.event_type {
                 set_clean(carrier, "ce-type", event_type);
@@ -184,10 +187,13 @@ impl Propagation {
         if let Some(baggage) = &context.baggage {
             set_clean(carrier, headers::BAGGAGE, baggage);
         }
-        carrier.set(headers::CORRELATION_ID, context.correlation_id.to_string());
-        carrier.set(headers::EVENT_ID, context.event_id.to_string());
+        carrier.set(
+            headers::CORRELATION_ID,
+            context.correlation_id.as_str().to_owned(),
+        );
+        carrier.set(headers::EVENT_ID, context.event_id.as_str().to_owned());
         if let Some(cause) = &context.causation_id {
-            carrier.set(headers::CAUSATION_ID, cause.to_string());
+            carrier.set(headers::CAUSATION_ID, cause.as_str().to_owned());
         }
         if let Some(event_type) = &context.event_type {
             set_clean(carrier, headers::EVENT_TYPE, event_type);

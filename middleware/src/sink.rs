@@ -15,15 +15,17 @@ use causeway_model::Record;
 
 /// A destination for records.
 pub trait RecordSink: Send + Sync + 'static {
-    /// Writes one record. Errors are swallowed after being counted by the
-    /// sink: tracing must never fail the service.
-    fn write(&self, record: &Record);
+    /// Writes one record: `line` is its JSON with the final newline,
+    /// `service` the record's service (for sinks that route by it). Errors
+    /// are swallowed: tracing must never fail the service.
+    fn write(&self, service: &str, line: &[u8]);
 }
 
-fn line(record: &Record) -> Vec<u8> {
+/// Writes a whole [`Record`] to a sink (for records not made by the layer).
+pub fn write_record(sink: &dyn RecordSink, record: &Record) {
     let mut line = record.to_json_line().into_bytes();
     line.push(b'\n');
-    line
+    sink.write(&record.service, &line);
 }
 
 /// JSON lines to one writer (stdout, a file, a buffer in tests).
@@ -41,11 +43,9 @@ impl<W: Write + Send + 'static> JsonLinesSink<W> {
 }
 
 impl<W: Write + Send + 'static> RecordSink for JsonLinesSink<W> {
-    fn write(&self, record: &Record) {
+    fn write(&self, _service: &str, line: &[u8]) {
         if let Ok(mut writer) = self.writer.lock() {
-            let _ = writer
-                .write_all(&line(record))
-                .and_then(|()| writer.flush());
+            let _ = writer.write_all(line).and_then(|()| writer.flush());
         }
     }
 }
@@ -137,9 +137,9 @@ impl RotatingFileSink {
 }
 
 impl RecordSink for RotatingFileSink {
-    fn write(&self, record: &Record) {
+    fn write(&self, _service: &str, line: &[u8]) {
         if let Ok(mut file) = self.file.lock() {
-            let _ = file.write_line(&line(record));
+            let _ = file.write_line(line);
         }
     }
 }
@@ -190,16 +190,16 @@ impl DirectorySink {
 }
 
 impl RecordSink for DirectorySink {
-    fn write(&self, record: &Record) {
+    fn write(&self, service: &str, line: &[u8]) {
         let Ok(mut files) = self.files.lock() else {
             return;
         };
-        if !files.contains_key(&record.service) {
-            let file = RotatingFile::new(self.path_for(&record.service), self.rotation);
-            files.insert(record.service.clone(), file);
+        if !files.contains_key(service) {
+            let file = RotatingFile::new(self.path_for(service), self.rotation);
+            files.insert(service.to_owned(), file);
         }
-        if let Some(file) = files.get_mut(&record.service) {
-            let _ = file.write_line(&line(record));
+        if let Some(file) = files.get_mut(service) {
+            let _ = file.write_line(line);
         }
     }
 }
@@ -222,11 +222,10 @@ mod tests {
             },
         );
         for n in 0..20 {
-            sink.write(&Record::new(
-                Timestamp::from_micros(n),
-                "svc",
-                format!("line {n}"),
-            ));
+            write_record(
+                &sink,
+                &Record::new(Timestamp::from_micros(n), "svc", format!("line {n}")),
+            );
         }
         let mut generations: Vec<PathBuf> = (1..=10)
             .map(|n| dir.path().join(format!("svc.log.{n}")))
@@ -262,11 +261,10 @@ mod tests {
                 keep: 2,
             });
         for n in 0..30 {
-            sink.write(&Record::new(
-                Timestamp::from_micros(n),
-                "svc",
-                format!("line {n}"),
-            ));
+            write_record(
+                &sink,
+                &Record::new(Timestamp::from_micros(n), "svc", format!("line {n}")),
+            );
         }
         assert!(dir.path().join("svc.log.2").exists());
         assert!(!dir.path().join("svc.log.3").exists());

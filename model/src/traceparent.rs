@@ -108,14 +108,31 @@ impl FromStr for TraceParent {
     }
 }
 
+fn put_hex(buf: &mut [u8], from: usize, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        buf[from + 2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[from + 2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+impl TraceParent {
+    /// The header value (version 00), built in one exact-size allocation;
+    /// this runs on every publish.
+    pub fn encode(&self) -> String {
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put_hex(&mut buf, 3, &self.trace_id.to_bytes());
+        put_hex(&mut buf, 36, &self.parent_id.to_bytes());
+        put_hex(&mut buf, 53, &[self.flags.0]);
+        // Only ASCII hex digits and dashes are in the buffer.
+        String::from_utf8(buf.to_vec()).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for TraceParent {
     /// Always formats version 00.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id, self.parent_id, self.flags.0
-        )
+        f.write_str(&self.encode())
     }
 }
 

@@ -1,0 +1,220 @@
+//! Benchmarks of what causeway adds to every message, each side by side in
+//! one run with its baseline:
+//!
+//! - `context/*`: inject the full causeway context into a fresh carrier and
+//!   extract it again, per carrier, against OpenTelemetry's bare
+//!   `TraceContextPropagator` doing the same with only `traceparent` on a
+//!   `HashMap` (the baseline).
+//! - `record/*`: one `tracing` event inside a handler span written as a
+//!   JSON line by `RecordLayer`, against tracing-subscriber's own JSON
+//!   formatter, both into `io::sink()`.
+//!
+//! Allocations per operation are counted by a counting global allocator and
+//! printed before the timings. Run: `cargo bench -p causeway-middleware
+//! --all-features --bench propagation`.
+
+#![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
+#![allow(clippy::unwrap_used)] // bench set-up: a panic is the failure report
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use causeway_middleware::{
+    HeaderMapExtractor, HeaderMapInjector, JsonLinesSink, MessageContext, RecordLayer, extract,
+    inject,
+};
+use causeway_model::{CorrelationId, EventId, SpanId, TraceId};
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{
+    SpanContext, SpanId as OtelSpanId, TraceContextExt, TraceFlags, TraceId as OtelTraceId,
+    TraceState,
+};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_subscriber::layer::SubscriberExt;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_per_op(mut op: impl FnMut()) -> f64 {
+    const N: u64 = 10_000;
+    op();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..N {
+        op();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+}
+
+/// A context in the middle of a flow: every causeway header but the
+/// optional tracestate, baggage and schema version.
+fn full_context() -> MessageContext {
+    MessageContext {
+        trace_id: TraceId::random(),
+        span_id: SpanId::random(),
+        parent_span_id: None,
+        sampled: true,
+        tracestate: None,
+        baggage: None,
+        correlation_id: CorrelationId::new("order-1234").unwrap(),
+        causation_id: Some(EventId::generate()),
+        event_id: EventId::generate(),
+        event_type: Some("PaymentCaptured".into()),
+        source: Some("payment".into()),
+        schema_version: None,
+        trace_continued: true,
+    }
+}
+
+fn otel_context() -> opentelemetry::Context {
+    let span = SpanContext::new(
+        OtelTraceId::from_bytes(TraceId::random().to_bytes()),
+        OtelSpanId::from_bytes(SpanId::random().to_bytes()),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    opentelemetry::Context::new().with_remote_span_context(span)
+}
+
+/// The operations measured, by name: each injects into a fresh carrier and
+/// extracts from it.
+type Case = (&'static str, Box<dyn FnMut()>);
+
+fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let propagator = TraceContextPropagator::new();
+    let cx = otel_context();
+    cases.push((
+        "otel_bare_traceparent/hashmap",
+        Box::new(move || {
+            let mut carrier = HashMap::new();
+            propagator.inject_context(&cx, &mut carrier);
+            black_box(propagator.extract(&carrier));
+        }),
+    ));
+    let context = full_context();
+    cases.push((
+        "causeway_full/hashmap",
+        Box::new(move || {
+            let mut carrier = HashMap::new();
+            inject(&context, &mut carrier);
+            black_box(extract(&carrier));
+        }),
+    ));
+    let context = full_context();
+    cases.push((
+        "causeway_full/http_headermap",
+        Box::new(move || {
+            let mut carrier = http::HeaderMap::new();
+            inject(&context, &mut HeaderMapInjector(&mut carrier));
+            black_box(extract(&HeaderMapExtractor(&carrier)));
+        }),
+    ));
+    cases
+}
+
+fn context(c: &mut Criterion) {
+    println!("\nallocations per inject+extract:");
+    for (name, mut op) in cases() {
+        println!("  {name:<40} {:>6.1}", allocations_per_op(&mut op));
+    }
+    let mut group = c.benchmark_group("context");
+    for (name, mut op) in cases() {
+        group.bench_function(name, |b| b.iter(&mut op));
+    }
+    group.finish();
+}
+
+fn emit_in_handler_span() {
+    let span = tracing::info_span!(
+        causeway_middleware::HANDLE_SPAN,
+        causeway.service = "payment",
+        causeway.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+        causeway.span_id = "00f067aa0ba902b7",
+        messaging.message.id = "01a2034e-af76-70ea-b5ff-288a8fcf0307",
+        messaging.message.conversation_id = "order-1234",
+    );
+    let _entered = span.enter();
+    for _ in 0..100 {
+        tracing::info!(order_id = 1234, amount_cents = 1999, "charging card");
+    }
+}
+
+fn record(c: &mut Criterion) {
+    let ours = tracing_subscriber::registry().with(RecordLayer::new(
+        "payment",
+        JsonLinesSink::new(std::io::sink()),
+    ));
+    let theirs = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(std::io::sink)
+        .finish();
+    println!("\nallocations per 100 events in a handler span:");
+    tracing::subscriber::with_default(ours, || {
+        println!(
+            "  {:<40} {:>6.1}",
+            "causeway_record_layer",
+            allocations_per_op(emit_in_handler_span)
+        );
+    });
+    tracing::subscriber::with_default(theirs, || {
+        println!(
+            "  {:<40} {:>6.1}",
+            "tracing_subscriber_json",
+            allocations_per_op(emit_in_handler_span)
+        );
+    });
+
+    let mut group = c.benchmark_group("record");
+    let ours = tracing_subscriber::registry().with(RecordLayer::new(
+        "payment",
+        JsonLinesSink::new(std::io::sink()),
+    ));
+    tracing::subscriber::with_default(ours, || {
+        group.bench_function("causeway_record_layer/100_events", |b| {
+            b.iter(emit_in_handler_span)
+        });
+    });
+    let theirs = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(theirs, || {
+        group.bench_function("tracing_subscriber_json/100_events", |b| {
+            b.iter(emit_in_handler_span)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, context, record);
+criterion_main!(benches);
