@@ -135,6 +135,74 @@ fn cases() -> Vec<Case> {
             black_box(extract(&HeaderMapExtractor(&carrier)));
         }),
     ));
+    #[cfg(feature = "amqp")]
+    {
+        use causeway_middleware::amqp::{FieldTableInjector, PropertiesExtractor};
+        let context = full_context();
+        cases.push((
+            "causeway_full/amqp_fieldtable",
+            Box::new(move || {
+                let mut table = lapin::types::FieldTable::default();
+                inject(&context, &mut FieldTableInjector(&mut table));
+                let properties = lapin::BasicProperties::default().with_headers(table);
+                black_box(extract(&PropertiesExtractor(&properties)));
+            }),
+        ));
+    }
+    #[cfg(feature = "nats")]
+    {
+        use causeway_middleware::nats::{HeaderExtractor, HeaderInjector};
+        let context = full_context();
+        cases.push((
+            "causeway_full/nats_headermap",
+            Box::new(move || {
+                let mut headers = async_nats::HeaderMap::new();
+                inject(&context, &mut HeaderInjector(&mut headers));
+                black_box(extract(&HeaderExtractor(&headers)));
+            }),
+        ));
+    }
+    #[cfg(feature = "kafka")]
+    {
+        use causeway_middleware::kafka::{HeaderExtractor, HeaderInjector};
+        let context = full_context();
+        cases.push((
+            "causeway_full/kafka_owned_headers",
+            Box::new(move || {
+                let mut injector = HeaderInjector::new();
+                inject(&context, &mut injector);
+                let headers = injector.into_headers();
+                black_box(extract(&HeaderExtractor::new(&headers)));
+            }),
+        ));
+    }
+    // The two halves apart, on a carrier filled once.
+    let propagator = TraceContextPropagator::new();
+    let cx = otel_context();
+    let mut filled = HashMap::new();
+    propagator.inject_context(&cx, &mut filled);
+    cases.push((
+        "extract_only/otel_bare_traceparent/hashmap",
+        Box::new(move || {
+            black_box(propagator.extract(&filled));
+        }),
+    ));
+    let mut filled = HashMap::new();
+    inject(&full_context(), &mut filled);
+    cases.push((
+        "extract_only/causeway_full/hashmap",
+        Box::new(move || {
+            black_box(extract(&filled));
+        }),
+    ));
+    let mut filled = http::HeaderMap::new();
+    inject(&full_context(), &mut HeaderMapInjector(&mut filled));
+    cases.push((
+        "extract_only/causeway_full/http_headermap",
+        Box::new(move || {
+            black_box(extract(&HeaderMapExtractor(&filled)));
+        }),
+    ));
     cases
 }
 

@@ -14,6 +14,23 @@
 //! [`context_stats`]; values written into headers are bounded and free of
 //! control characters.
 //!
+//! # Transports and features
+//!
+//! | feature | module | carrier |
+//! |---|---|---|
+//! | `bus` (default) | [`Bus`] | `HashMap<String, String>` |
+//! | `http` (default) | `http` | `http::HeaderMap`: a tower layer for servers, `publish_request` for clients |
+//! | `amqp` | `amqp` | lapin `FieldTable` + `message_id`/`correlation_id` properties |
+//! | `nats` | `nats` | async-nats `HeaderMap`, JetStream `Nats-Msg-Id` |
+//! | `kafka` | `kafka` | rdkafka `OwnedHeaders` / `Headers` (builds librdkafka) |
+//! | `otel` (default) | | producer and consumer spans through tracing-opentelemetry |
+//!
+//! Each transport module documents a complete publish-and-consume example,
+//! and `middleware/examples/<transport>.rs` runs one against the real
+//! broker (`cargo run -p causeway-middleware --example amqp --features
+//! amqp`). Header spellings of other systems are read through
+//! [`Propagation`].
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use causeway_middleware::{Consume, Publish, Service};

@@ -5,11 +5,10 @@
 //! needs a carrier. Extraction never fails: what is missing or malformed is
 //! counted and replaced; the returned context is always usable.
 //!
-//! Cost matters (this runs on every message): a message written by causeway
-//! carries the three canonical headers (`traceparent`, `correlation-id`,
-//! `event-id`) and is read with direct look-ups only. Only when one of them
-//! is missing are the carrier's keys scanned, once, for foreign spellings
-//! (CloudEvents, NServiceBus, MassTransit, `x-correlation-id`, ...).
+//! Cost matters (this runs on every message): extraction walks the
+//! carrier's keys once, matching each against causeway's names and the
+//! foreign spellings (CloudEvents, NServiceBus, MassTransit,
+//! `x-correlation-id`, ...), and reads only the headers that are there.
 
 use std::sync::{Arc, LazyLock};
 
@@ -211,58 +210,57 @@ impl Propagation {
     /// Missing or malformed parts are replaced (a fresh trace, a fresh
     /// correlation id, a generated event id) and counted.
     pub fn extract(&self, carrier: &dyn Extractor) -> MessageContext {
-        let mut values = Values::default();
-        for field in [
-            ContextField::TraceParent,
-            ContextField::CorrelationId,
-            ContextField::EventId,
-        ] {
-            values.set(field, carrier.get(field.canonical()));
-        }
-        let ours = values.has(ContextField::TraceParent)
-            && values.has(ContextField::CorrelationId)
-            && values.has(ContextField::EventId);
-        for field in [
-            ContextField::TraceState,
-            ContextField::Baggage,
-            ContextField::CausationId,
-            ContextField::EventType,
-            ContextField::Source,
-            ContextField::SchemaVersion,
-        ] {
-            values.set(field, carrier.get(field.canonical()));
-        }
-        if !ours && !self.foreign.is_empty() {
-            self.fill_foreign(carrier, &mut values);
-        }
-        values.into_context()
-    }
-
-    /// One pass over the carrier's keys, taking the preferred foreign name
-    /// for each field still missing.
-    fn fill_foreign<'a>(&self, carrier: &'a dyn Extractor, values: &mut Values<'a>) {
+        // One pass over the carrier's keys: each key is matched (ignoring
+        // ASCII case) against causeway's names, then the foreign ones, and
+        // the best-ranked name per field is read. No look-up is made for a
+        // header that is not there.
         let mut best: [Option<(usize, &str)>; FIELDS] = [None; FIELDS];
         for key in carrier.keys() {
-            let Some(rank) = self
-                .foreign
-                .iter()
-                .position(|(n, _)| n.eq_ignore_ascii_case(key))
-            else {
+            let Some((rank, field)) = self.rank_of(key) else {
                 continue;
             };
-            let slot = &mut best[self.foreign[rank].1.index()];
+            let slot = &mut best[field.index()];
             if slot.is_none_or(|(r, _)| rank < r) {
                 *slot = Some((rank, key));
             }
         }
-        for (rank, key) in best.into_iter().flatten() {
-            let field = self.foreign[rank].1;
-            if !values.has(field) {
-                values.set(field, carrier.get(key));
+        let mut values = Values::default();
+        for (field, slot) in ALL_FIELDS.iter().zip(best) {
+            if let Some((_, key)) = slot {
+                values.set(*field, carrier.get(key));
             }
         }
+        values.into_context()
+    }
+
+    /// The preference rank of a header name and the field it supplies:
+    /// causeway's own names first, then the foreign ones in order.
+    fn rank_of(&self, key: &str) -> Option<(usize, ContextField)> {
+        if let Some(field) = ALL_FIELDS
+            .iter()
+            .find(|f| f.canonical().len() == key.len() && f.canonical().eq_ignore_ascii_case(key))
+        {
+            return Some((0, *field));
+        }
+        self.foreign
+            .iter()
+            .position(|(name, _)| name.len() == key.len() && name.eq_ignore_ascii_case(key))
+            .map(|i| (i + 1, self.foreign[i].1))
     }
 }
+
+/// Every field, in declaration order, so `ALL_FIELDS[f.index()] == f`.
+const ALL_FIELDS: [ContextField; FIELDS] = [
+    ContextField::TraceParent,
+    ContextField::TraceState,
+    ContextField::Baggage,
+    ContextField::CorrelationId,
+    ContextField::CausationId,
+    ContextField::EventId,
+    ContextField::EventType,
+    ContextField::Source,
+    ContextField::SchemaVersion,
+];
 
 /// Raw header values by field, before cleaning and parsing.
 #[derive(Default)]
@@ -271,10 +269,6 @@ struct Values<'a>([Option<&'a str>; FIELDS]);
 impl<'a> Values<'a> {
     fn set(&mut self, field: ContextField, value: Option<&'a str>) {
         self.0[field.index()] = value;
-    }
-
-    fn has(&self, field: ContextField) -> bool {
-        self.0[field.index()].is_some()
     }
 
     /// The value if present and clean; an unclean one is counted.

@@ -156,13 +156,16 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
             max: MAX_ID_LEN,
         });
     }
-    if let Some(position) = s.bytes().position(|b| b.is_ascii_control() || b == b' ') {
-        return Err(IdError::Control { position });
+    // One pass; ids are nearly always ASCII, so look at chars only past it.
+    let bytes = s.as_bytes();
+    match bytes.iter().position(|b| !b.is_ascii_graphic()) {
+        None => Ok(()),
+        Some(position) if bytes[position].is_ascii() => Err(IdError::Control { position }),
+        Some(_) => match s.char_indices().find(|(_, c)| c.is_control() || c.is_whitespace()) {
+            Some((position, _)) => Err(IdError::Control { position }),
+            None => Ok(()),
+        },
     }
-    if let Some((position, _)) = s.char_indices().find(|(_, c)| c.is_control()) {
-        return Err(IdError::Control { position });
-    }
-    Ok(())
 }
 
 macro_rules! text_id {
