@@ -64,7 +64,6 @@ use std::str::FromStr;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Message, jetstream};
-use causeway_model::headers;
 use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::context::MessageContext;
@@ -136,14 +135,10 @@ impl HeaderExtractor<'_> {
 }
 
 impl Extractor for HeaderExtractor<'_> {
+    /// `Nats-Msg-Id` stands in for a missing `event-id` through the
+    /// default foreign spellings ([`crate::DEFAULT_FOREIGN_NAMES`]).
     fn get(&self, key: &str) -> Option<&str> {
-        self.lookup(key).or_else(|| {
-            if key == headers::EVENT_ID {
-                self.lookup(NATS_MESSAGE_ID.as_ref())
-            } else {
-                None
-            }
-        })
+        self.lookup(key)
     }
 
     fn keys(&self) -> Vec<&str> {

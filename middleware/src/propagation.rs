@@ -58,7 +58,7 @@ impl ContextField {
 
 /// The foreign spellings understood by default, in order of preference per
 /// field (the first one present wins). Matching ignores ASCII case.
-pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 22] = [
+pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 23] = [
     // CloudEvents, HTTP binary mode (`ce-` prefix) and its extensions.
     ("ce-traceparent", ContextField::TraceParent),
     ("ce-tracestate", ContextField::TraceState),
@@ -87,6 +87,8 @@ pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 22] = [
     // Generic ids, last: they identify a request or message, not a flow.
     ("x-request-id", ContextField::CorrelationId),
     ("message-id", ContextField::EventId),
+    // JetStream's de-duplication id, which causeway sets to the event id.
+    ("Nats-Msg-Id", ContextField::EventId),
     ("x-message-id", ContextField::EventId),
 ];
 
