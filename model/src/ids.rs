@@ -161,7 +161,10 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
     match bytes.iter().position(|b| !b.is_ascii_graphic()) {
         None => Ok(()),
         Some(position) if bytes[position].is_ascii() => Err(IdError::Control { position }),
-        Some(_) => match s.char_indices().find(|(_, c)| c.is_control() || c.is_whitespace()) {
+        Some(_) => match s
+            .char_indices()
+            .find(|(_, c)| c.is_control() || c.is_whitespace())
+        {
             Some((position, _)) => Err(IdError::Control { position }),
             None => Ok(()),
         },
