@@ -88,7 +88,7 @@ pub use opentelemetry::propagation::{Extractor, Injector};
 pub use propagation::{ContextField, DEFAULT_FOREIGN_NAMES, Propagation, extract, inject};
 pub use service::{Consume, Handling, Publish, Service};
 pub use sink::{
-    DirectorySink, JsonLinesSink, RecordSink, RotatingFileSink, Rotation, write_record,
+    DirectorySink, JsonLinesSink, MemorySink, RecordSink, RotatingFileSink, Rotation, write_record,
 };
 
 /// The `tracing` target of lifecycle records.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use causeway_model::Record;
 
@@ -46,6 +46,36 @@ impl<W: Write + Send + 'static> RecordSink for JsonLinesSink<W> {
     fn write(&self, _service: &str, line: &[u8]) {
         if let Ok(mut writer) = self.writer.lock() {
             let _ = writer.write_all(line).and_then(|()| writer.flush());
+        }
+    }
+}
+
+/// Keeps the lines in memory, to read back in tests of instrumented code.
+/// Clones share the same lines.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Every line written so far, as records.
+    pub fn records(&self) -> Result<Vec<Record>, serde_json::Error> {
+        self.text().lines().map(serde_json::from_str).collect()
+    }
+}
+
+impl RecordSink for MemorySink {
+    fn write(&self, _service: &str, line: &[u8]) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.extend_from_slice(line);
         }
     }
 }

@@ -7,15 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use causeway_middleware::http::{CausewayLayer, publish_request};
-use causeway_middleware::{Handling, JsonLinesSink, Publish, RecordLayer, Service, context_stats};
+use causeway_middleware::{Handling, MemorySink, Publish, RecordLayer, Service, context_stats};
 use causeway_model::{CorrelationId, Level, Record, Stage};
 use serde_json::{Value, json};
 use tracing::subscriber::DefaultGuard;
@@ -23,46 +21,22 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn records(&self) -> Vec<Record> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    fn records_of(&self, service: &str) -> Vec<Record> {
-        self.records()
-            .into_iter()
-            .filter(|r| r.service == service)
-            .collect()
-    }
+fn records_of(buffer: &MemorySink, service: &str) -> Vec<Record> {
+    buffer
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.service == service)
+        .collect()
 }
 
 /// Records of causeway and of this test's handlers, on this thread (the
 /// runtime is current-thread, so the server's tasks run here too). Events
 /// of hyper, reqwest and axum are left out so stage sequences are exact.
-fn record_into(buffer: &Buffer) -> DefaultGuard {
-    let layer = RecordLayer::new("test", JsonLinesSink::new(buffer.clone())).with_filter(
-        filter_fn(|meta| {
-            meta.target().starts_with("causeway") || meta.target().starts_with(module_path!())
-        }),
-    );
+fn record_into(buffer: &MemorySink) -> DefaultGuard {
+    let layer = RecordLayer::new("test", buffer.clone()).with_filter(filter_fn(|meta| {
+        meta.target().starts_with("causeway") || meta.target().starts_with(module_path!())
+    }));
     tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
 }
 
@@ -99,7 +73,7 @@ fn orders_app() -> Router {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_published_request_is_handled_in_the_client_s_flow_behind_the_layer() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_into(&buffer);
     let addr = serve(orders_app()).await;
     let client = client();
@@ -125,12 +99,12 @@ async fn a_published_request_is_handled_in_the_client_s_flow_behind_the_layer() 
     assert_eq!(seen["correlation_id"], "order-1234");
     assert_eq!(seen["event_id"], sent.event_id.as_str());
 
-    let published = buffer.records_of("web");
+    let published = records_of(&buffer, "web");
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].stage, Stage::Published);
     assert_eq!(published[0].messaging_system.as_deref(), Some("http"));
 
-    let server = buffer.records_of("orders");
+    let server = records_of(&buffer, "orders");
     let stages: Vec<Stage> = server.iter().map(|r| r.stage).collect();
     assert_eq!(stages, [Stage::Received, Stage::Log, Stage::Handled]);
     for r in &server {
@@ -153,7 +127,7 @@ async fn a_published_request_is_handled_in_the_client_s_flow_behind_the_layer() 
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_webhook_published_while_handling_a_request_is_caused_by_it() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_into(&buffer);
 
     let payments = serve(
@@ -211,7 +185,7 @@ async fn a_webhook_published_while_handling_a_request_is_caused_by_it() {
         sent.correlation_id.as_str()
     );
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     let stages: Vec<(&str, Stage)> = records
         .iter()
         .map(|r| (r.service.as_str(), r.stage))
@@ -256,7 +230,7 @@ async fn a_webhook_published_while_handling_a_request_is_caused_by_it() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_handler_answering_500_writes_failed_with_the_status() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_into(&buffer);
     let addr = serve(
         Router::new()
@@ -280,7 +254,7 @@ async fn a_handler_answering_500_writes_failed_with_the_status() {
         .to_owned();
     assert_eq!(response.text().await.unwrap(), "boom", "the answer is kept");
 
-    let records = buffer.records_of("orders");
+    let records = records_of(&buffer, "orders");
     let stages: Vec<Stage> = records.iter().map(|r| r.stage).collect();
     assert_eq!(stages, [Stage::Received, Stage::Failed]);
     let failed = &records[1];
@@ -300,7 +274,7 @@ async fn a_handler_answering_500_writes_failed_with_the_status() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_with_malformed_context_is_served_in_a_fresh_flow() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_into(&buffer);
     let addr = serve(orders_app()).await;
     let oversized = "a".repeat(4096);
@@ -331,7 +305,7 @@ async fn a_request_with_malformed_context_is_served_in_a_fresh_flow() {
     assert!(after.fresh_contexts > before.fresh_contexts);
     assert!(after.invalid_values >= before.invalid_values + 2);
 
-    let records = buffer.records_of("orders");
+    let records = records_of(&buffer, "orders");
     let stages: Vec<Stage> = records.iter().map(|r| r.stage).collect();
     assert_eq!(stages, [Stage::Received, Stage::Log, Stage::Handled]);
     for r in &records {
@@ -342,7 +316,7 @@ async fn a_request_with_malformed_context_is_served_in_a_fresh_flow() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_from_a_plain_opentelemetry_client_continues_its_trace() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_into(&buffer);
     let addr = serve(orders_app()).await;
 
@@ -365,7 +339,7 @@ async fn a_request_from_a_plain_opentelemetry_client_continues_its_trace() {
     let seen: Value = response.json().await.unwrap();
     assert_eq!(seen["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 
-    let records = buffer.records_of("orders");
+    let records = records_of(&buffer, "orders");
     let received = &records[0];
     assert_eq!(received.stage, Stage::Received);
     assert_eq!(

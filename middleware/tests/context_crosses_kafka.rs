@@ -13,13 +13,11 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 #![cfg(feature = "kafka")]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_middleware::kafka::{self, HeaderExtractor};
-use causeway_middleware::{Extractor, JsonLinesSink, Publish, RecordLayer, Service, context_stats};
-use causeway_model::{CorrelationId, EventId, Record, Stage, headers};
+use causeway_middleware::{Extractor, MemorySink, Publish, RecordLayer, Service, context_stats};
+use causeway_model::{CorrelationId, EventId, Stage, headers};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -28,30 +26,6 @@ use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use tracing_subscriber::layer::SubscriberExt;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn records(&self) -> Vec<Record> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("kafka: {0}")]
@@ -116,10 +90,9 @@ async fn next(consumer: &StreamConsumer) -> BorrowedMessage<'_> {
         .unwrap()
 }
 
-fn recording() -> (Buffer, tracing::subscriber::DefaultGuard) {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())));
+fn recording() -> (MemorySink, tracing::subscriber::DefaultGuard) {
+    let buffer = MemorySink::new();
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("test", buffer.clone()));
     (buffer, tracing::subscriber::set_default(subscriber))
 }
 
@@ -188,7 +161,7 @@ async fn a_produced_record_and_its_child_carry_the_flow_through_consumer_groups(
     assert_eq!(shipped.parent_span_id, Some(child.span_id));
     assert_eq!(child.parent_span_id, Some(handled.span_id));
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     let stages: Vec<(&str, Stage)> = records
         .iter()
         .map(|r| (r.service.as_str(), r.stage))
@@ -279,7 +252,7 @@ async fn a_record_with_only_a_foreign_traceparent_continues_that_trace() {
         Some(format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", child.span_id).as_str())
     );
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     let received = records.iter().find(|r| r.stage == Stage::Received).unwrap();
     assert_eq!(
         received.trace_id.map(|t| t.to_string()).as_deref(),
@@ -354,7 +327,7 @@ async fn binary_malformed_and_repeated_header_values_do_not_break_handling() {
     assert!(after.fresh_contexts > before.fresh_contexts);
     assert!(after.invalid_values >= before.invalid_values + 4);
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     let stages: Vec<Stage> = records.iter().map(|r| r.stage).collect();
     assert_eq!(stages, vec![Stage::Received, Stage::Handled]);
     for r in &records {

@@ -9,15 +9,13 @@
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::io::Write;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
 use causeway_middleware::nats::{self, HeaderExtractor};
-use causeway_middleware::{JsonLinesSink, Publish, RecordLayer, Service, context_stats, extract};
+use causeway_middleware::{MemorySink, Publish, RecordLayer, Service, context_stats, extract};
 use causeway_model::{CorrelationId, EventId, Record, Stage};
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::timeout;
@@ -28,35 +26,18 @@ const NATS_URL: &str = "127.0.0.1:4222";
 const WAIT: Duration = Duration::from_secs(20);
 const FOREIGN_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The lifecycle records (the client's own debug logs are left out).
+fn lifecycle(buffer: &MemorySink) -> Vec<Record> {
+    buffer
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.stage != Stage::Log)
+        .collect()
 }
 
-impl Buffer {
-    /// The lifecycle records (the client's own debug logs are left out).
-    fn lifecycle(&self) -> Vec<Record> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Record>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .filter(|r| r.stage != Stage::Log)
-            .collect()
-    }
-}
-
-fn record_to(buffer: &Buffer) -> DefaultGuard {
-    let subscriber = tracing_subscriber::registry()
-        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())));
+fn record_to(buffer: &MemorySink) -> DefaultGuard {
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("test", buffer.clone()));
     tracing::subscriber::set_default(subscriber)
 }
 
@@ -92,7 +73,7 @@ struct PublishFailed(String);
 
 #[tokio::test(flavor = "current_thread")]
 async fn core_nats_carries_the_flow_from_publisher_to_handler_and_its_child_event() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_to(&buffer);
     let client = connect().await;
     let run = unique();
@@ -153,7 +134,7 @@ async fn core_nats_carries_the_flow_from_publisher_to_handler_and_its_child_even
     assert_eq!(seen.span_id, child.span_id);
     assert_eq!(child.parent_span_id, Some(handled.span_id));
 
-    let records = buffer.lifecycle();
+    let records = lifecycle(&buffer);
     assert_eq!(
         stages(&records),
         vec![
@@ -182,7 +163,7 @@ async fn core_nats_carries_the_flow_from_publisher_to_handler_and_its_child_even
 
 #[tokio::test(flavor = "current_thread")]
 async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_to(&buffer);
     let js = jetstream::new(connect().await);
     let run = unique();
@@ -307,7 +288,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
         assert_eq!(shipped.causation_id.as_ref(), Some(&placed.event_id));
         assert_eq!(shipped.parent_span_id, Some(child.span_id));
 
-        let records = buffer.lifecycle();
+        let records = lifecycle(&buffer);
         assert_eq!(
             stages(&records),
             vec![
@@ -343,7 +324,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_foreign_traceparent_alone_continues_its_trace_in_either_casing() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_to(&buffer);
     let client = connect().await;
     let subject = format!("causeway.test.{}.foreign", unique());
@@ -384,7 +365,7 @@ async fn a_foreign_traceparent_alone_continues_its_trace_in_either_casing() {
         );
     }
 
-    let records = buffer.lifecycle();
+    let records = lifecycle(&buffer);
     assert_eq!(records.len(), 4);
     for r in &records {
         assert_eq!(
@@ -397,7 +378,7 @@ async fn a_foreign_traceparent_alone_continues_its_trace_in_either_casing() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_message_without_headers_is_handled_in_a_fresh_flow() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_to(&buffer);
     let client = connect().await;
     let subject = format!("causeway.test.{}.bare", unique());
@@ -426,7 +407,7 @@ async fn a_message_without_headers_is_handled_in_a_fresh_flow() {
     assert!(context_stats().fresh_contexts > before.fresh_contexts);
     assert_eq!(handled.causation_id, None);
 
-    let records = buffer.lifecycle();
+    let records = lifecycle(&buffer);
     assert_eq!(
         stages(&records),
         vec![("payment", Stage::Received), ("payment", Stage::Handled)]

@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_middleware::amqp::{PropertiesExtractor, handle_delivery, publish_properties};
 use causeway_middleware::{
-    JsonLinesSink, LIFECYCLE_TARGET, MessageContext, Publish, RecordLayer, Service, context_stats,
+    LIFECYCLE_TARGET, MemorySink, MessageContext, Publish, RecordLayer, Service, context_stats,
     extract,
 };
 use causeway_model::{CorrelationId, EventId, Record, Stage};
@@ -32,35 +30,9 @@ use tracing_subscriber::layer::SubscriberExt;
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    fn records(&self) -> Vec<Record> {
-        self.text()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
-
 /// Records only lifecycle events: lapin's own tracing stays out.
-fn record_lifecycle(buffer: &Buffer) -> tracing::subscriber::DefaultGuard {
-    let layer = RecordLayer::new("test", JsonLinesSink::new(buffer.clone()))
+fn record_lifecycle(buffer: &MemorySink) -> tracing::subscriber::DefaultGuard {
+    let layer = RecordLayer::new("test", buffer.clone())
         .with_filter(Targets::new().with_target(LIFECYCLE_TARGET, LevelFilter::TRACE));
     tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
 }
@@ -191,7 +163,7 @@ fn lifecycle_of(records: &[Record], service: &str) -> Vec<Stage> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_lifecycle(&buffer);
     let mut producer = Rabbit::connect().await;
     let consumer = Rabbit::connect().await;
@@ -256,7 +228,7 @@ async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
     assert_eq!(arrived.trace_id, placed.trace_id);
     assert_eq!(arrived.event_id, child.event_id);
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     assert_eq!(lifecycle_of(&records, "order"), [Stage::Published]);
     assert_eq!(
         lifecycle_of(&records, "payment"),
@@ -295,7 +267,7 @@ async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_plain_amqp_message_is_handled_under_its_native_ids() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_lifecycle(&buffer);
     let mut rabbit = Rabbit::connect().await;
     let queue = rabbit.fresh_queue("plain").await;
@@ -316,7 +288,7 @@ async fn a_plain_amqp_message_is_handled_under_its_native_ids() {
     assert_eq!(context.event_id.as_str(), message_id);
     assert_eq!(context.correlation_id.as_str(), correlation_id);
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     assert_eq!(
         lifecycle_of(&records, "payment"),
         [Stage::Received, Stage::Handled]
@@ -333,7 +305,7 @@ async fn a_plain_amqp_message_is_handled_under_its_native_ids() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_traceparent_from_another_opentelemetry_implementation_continues_its_trace() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_lifecycle(&buffer);
     let mut rabbit = Rabbit::connect().await;
     let queue = rabbit.fresh_queue("otel").await;
@@ -356,7 +328,7 @@ async fn a_traceparent_from_another_opentelemetry_implementation_continues_its_t
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     assert_eq!(
         lifecycle_of(&records, "payment"),
         [Stage::Received, Stage::Handled]
@@ -381,7 +353,7 @@ async fn a_traceparent_from_another_opentelemetry_implementation_continues_its_t
 
 #[tokio::test(flavor = "current_thread")]
 async fn hostile_header_values_are_not_taken_and_the_message_is_still_handled() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let _guard = record_lifecycle(&buffer);
     let mut rabbit = Rabbit::connect().await;
     let queue = rabbit.fresh_queue("hostile").await;
@@ -411,7 +383,7 @@ async fn hostile_header_values_are_not_taken_and_the_message_is_still_handled() 
     assert!(after.invalid_values >= before.invalid_values + 2);
     assert!(after.fresh_contexts > before.fresh_contexts);
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     assert_eq!(
         lifecycle_of(&records, "payment"),
         [Stage::Received, Stage::Handled]

@@ -3,38 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use causeway_middleware::{
-    Bus, BusMessage, Consume, DirectorySink, JsonLinesSink, Publish, RecordLayer, Service,
+    Bus, BusMessage, Consume, DirectorySink, MemorySink, Publish, RecordLayer, Service,
 };
 use causeway_model::{CorrelationId, Level, Record, Stage};
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn records(&self) -> Vec<Record> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("card declined")]
@@ -42,9 +15,9 @@ struct CardDeclined;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_handled_event_and_its_child_share_the_flow() {
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let subscriber = tracing_subscriber::registry()
-        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())).with_instance("host-1"));
+        .with(RecordLayer::new("test", buffer.clone()).with_instance("host-1"));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let bus = Bus::default();
@@ -84,7 +57,7 @@ async fn a_handled_event_and_its_child_share_the_flow() {
         .await
         .unwrap();
 
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     let stages: Vec<(&str, Stage)> = records
         .iter()
         .map(|r| (r.service.as_str(), r.stage))
@@ -166,9 +139,8 @@ async fn a_failing_handler_writes_failed_with_the_error_and_returns_it() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_message_without_context_is_still_handled_in_a_fresh_flow() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())));
+    let buffer = MemorySink::new();
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("test", buffer.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
     let before = causeway_middleware::context_stats();
     let headers =
@@ -182,7 +154,7 @@ async fn a_message_without_context_is_still_handled_in_a_fresh_flow() {
     let after = causeway_middleware::context_stats();
     assert!(after.fresh_contexts > before.fresh_contexts);
     assert!(after.invalid_values > before.invalid_values);
-    let records = buffer.records();
+    let records = buffer.records().unwrap();
     assert_eq!(records.len(), 2);
     assert!(
         records

@@ -7,27 +7,12 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
-use causeway_middleware::{Consume, JsonLinesSink, Publish, RecordLayer, Service};
+use causeway_middleware::{Consume, MemorySink, Publish, RecordLayer, Service};
 use causeway_model::{Record, Stage};
 use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
@@ -51,10 +36,10 @@ async fn producer_and_consumer_spans_follow_the_messaging_conventions() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let buffer = Buffer::default();
+    let buffer = MemorySink::new();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-        .with(RecordLayer::new("test", JsonLinesSink::new(buffer.clone())));
+        .with(RecordLayer::new("test", buffer.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let mut headers = HashMap::new();
@@ -141,7 +126,7 @@ async fn producer_and_consumer_spans_follow_the_messaging_conventions() {
     assert_eq!(user.parent_span_id, consumer.span_context.span_id());
 
     // The records carry the spans' ids.
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8(buffer.text().into_bytes()).unwrap();
     let records: Vec<Record> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
