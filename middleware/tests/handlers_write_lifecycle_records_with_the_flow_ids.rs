@@ -162,3 +162,48 @@ async fn a_message_without_context_is_still_handled_in_a_fresh_flow() {
             .all(|r| r.correlation_id.is_some() && r.trace_id.is_some())
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn retries_dead_letters_and_compensations_are_recorded_in_the_flow() {
+    let buffer = MemorySink::new();
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("test", buffer.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut headers = std::collections::HashMap::<String, String>::new();
+    let placed =
+        Service::new("order").publish(None, Publish::new("OrderPlaced", "orders"), &mut headers);
+    Service::new("payment")
+        .handle(
+            &headers,
+            Consume::new("orders", "payment"),
+            |handling| async move {
+                handling.retried(2);
+                handling.dead_lettered("poison message");
+                handling.compensated("refund issued");
+                Ok::<_, CardDeclined>(())
+            },
+        )
+        .await
+        .unwrap();
+
+    let records = buffer.records().unwrap();
+    let find = |stage| records.iter().find(|r| r.stage == stage).unwrap();
+    for stage in [Stage::Retried, Stage::DeadLettered, Stage::Compensated] {
+        let record = find(stage);
+        assert_eq!(record.event_id.as_ref(), Some(&placed.event_id), "{stage}");
+        assert_eq!(
+            record.correlation_id,
+            Some(placed.correlation_id.clone()),
+            "{stage}"
+        );
+        assert_eq!(record.consumer_group.as_deref(), Some("payment"), "{stage}");
+    }
+    assert_eq!(find(Stage::Retried).message, "retry attempt 2");
+    let dead = find(Stage::DeadLettered);
+    assert_eq!(dead.level, Level::Error);
+    assert_eq!(dead.error_message.as_deref(), Some("poison message"));
+    assert_eq!(
+        find(Stage::Compensated).message,
+        "compensated: refund issued"
+    );
+}
