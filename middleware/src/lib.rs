@@ -29,7 +29,9 @@
 //! and `middleware/examples/<transport>.rs` runs one against the real
 //! broker (`cargo run -p causeway-middleware --example amqp --features
 //! amqp`). Header spellings of other systems are read through
-//! [`Propagation`].
+//! [`Propagation`]; [`CausewayPropagator`] offers the same as an
+//! OpenTelemetry `TextMapPropagator` (for `global::set_text_map_propagator`
+//! and any instrumentation that propagates through OpenTelemetry).
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -75,6 +77,7 @@ mod layer;
 pub mod nats;
 mod otel;
 mod propagation;
+mod propagator;
 mod service;
 mod sink;
 
@@ -86,6 +89,7 @@ pub use context::{ContextStats, MessageContext, context_stats};
 pub use layer::RecordLayer;
 pub use opentelemetry::propagation::{Extractor, Injector};
 pub use propagation::{ContextField, DEFAULT_FOREIGN_NAMES, Propagation, extract, inject};
+pub use propagator::{CausewayPropagator, message_context};
 pub use service::{Consume, Handling, Publish, Service};
 pub use sink::{
     DirectorySink, JsonLinesSink, MemorySink, RecordSink, RotatingFileSink, Rotation, write_record,
