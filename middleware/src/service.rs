@@ -192,7 +192,7 @@ impl Service {
         let span = tracing::info_span!(
             target: LIFECYCLE_TARGET,
             PUBLISH_SPAN,
-            otel.name = format!("send {}", event.destination),
+            otel.name = %format_args!("send {}", event.destination),
             otel.kind = "producer",
             messaging.system = event.system,
             messaging.operation.type = "send",
@@ -265,7 +265,7 @@ impl Service {
         let span = tracing::info_span!(
             target: LIFECYCLE_TARGET,
             HANDLE_SPAN,
-            otel.name = format!("process {}", consume.destination),
+            otel.name = %format_args!("process {}", consume.destination),
             otel.kind = "consumer",
             otel.status_code = Empty,
             otel.status_message = Empty,
