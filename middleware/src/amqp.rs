@@ -180,6 +180,9 @@ impl Extractor for PropertiesExtractor<'_> {
     }
 }
 
+/// Read through `keys()` and `get()`, which apply this carrier's rules.
+impl crate::Carrier for PropertiesExtractor<'_> {}
+
 /// Publishes an event (see [`Service::publish`]: writes the `published`
 /// record) and returns the properties to hand to lapin's `basic_publish`:
 /// the causeway headers, `message_id` = the event id, `correlation_id` =

@@ -6,6 +6,8 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 
+use crate::propagation::Carrier;
+
 /// Writes context into a request's or response's headers.
 #[derive(Debug)]
 pub struct HeaderMapInjector<'a>(pub &'a mut HeaderMap);
@@ -39,6 +41,18 @@ impl Extractor for HeaderMapExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+impl Carrier for HeaderMapExtractor<'_> {
+    /// Every value of every header, in the map's order; values that are not
+    /// visible ASCII are skipped.
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        for (name, value) in self.0 {
+            if let Ok(value) = value.to_str() {
+                f(name.as_str(), value);
+            }
+        }
     }
 }
 

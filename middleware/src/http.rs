@@ -67,6 +67,7 @@ use opentelemetry::propagation::{Extractor, Injector};
 use tower::{Layer, Service as TowerService};
 
 use crate::carriers::{HeaderMapExtractor, HeaderMapInjector};
+use crate::propagation::Carrier;
 use crate::{Consume, MessageContext, Publish, Service};
 
 /// `messaging.system` of HTTP hops.
@@ -192,6 +193,15 @@ impl Extractor for RequestCarrier<'_> {
             keys.push(headers::EVENT_TYPE);
         }
         keys
+    }
+}
+
+impl Carrier for RequestCarrier<'_> {
+    /// The headers, then `METHOD path` as `event-type`: a sender's own
+    /// `event-type` comes first and so wins.
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        self.headers.for_each_header(f);
+        f(headers::EVENT_TYPE, self.event_type);
     }
 }
 

@@ -217,6 +217,9 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// Read through `keys()` and `get()`, which apply this carrier's rules.
+impl crate::Carrier for HeaderExtractor<'_> {}
+
 /// Builds the headers of a new event on `event.destination` (the topic):
 /// writes the `published` record and returns the headers, for
 /// `FutureRecord::to(topic).headers(headers)`, with the event's context.

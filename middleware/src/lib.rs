@@ -88,7 +88,9 @@ pub use carriers::{HeaderMapExtractor, HeaderMapInjector};
 pub use context::{ContextStats, MessageContext, context_stats};
 pub use layer::RecordLayer;
 pub use opentelemetry::propagation::{Extractor, Injector};
-pub use propagation::{ContextField, DEFAULT_FOREIGN_NAMES, Propagation, extract, inject};
+pub use propagation::{
+    Carrier, ContextField, DEFAULT_FOREIGN_NAMES, ExtractorCarrier, Propagation, extract, inject,
+};
 pub use propagator::{CausewayPropagator, message_context};
 pub use service::{Consume, Handling, Publish, Service};
 pub use sink::{

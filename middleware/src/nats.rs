@@ -146,6 +146,9 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// Read through `keys()` and `get()`, which apply this carrier's rules.
+impl crate::Carrier for HeaderExtractor<'_> {}
+
 /// Publishes `event` through `service` (writing the `published` record)
 /// and returns the headers to send with it on core NATS, and the event's
 /// context. `parent` is the handled event's context when publishing while

@@ -211,26 +211,23 @@ impl Propagation {
     /// event as its publisher sent it: `span_id` is the producer's span.
     /// Missing or malformed parts are replaced (a fresh trace, a fresh
     /// correlation id, a generated event id) and counted.
-    pub fn extract(&self, carrier: &dyn Extractor) -> MessageContext {
-        // One pass over the carrier's keys: each key is matched (ignoring
-        // ASCII case) against causeway's names, then the foreign ones, and
-        // the best-ranked name per field is read. No look-up is made for a
-        // header that is not there.
+    pub fn extract(&self, carrier: &dyn Carrier) -> MessageContext {
+        // One pass over the carrier's headers: each name is matched
+        // (ignoring ASCII case) against causeway's names, then the foreign
+        // ones, and the best-ranked value per field is kept; on a tie the
+        // first one seen wins.
         let mut best: [Option<(usize, &str)>; FIELDS] = [None; FIELDS];
-        for key in carrier.keys() {
-            let Some((rank, field)) = self.rank_of(key) else {
-                continue;
-            };
-            let slot = &mut best[field.index()];
-            if slot.is_none_or(|(r, _)| rank < r) {
-                *slot = Some((rank, key));
+        carrier.for_each_header(&mut |key, value| {
+            if let Some((rank, field)) = self.rank_of(key) {
+                let slot = &mut best[field.index()];
+                if slot.is_none_or(|(r, _)| rank < r) {
+                    *slot = Some((rank, value));
+                }
             }
-        }
+        });
         let mut values = Values::default();
         for (field, slot) in ALL_FIELDS.iter().zip(best) {
-            if let Some((_, key)) = slot {
-                values.set(*field, carrier.get(key));
-            }
+            values.set(*field, slot.map(|(_, value)| value));
         }
         values.into_context()
     }
@@ -340,6 +337,56 @@ fn set_clean(carrier: &mut dyn Injector, key: &str, value: &str) {
     }
 }
 
+/// A carrier causeway reads in one pass over its headers.
+///
+/// Every OpenTelemetry `Extractor` can be one: the provided method walks
+/// `keys()` and `get()` (wrap a `&dyn Extractor` in [`ExtractorCarrier`]).
+/// Carriers that can iterate their entries directly override it, which
+/// saves a look-up (and, on some maps, an allocation) per header.
+pub trait Carrier: Extractor {
+    /// Calls `f` with each header's name and value.
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        for key in self.keys() {
+            if let Some(value) = self.get(key) {
+                f(key, value);
+            }
+        }
+    }
+}
+
+/// OpenTelemetry's own carrier for the in-process bus and for tests.
+impl<S: std::hash::BuildHasher> Carrier for std::collections::HashMap<String, String, S> {
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        for (key, value) in self {
+            f(key, value);
+        }
+    }
+}
+
+/// Any OpenTelemetry `Extractor`, read through `keys()` and `get()`.
+#[derive(Clone, Copy)]
+pub struct ExtractorCarrier<'a>(pub &'a dyn Extractor);
+
+impl std::fmt::Debug for ExtractorCarrier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ExtractorCarrier")
+            .field(&self.0.keys())
+            .finish()
+    }
+}
+
+impl Extractor for ExtractorCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys()
+    }
+}
+
+impl Carrier for ExtractorCarrier<'_> {}
+
 /// Writes the context into `carrier` with the default [`Propagation`].
 pub fn inject(context: &MessageContext, carrier: &mut dyn Injector) {
     DEFAULT.inject(context, carrier);
@@ -347,7 +394,7 @@ pub fn inject(context: &MessageContext, carrier: &mut dyn Injector) {
 
 /// Reads an incoming context with the default [`Propagation`] (every
 /// foreign spelling in [`DEFAULT_FOREIGN_NAMES`]).
-pub fn extract(carrier: &dyn Extractor) -> MessageContext {
+pub fn extract(carrier: &dyn Carrier) -> MessageContext {
     DEFAULT.extract(carrier)
 }
 

@@ -17,7 +17,7 @@ use opentelemetry::trace::{
 };
 
 use crate::context::MessageContext;
-use crate::propagation::Propagation;
+use crate::propagation::{ExtractorCarrier, Propagation};
 
 /// causeway's headers through OpenTelemetry's propagation API.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ impl TextMapPropagator for CausewayPropagator {
     /// Reads causeway's headers (and every foreign spelling); the result
     /// carries the remote span and the [`MessageContext`].
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let context = self.propagation.extract(extractor);
+        let context = self.propagation.extract(&ExtractorCarrier(extractor));
         let cx = if context.trace_continued {
             cx.with_remote_span_context(span_context(&context))
         } else {

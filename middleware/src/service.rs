@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_model::{CorrelationId, EventId, SpanId, Stage, TraceId};
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::Injector;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::context::MessageContext;
 use crate::otel;
-use crate::propagation::Propagation;
+use crate::propagation::{Carrier, Propagation};
 use crate::{HANDLE_SPAN, LIFECYCLE_TARGET, PUBLISH_SPAN};
 
 /// A service that publishes and handles events.
@@ -252,7 +252,7 @@ impl Service {
     /// does not borrow the carrier and is `Send` whenever the handler is.
     pub fn handle<F, Fut, T, E>(
         &self,
-        carrier: &dyn Extractor,
+        carrier: &dyn Carrier,
         consume: Consume<'_>,
         handler: F,
     ) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
