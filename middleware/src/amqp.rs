@@ -180,8 +180,25 @@ impl Extractor for PropertiesExtractor<'_> {
     }
 }
 
-/// Read through `keys()` and `get()`, which apply this carrier's rules.
-impl crate::Carrier for PropertiesExtractor<'_> {}
+impl crate::Carrier for PropertiesExtractor<'_> {
+    /// The headers table in one pass, then the native `message_id` and
+    /// `correlation_id` properties as `event-id` and `correlation-id`: a
+    /// header of the same name comes first and so wins.
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        if let Some(table) = self.0.headers().as_ref() {
+            for (name, value) in table.inner() {
+                if let Some(text) = as_text(value) {
+                    f(name.as_str(), text);
+                }
+            }
+        }
+        for key in [headers::EVENT_ID, headers::CORRELATION_ID] {
+            if let Some(value) = self.native(key) {
+                f(key, value);
+            }
+        }
+    }
+}
 
 /// Publishes an event (see [`Service::publish`]: writes the `published`
 /// record) and returns the properties to hand to lapin's `basic_publish`:
