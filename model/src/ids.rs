@@ -171,30 +171,94 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
     }
 }
 
+/// Longest id kept inline (no allocation): a UUID's 36 characters fit.
+const INLINE_LEN: usize = 46;
+
+/// The text of an id: inline up to [`INLINE_LEN`] bytes, else on the heap.
+/// Ids are read and copied on every message, so the common ones (UUIDs,
+/// business ids like `order-1234`) cost no allocation.
+#[derive(Clone)]
+enum IdText {
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    Heap(Box<str>),
+}
+
+impl IdText {
+    fn new(s: &str) -> Self {
+        if s.len() <= INLINE_LEN {
+            let mut bytes = [0u8; INLINE_LEN];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            // `s.len() <= INLINE_LEN < 256`.
+            IdText::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            IdText::Heap(s.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `&str` whole, so they are UTF-8.
+            IdText::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            IdText::Heap(text) => text,
+        }
+    }
+}
+
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        #[derive(Clone)]
+        pub struct $name(IdText);
 
         impl $name {
             /// A new time-ordered id (UUIDv7).
             pub fn generate() -> Self {
-                Self(uuid::Uuid::now_v7().to_string())
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                Self(IdText::new(uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
             }
 
             /// Checks a foreign id: non-empty, at most [`MAX_ID_LEN`] bytes,
             /// no whitespace or control characters.
-            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
-                check_text_id(&value)?;
-                Ok(Self(value))
+            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                check_text_id(value)?;
+                Ok(Self(IdText::new(value)))
             }
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
             }
         }
 
@@ -207,25 +271,31 @@ macro_rules! text_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self.0)
+                write!(f, concat!(stringify!($name), "({})"), self.as_str())
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(deserializer)?;
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                 Self::new(s).map_err(serde::de::Error::custom)
             }
         }
@@ -262,6 +332,18 @@ mod tests {
             "00000000000000000000000000000000".parse::<TraceId>(),
             Err(IdError::Zero)
         );
+    }
+
+    #[test]
+    fn long_ids_survive_beyond_the_inline_size() {
+        let long = "x".repeat(MAX_ID_LEN);
+        assert_eq!(CorrelationId::new(&long).unwrap().as_str(), long);
+        let short = CorrelationId::new("order-1234").unwrap();
+        assert_eq!(
+            short,
+            CorrelationId::new(String::from("order-1234")).unwrap()
+        );
+        assert!(short < CorrelationId::new("order-2").unwrap());
     }
 
     #[test]
