@@ -82,11 +82,14 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // async-nats panics on a value with CR or LF (`From<String>`); every
+        // control character is refused here first, so the conversion below
+        // cannot panic and takes the string without copying it.
         if value.chars().any(char::is_control) {
             return;
         }
-        let (Ok(name), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(&value))
-        else {
+        let value = HeaderValue::from(value);
+        let Some(name) = static_name(key).or_else(|| HeaderName::from_str(key).ok()) else {
             return;
         };
         let other_casing = self.0.iter().any(|(existing, _)| {
@@ -110,6 +113,14 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
+/// causeway's own header names, which need no parsing or allocation.
+fn static_name(key: &str) -> Option<HeaderName> {
+    causeway_model::headers::ALL
+        .iter()
+        .find(|name| **name == key)
+        .map(|name| HeaderName::from_static(name))
+}
+
 /// Reads context from a NATS [`HeaderMap`]: the name as given first, then
 /// the same name in any other casing (the alphabetically first, so the
 /// choice does not depend on hash order). With several values, the first
@@ -120,7 +131,7 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl HeaderExtractor<'_> {
     fn lookup(&self, key: &str) -> Option<&str> {
-        if let Ok(name) = HeaderName::from_str(key)
+        if let Some(name) = static_name(key).or_else(|| HeaderName::from_str(key).ok())
             && let Some(value) = self.0.get(name)
         {
             return Some(value.as_str());
