@@ -13,7 +13,10 @@ pub fn clean_header_value(value: &str) -> Option<&str> {
     if value.is_empty() || value.len() > MAX_HEADER_VALUE_LEN {
         return None;
     }
-    if value.chars().any(char::is_control) {
+    // Printable ASCII, the usual case, needs no decoding; anything else is
+    // checked as characters (C1 controls are two bytes in UTF-8).
+    let printable_ascii = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && value.chars().any(char::is_control) {
         return None;
     }
     Some(value)
@@ -70,7 +73,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_values_with_crlf_are_refused() {
+    fn header_values_with_crlf_or_c1_controls_are_refused() {
+        assert_eq!(clean_header_value("a\u{85}b"), None);
+        assert_eq!(clean_header_value("a\u{7f}b"), None);
+        assert_eq!(clean_header_value("ünïcode"), Some("ünïcode"));
         assert_eq!(clean_header_value("abc\r\nx: y"), None);
         assert_eq!(clean_header_value("  abc "), Some("abc"));
         assert_eq!(clean_header_value(""), None);
