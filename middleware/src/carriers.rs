@@ -14,11 +14,20 @@ pub struct HeaderMapInjector<'a>(pub &'a mut HeaderMap);
 
 /// causeway's own names as static header names: no allocation per set.
 fn header_name(key: &str) -> Option<HeaderName> {
-    causeway_model::headers::ALL
-        .iter()
-        .find(|name| **name == key)
-        .map(|name| HeaderName::from_static(name))
-        .or_else(|| HeaderName::from_bytes(key.as_bytes()).ok())
+    use causeway_model::headers::*;
+    let name = match key {
+        TRACEPARENT => TRACEPARENT,
+        TRACESTATE => TRACESTATE,
+        BAGGAGE => BAGGAGE,
+        CORRELATION_ID => CORRELATION_ID,
+        CAUSATION_ID => CAUSATION_ID,
+        EVENT_ID => EVENT_ID,
+        EVENT_TYPE => EVENT_TYPE,
+        EVENT_SOURCE => EVENT_SOURCE,
+        SCHEMA_VERSION => SCHEMA_VERSION,
+        _ => return HeaderName::from_bytes(key.as_bytes()).ok(),
+    };
+    Some(HeaderName::from_static(name))
 }
 
 impl Injector for HeaderMapInjector<'_> {

@@ -235,6 +235,22 @@ impl Propagation {
     /// The preference rank of a header name and the field it supplies:
     /// causeway's own names first, then the foreign ones in order.
     fn rank_of(&self, key: &str) -> Option<(usize, ContextField)> {
+        // causeway's own names as written: one comparison, no case folding.
+        let exact = match key {
+            headers::TRACEPARENT => Some(ContextField::TraceParent),
+            headers::TRACESTATE => Some(ContextField::TraceState),
+            headers::BAGGAGE => Some(ContextField::Baggage),
+            headers::CORRELATION_ID => Some(ContextField::CorrelationId),
+            headers::CAUSATION_ID => Some(ContextField::CausationId),
+            headers::EVENT_ID => Some(ContextField::EventId),
+            headers::EVENT_TYPE => Some(ContextField::EventType),
+            headers::EVENT_SOURCE => Some(ContextField::Source),
+            headers::SCHEMA_VERSION => Some(ContextField::SchemaVersion),
+            _ => None,
+        };
+        if let Some(field) = exact {
+            return Some((0, field));
+        }
         if let Some(field) = ALL_FIELDS
             .iter()
             .find(|f| f.canonical().len() == key.len() && f.canonical().eq_ignore_ascii_case(key))

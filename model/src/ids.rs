@@ -179,31 +179,21 @@ const INLINE_LEN: usize = 46;
 /// business ids like `order-1234`) cost no allocation.
 #[derive(Clone)]
 enum IdText {
-    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    Inline(arrayvec::ArrayString<INLINE_LEN>),
     Heap(Box<str>),
 }
 
 impl IdText {
     fn new(s: &str) -> Self {
-        if s.len() <= INLINE_LEN {
-            let mut bytes = [0u8; INLINE_LEN];
-            bytes[..s.len()].copy_from_slice(s.as_bytes());
-            // `s.len() <= INLINE_LEN < 256`.
-            IdText::Inline {
-                len: s.len() as u8,
-                bytes,
-            }
-        } else {
-            IdText::Heap(s.into())
+        match arrayvec::ArrayString::from(s) {
+            Ok(inline) => IdText::Inline(inline),
+            Err(_) => IdText::Heap(s.into()),
         }
     }
 
     fn as_str(&self) -> &str {
         match self {
-            // The bytes were copied from a `&str` whole, so they are UTF-8.
-            IdText::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
+            IdText::Inline(text) => text,
             IdText::Heap(text) => text,
         }
     }
