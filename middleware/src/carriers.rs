@@ -31,6 +31,10 @@ fn header_name(key: &str) -> Option<HeaderName> {
 }
 
 impl Injector for HeaderMapInjector<'_> {
+    fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     fn set(&mut self, key: &str, value: String) {
         // `HeaderValue::try_from(String)` takes the string's buffer as is.
         if let (Some(name), Ok(value)) = (header_name(key), HeaderValue::try_from(value)) {

@@ -152,6 +152,21 @@ impl Propagation {
 
     /// Writes the context into `carrier`.
     pub fn inject(&self, context: &MessageContext, carrier: &mut dyn Injector) {
+        let optional = [
+            context.tracestate.is_some(),
+            context.baggage.is_some(),
+            context.causation_id.is_some(),
+            context.event_type.is_some(),
+            context.source.is_some(),
+            context.schema_version.is_some(),
+        ];
+        let headers = 3 + optional.iter().filter(|present| **present).count();
+        // One allocation for the carrier's table instead of growing it.
+        carrier.reserve(if self.cloudevents {
+            headers * 2
+        } else {
+            headers
+        });
         let traceparent = TraceParent {
             trace_id: context.trace_id,
             parent_id: context.span_id,

@@ -158,6 +158,9 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
     }
     // One pass; ids are nearly always ASCII, so look at chars only past it.
     let bytes = s.as_bytes();
+    if bytes.iter().all(u8::is_ascii_graphic) {
+        return Ok(());
+    }
     match bytes.iter().position(|b| !b.is_ascii_graphic()) {
         None => Ok(()),
         Some(position) if bytes[position].is_ascii() => Err(IdError::Control { position }),
