@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use causeway_model::{CorrelationId, EventId, SpanId, TraceId};
+use causeway_model::{CorrelationId, EventId, SmallText, SpanId, TraceId};
 
 /// Everything causeway carries with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +22,9 @@ pub struct MessageContext {
     /// The event whose handling produced this one.
     pub causation_id: Option<EventId>,
     pub event_id: EventId,
-    pub event_type: Option<String>,
+    pub event_type: Option<SmallText>,
     /// The publishing service.
-    pub source: Option<String>,
+    pub source: Option<SmallText>,
     pub schema_version: Option<String>,
     /// Whether the trace came with the event (a `traceparent` was read, or
     /// the context was made by publishing) rather than being started afresh

@@ -353,8 +353,8 @@ impl<'a> Values<'a> {
             event_id: self
                 .parsed(ContextField::EventId)
                 .unwrap_or_else(EventId::generate),
-            event_type: self.owned(ContextField::EventType),
-            source: self.owned(ContextField::Source),
+            event_type: self.clean(ContextField::EventType).map(Into::into),
+            source: self.clean(ContextField::Source).map(Into::into),
             schema_version: self.owned(ContextField::SchemaVersion),
             trace_continued: traceparent.is_some(),
         }

@@ -218,8 +218,8 @@ impl Service {
             correlation_id,
             causation_id: parent.map(|p| p.event_id.clone()),
             event_id,
-            event_type: Some(event.event_type.to_owned()),
-            source: Some(self.name.to_string()),
+            event_type: Some(event.event_type.into()),
+            source: Some(self.name.as_ref().into()),
             schema_version: event.schema_version.map(str::to_owned),
             trace_continued: true,
         };

@@ -202,6 +202,74 @@ impl IdText {
     }
 }
 
+/// Short text that lives inline up to 46 bytes (event types, service
+/// names): copying or extracting one does not allocate. Derefs to `str`.
+#[derive(Clone)]
+pub struct SmallText(IdText);
+
+impl SmallText {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl Default for SmallText {
+    fn default() -> Self {
+        Self(IdText::new(""))
+    }
+}
+
+impl std::ops::Deref for SmallText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for SmallText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for SmallText {
+    fn from(text: &str) -> Self {
+        Self(IdText::new(text))
+    }
+}
+
+impl From<String> for SmallText {
+    fn from(text: String) -> Self {
+        Self(IdText::new(&text))
+    }
+}
+
+impl PartialEq for SmallText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SmallText {}
+
+impl std::hash::Hash for SmallText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Display for SmallText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SmallText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -20,7 +20,7 @@ pub use api::{
     ApiError, ApiErrorBody, ConsumerStep, FlowDetail, FlowEvent, FlowStatus, FlowSummary,
     FlowsPage, SearchHits, StepStatus, TraceRecords,
 };
-pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SpanId, TraceId};
+pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
 pub use text::{MAX_HEADER_VALUE_LEN, clean_header_value, strip_control};
 pub use timestamp::{Timestamp, TimestampError};
