@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use causeway_agent::AgentConfig;
 use causeway_middleware::{Bus, DirectorySink, LIFECYCLE_TARGET, RecordLayer};
-use causeway_model::{FlowDetail, FlowsPage};
+use causeway_model::{FlowDetail, FlowsPage, human_duration};
 use causeway_orders::{Order, expected_outcome, place_order, sample_orders};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -88,14 +88,6 @@ async fn fetch_flow(client: &reqwest::Client, query_url: &str, id: &str) -> Opti
 fn settled(order: &Order, flow: &FlowDetail) -> bool {
     let (status, events) = expected_outcome(order);
     flow.summary.status.as_str() == status && flow.summary.event_count == events
-}
-
-fn human_duration(us: u64) -> String {
-    match us {
-        0..1_000 => format!("{us}µs"),
-        1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
-        _ => format!("{:.2}s", us as f64 / 1e6),
-    }
 }
 
 fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {

@@ -176,7 +176,7 @@ fn cases() -> Vec<Case> {
             }),
         ));
     }
-    // The two halves apart, on a carrier filled once.
+    // Extraction alone, from a carrier filled once.
     let propagator = TraceContextPropagator::new();
     let cx = otel_context();
     let mut filled = HashMap::new();

@@ -1,14 +1,15 @@
 //! Writing a [`MessageContext`] into headers and reading it back, with the
 //! header spellings of other systems understood on the way in.
 //!
-//! Works on any OpenTelemetry `Injector`/`Extractor`, so each transport only
-//! needs a carrier. Extraction never fails: what is missing or malformed is
-//! counted and replaced; the returned context is always usable.
+//! Writes through any OpenTelemetry `Injector` and reads through a
+//! [`Carrier`] (any `Extractor` is one), so each transport only needs a
+//! carrier. Extraction never fails: what is missing or malformed is counted
+//! and replaced; the returned context is always usable.
 //!
-//! Cost matters (this runs on every message): extraction walks the
-//! carrier's keys once, matching each against causeway's names and the
-//! foreign spellings (CloudEvents, NServiceBus, MassTransit,
-//! `x-correlation-id`, ...), and reads only the headers that are there.
+//! Cost matters (this runs on every message): extraction passes over the
+//! carrier's headers once, matching each name against causeway's names and
+//! the foreign spellings (CloudEvents, NServiceBus, MassTransit,
+//! `x-correlation-id`, ...), and allocates nothing for ids and short text.
 
 use std::sync::{Arc, LazyLock};
 

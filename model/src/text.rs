@@ -1,5 +1,6 @@
-//! Making untrusted text safe: header values bounded and free of control
-//! characters, and log text stripped of escape sequences before display.
+//! Text for headers and for people: header values bounded and free of
+//! control characters, log text stripped of escape sequences before
+//! display, and durations in a readable unit.
 
 /// The longest header value we write or accept, in bytes.
 pub const MAX_HEADER_VALUE_LEN: usize = 512;
@@ -68,6 +69,27 @@ pub fn strip_control(text: &str) -> String {
     out
 }
 
+/// A duration for humans: `850µs`, `12.3ms`, `1.25s`, `2m05s`, `1h02m`.
+pub fn human_duration(us: u64) -> String {
+    if us < 1_000 {
+        return format!("{us}µs");
+    }
+    let tenths_of_ms = (us + 50) / 100;
+    if tenths_of_ms < 10_000 {
+        return format!("{}.{}ms", tenths_of_ms / 10, tenths_of_ms % 10);
+    }
+    let hundredths_of_s = (us + 5_000) / 10_000;
+    if hundredths_of_s < 6_000 {
+        return format!("{}.{:02}s", hundredths_of_s / 100, hundredths_of_s % 100);
+    }
+    let secs = (us + 500_000) / 1_000_000;
+    if secs < 3_600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3_600, (secs % 3_600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +114,17 @@ mod tests {
         assert_eq!(strip_control("a\u{1b}]0;pwned\u{7}b"), "ab");
         assert_eq!(strip_control("line1\nline2\u{0}\u{7f}"), "line1 line2");
         assert_eq!(strip_control("plain ünïcode"), "plain ünïcode");
+    }
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(human_duration(0), "0µs");
+        assert_eq!(human_duration(850), "850µs");
+        assert_eq!(human_duration(1_200), "1.2ms");
+        assert_eq!(human_duration(999_949), "999.9ms");
+        assert_eq!(human_duration(999_950), "1.00s");
+        assert_eq!(human_duration(1_250_000), "1.25s");
+        assert_eq!(human_duration(125_000_000), "2m05s");
+        assert_eq!(human_duration(3_720_000_000), "1h02m");
     }
 }

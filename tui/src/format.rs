@@ -9,26 +9,7 @@ pub(crate) fn clean(text: &str) -> String {
     strip_control(text)
 }
 
-/// A duration for humans: `850µs`, `12.3ms`, `1.25s`, `2m05s`, `1h02m`.
-pub(crate) fn duration(us: u64) -> String {
-    if us < 1_000 {
-        return format!("{us}µs");
-    }
-    let tenths_of_ms = (us + 50) / 100;
-    if tenths_of_ms < 10_000 {
-        return format!("{}.{}ms", tenths_of_ms / 10, tenths_of_ms % 10);
-    }
-    let hundredths_of_s = (us + 5_000) / 10_000;
-    if hundredths_of_s < 6_000 {
-        return format!("{}.{:02}s", hundredths_of_s / 100, hundredths_of_s % 100);
-    }
-    let secs = (us + 500_000) / 1_000_000;
-    if secs < 3_600 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{}h{:02}m", secs / 3_600, (secs % 3_600) / 60)
-    }
-}
+pub(crate) use causeway_model::human_duration as duration;
 
 /// Cleaned items joined with `, ` within `width` characters; the ones that
 /// do not fit are counted instead of silently cut: `inventory, orders +2`.
@@ -109,18 +90,6 @@ pub(crate) fn short_id(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_pick_a_readable_unit() {
-        assert_eq!(duration(0), "0µs");
-        assert_eq!(duration(850), "850µs");
-        assert_eq!(duration(1_200), "1.2ms");
-        assert_eq!(duration(999_949), "999.9ms");
-        assert_eq!(duration(999_950), "1.00s");
-        assert_eq!(duration(1_250_000), "1.25s");
-        assert_eq!(duration(125_000_000), "2m05s");
-        assert_eq!(duration(3_720_000_000), "1h02m");
-    }
 
     #[test]
     fn times_of_day_are_utc() {
