@@ -70,6 +70,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use causeway_model::has_control_chars;
 use opentelemetry::propagation::{Extractor, Injector};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
@@ -117,11 +118,19 @@ impl Default for HeaderInjector {
 }
 
 impl Injector for HeaderInjector {
-    fn set(&mut self, key: &str, value: String) {
-        if key.is_empty()
-            || key.chars().any(char::is_control)
-            || value.chars().any(char::is_control)
+    /// Sizes librdkafka's header list once when nothing was written yet.
+    fn reserve(&mut self, additional: usize) {
+        if self
+            .headers
+            .as_ref()
+            .is_none_or(|headers| headers.count() == 0)
         {
+            self.headers = Some(OwnedHeaders::new_with_capacity(additional));
+        }
+    }
+
+    fn set(&mut self, key: &str, value: String) {
+        if key.is_empty() || has_control_chars(key) || has_control_chars(&value) {
             return;
         }
         let headers = self.headers.take().unwrap_or_default();
@@ -217,8 +226,21 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Read through `keys()` and `get()`, which apply this carrier's rules.
-impl crate::Carrier for HeaderExtractor<'_> {}
+/// One pass over the headers, last first, so that when a key repeats the
+/// last header with it is the one read. A value that is not UTF-8 is
+/// passed as [`UNREADABLE`](crate::UNREADABLE) (refused and counted if its
+/// key is one causeway reads); a null value is skipped.
+impl crate::Carrier for HeaderExtractor<'_> {
+    fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        for (key, value) in self.entries.iter().rev() {
+            match value {
+                Value::Text(text) => f(key, text),
+                Value::NotUtf8 => f(key, crate::UNREADABLE),
+                Value::Null => {}
+            }
+        }
+    }
+}
 
 /// Builds the headers of a new event on `event.destination` (the topic):
 /// writes the `published` record and returns the headers, for
@@ -323,6 +345,7 @@ mod tests {
         let extractor = HeaderExtractor::new(&headers);
         assert_eq!(extractor.get("correlation-id"), Some("last"));
         assert_eq!(extractor.keys(), vec!["correlation-id", "event-type"]);
+        assert_eq!(extract(&extractor).correlation_id.as_str(), "last");
     }
 
     #[test]
@@ -333,6 +356,11 @@ mod tests {
         ]);
         let before = context_stats();
         assert_eq!(HeaderExtractor::new(&headers).get("correlation-id"), None);
+        assert!(context_stats().invalid_values > before.invalid_values);
+
+        let before = context_stats();
+        let got = extract(&HeaderExtractor::new(&headers));
+        assert_ne!(got.correlation_id.as_str(), "first");
         assert!(context_stats().invalid_values > before.invalid_values);
     }
 

@@ -228,56 +228,66 @@ impl Propagation {
     /// Missing or malformed parts are replaced (a fresh trace, a fresh
     /// correlation id, a generated event id) and counted.
     pub fn extract(&self, carrier: &dyn Carrier) -> MessageContext {
-        // One pass over the carrier's headers: each name is matched
-        // (ignoring ASCII case) against causeway's names, then the foreign
-        // ones, and the best-ranked value per field is kept; on a tie the
-        // first one seen wins.
-        let mut best: [Option<(usize, &str)>; FIELDS] = [None; FIELDS];
+        // One pass over the carrier's headers: each name is matched against
+        // causeway's names as written, then in any other case, then the
+        // foreign ones, and the best-ranked value per field is kept. On a
+        // tie (the same field under two casings of one name) the name that
+        // sorts first wins, so the result does not depend on the carrier's
+        // order; a repeated name keeps its first value.
+        let mut best: [Option<(usize, &str, &str)>; FIELDS] = [None; FIELDS];
         carrier.for_each_header(&mut |key, value| {
             if let Some((rank, field)) = self.rank_of(key) {
                 let slot = &mut best[field.index()];
-                if slot.is_none_or(|(r, _)| rank < r) {
-                    *slot = Some((rank, value));
+                if slot.is_none_or(|(r, k, _)| rank < r || (rank == r && key < k)) {
+                    *slot = Some((rank, key, value));
                 }
             }
         });
         let mut values = Values::default();
         for (field, slot) in ALL_FIELDS.iter().zip(best) {
-            values.set(*field, slot.map(|(_, value)| value));
+            values.set(*field, slot.map(|(_, _, value)| value));
         }
         values.into_context()
     }
 
     /// The preference rank of a header name and the field it supplies:
-    /// causeway's own names first, then the foreign ones in order.
+    /// causeway's own names as written (0), in another case (1), then the
+    /// foreign ones in order (2, 3, ...), each in any case.
     fn rank_of(&self, key: &str) -> Option<(usize, ContextField)> {
-        // causeway's own names as written: one comparison, no case folding.
-        let exact = match key {
-            headers::TRACEPARENT => Some(ContextField::TraceParent),
-            headers::TRACESTATE => Some(ContextField::TraceState),
-            headers::BAGGAGE => Some(ContextField::Baggage),
-            headers::CORRELATION_ID => Some(ContextField::CorrelationId),
-            headers::CAUSATION_ID => Some(ContextField::CausationId),
-            headers::EVENT_ID => Some(ContextField::EventId),
-            headers::EVENT_TYPE => Some(ContextField::EventType),
-            headers::EVENT_SOURCE => Some(ContextField::Source),
-            headers::SCHEMA_VERSION => Some(ContextField::SchemaVersion),
-            _ => None,
-        };
-        if let Some(field) = exact {
+        if let Some(field) = canonical_field(key) {
             return Some((0, field));
         }
         if let Some(field) = ALL_FIELDS
             .iter()
             .find(|f| f.canonical().len() == key.len() && f.canonical().eq_ignore_ascii_case(key))
         {
-            return Some((0, *field));
+            return Some((1, *field));
         }
         self.foreign
             .iter()
             .position(|(name, _)| name.len() == key.len() && name.eq_ignore_ascii_case(key))
-            .map(|i| (i + 1, self.foreign[i].1))
+            .map(|i| (i + 2, self.foreign[i].1))
     }
+}
+
+/// The field of one of causeway's own names as written (lowercase): the
+/// length picks at most two candidates, so a name costs one or two
+/// comparisons, and none of them folds case.
+fn canonical_field(key: &str) -> Option<ContextField> {
+    let candidates: &[ContextField] = match key.len() {
+        7 => &[ContextField::Baggage],
+        8 => &[ContextField::EventId],
+        10 => &[ContextField::TraceState, ContextField::EventType],
+        11 => &[ContextField::TraceParent],
+        12 => &[ContextField::CausationId, ContextField::Source],
+        14 => &[ContextField::CorrelationId],
+        20 => &[ContextField::SchemaVersion],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|field| field.canonical() == key)
+        .copied()
 }
 
 /// Every field, in declaration order, so `ALL_FIELDS[f.index()] == f`.
@@ -376,7 +386,9 @@ fn set_clean(carrier: &mut dyn Injector, key: &str, value: &str) {
 /// Carriers that can iterate their entries directly override it, which
 /// saves a look-up (and, on some maps, an allocation) per header.
 pub trait Carrier: Extractor {
-    /// Calls `f` with each header's name and value.
+    /// Calls `f` with each header's name and value. A value the carrier
+    /// cannot read as text is passed as [`UNREADABLE`], so that it is
+    /// refused and counted if its name is one causeway reads.
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         for key in self.keys() {
             if let Some(value) = self.get(key) {
@@ -385,6 +397,10 @@ pub trait Carrier: Extractor {
         }
     }
 }
+
+/// The value [`Carrier::for_each_header`] passes for a header whose value is
+/// not text (not UTF-8): a control character, which extraction refuses.
+pub const UNREADABLE: &str = "\u{0}";
 
 /// OpenTelemetry's own carrier for the in-process bus and for tests.
 impl<S: std::hash::BuildHasher> Carrier for std::collections::HashMap<String, String, S> {
@@ -478,6 +494,54 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
     }
+
+    #[test]
+    fn each_canonical_name_is_recognised_as_written_and_in_another_case() {
+        let propagation = Propagation::canonical_only();
+        for field in ALL_FIELDS {
+            let name = field.canonical();
+            assert_eq!(propagation.rank_of(name), Some((0, field)), "{name}");
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(propagation.rank_of(&upper), Some((1, field)), "{upper}");
+        }
+        assert_eq!(propagation.rank_of("event-kind"), None);
+    }
+
+    #[test]
+    fn the_name_as_written_wins_over_another_casing_in_any_order() {
+        for order in [
+            ["correlation-id", "Correlation-Id"],
+            ["Correlation-Id", "correlation-id"],
+        ] {
+            let headers: Vec<(String, String)> = order
+                .iter()
+                .map(|name| ((*name).to_owned(), format!("from-{name}")))
+                .collect();
+            let carrier = Pairs(headers);
+            assert_eq!(
+                extract(&carrier).correlation_id.as_str(),
+                "from-correlation-id"
+            );
+        }
+    }
+
+    /// Headers in a given order, as a list (kept case, repeats allowed).
+    struct Pairs(Vec<(String, String)>);
+
+    impl Extractor for Pairs {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| k.as_str()).collect()
+        }
+    }
+
+    impl Carrier for Pairs {}
 
     #[test]
     fn x_request_id_is_taken_as_the_correlation_id() {

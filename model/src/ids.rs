@@ -39,28 +39,47 @@ fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], IdError> {
             found: s.len(),
         });
     }
+    // Branch-free over the digits (this runs on every message): an invalid
+    // digit reads as 0xff from the table and is found after the loop.
     let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = hex_value(pair[0]).ok_or(IdError::Hex { position: i * 2 })?;
-        let lo = hex_value(pair[1]).ok_or(IdError::Hex {
-            position: i * 2 + 1,
-        })?;
-        out[i] = (hi << 4) | lo;
+    let mut invalid = 0u8;
+    let mut nonzero = 0u8;
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = HEX_VALUE[usize::from(pair[0])];
+        let lo = HEX_VALUE[usize::from(pair[1])];
+        invalid |= hi | lo;
+        *byte = (hi << 4) | lo;
+        nonzero |= *byte;
     }
-    if out.iter().all(|b| *b == 0) {
+    if invalid > 0x0f {
+        let position = bytes
+            .iter()
+            .position(|b| HEX_VALUE[usize::from(*b)] > 0x0f)
+            .unwrap_or_default();
+        return Err(IdError::Hex { position });
+    }
+    if nonzero == 0 {
         return Err(IdError::Zero);
     }
     Ok(out)
 }
 
-/// Lowercase hex only, as W3C trace context requires.
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// The value of each lowercase hex digit (W3C trace context allows no
+/// other), 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
     }
-}
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -156,9 +175,13 @@ fn check_text_id(s: &str) -> Result<(), IdError> {
             max: MAX_ID_LEN,
         });
     }
-    // One pass; ids are nearly always ASCII, so look at chars only past it.
+    // Ids are nearly always visible ASCII: check that without branching per
+    // byte, and look at characters only past it.
     let bytes = s.as_bytes();
-    if bytes.iter().all(u8::is_ascii_graphic) {
+    if bytes
+        .iter()
+        .fold(true, |visible, b| visible & b.is_ascii_graphic())
+    {
         return Ok(());
     }
     match bytes.iter().position(|b| !b.is_ascii_graphic()) {

@@ -22,6 +22,8 @@ pub use api::{
 };
 pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
-pub use text::{MAX_HEADER_VALUE_LEN, clean_header_value, human_duration, strip_control};
+pub use text::{
+    MAX_HEADER_VALUE_LEN, clean_header_value, has_control_chars, human_duration, strip_control,
+};
 pub use timestamp::{Timestamp, TimestampError};
 pub use traceparent::{TraceFlags, TraceParent, TraceParentError};

@@ -10,17 +10,39 @@ pub const MAX_HEADER_VALUE_LEN: usize = 512;
 /// DEL, ...), not empty after trimming spaces. `None` means "drop it and
 /// start a fresh context"; it is never repaired, so it is never echoed.
 pub fn clean_header_value(value: &str) -> Option<&str> {
-    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    // Space and tab are ASCII, so trimming bytes keeps char boundaries.
+    let value = trim_blanks(value);
     if value.is_empty() || value.len() > MAX_HEADER_VALUE_LEN {
         return None;
     }
-    // Printable ASCII, the usual case, needs no decoding; anything else is
-    // checked as characters (C1 controls are two bytes in UTF-8).
-    let printable_ascii = value.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if !printable_ascii && value.chars().any(char::is_control) {
+    if has_control_chars(value) {
         return None;
     }
     Some(value)
+}
+
+/// Whether `text` holds a control character (C0, DEL or C1). Printable
+/// ASCII, the usual case, is checked without decoding and without a branch
+/// per byte; anything else is checked as characters (C1 controls are two
+/// bytes in UTF-8).
+pub fn has_control_chars(text: &str) -> bool {
+    let printable_ascii = text
+        .bytes()
+        .fold(true, |printable, b| printable & (0x20..0x7f).contains(&b));
+    !printable_ascii && text.chars().any(char::is_control)
+}
+
+/// `value` without leading and trailing spaces and tabs.
+pub(crate) fn trim_blanks(value: &str) -> &str {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = value.as_bytes();
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    // Both ends sit next to an ASCII byte or at the ends of the string.
+    value.get(start..end).unwrap_or_default()
 }
 
 /// Removes ANSI escape sequences and control characters (keeping none, not
@@ -101,6 +123,9 @@ mod tests {
         assert_eq!(clean_header_value("ünïcode"), Some("ünïcode"));
         assert_eq!(clean_header_value("abc\r\nx: y"), None);
         assert_eq!(clean_header_value("  abc "), Some("abc"));
+        assert_eq!(clean_header_value("\t a b\t "), Some("a b"));
+        assert_eq!(clean_header_value(" \t "), None);
+        assert_eq!(clean_header_value("é "), Some("é"));
         assert_eq!(clean_header_value(""), None);
         assert_eq!(
             clean_header_value(&"a".repeat(MAX_HEADER_VALUE_LEN + 1)),

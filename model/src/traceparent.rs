@@ -70,7 +70,7 @@ impl FromStr for TraceParent {
     type Err = TraceParentError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim_matches(|c| c == ' ' || c == '\t');
+        let s = crate::text::trim_blanks(s);
         if !s.is_ascii() {
             return Err(TraceParentError::Shape);
         }
