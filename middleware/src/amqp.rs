@@ -113,6 +113,9 @@ impl Injector for FieldTableInjector<'_> {
     }
 }
 
+/// `set` takes the value's `String` as the long string's buffer.
+impl crate::CarrierMut for FieldTableInjector<'_> {}
+
 /// Reads context from a message's properties: the headers table first,
 /// then AMQP's `message_id` for `event-id` and `correlation_id` for
 /// `correlation-id` when the headers lack them.

@@ -6,28 +6,22 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 
-use crate::propagation::Carrier;
+use crate::propagation::{Carrier, CarrierMut, FIELDS, canonical_field, names_by_field};
 
 /// Writes context into a request's or response's headers.
 #[derive(Debug)]
 pub struct HeaderMapInjector<'a>(pub &'a mut HeaderMap);
 
-/// causeway's own names as static header names: no allocation per set.
+/// causeway's own names by field, made at compile time.
+static NAMES: [HeaderName; FIELDS] = names_by_field!(HeaderName::from_static);
+
+/// causeway's own names without parsing or allocation; any other name is
+/// parsed (and skipped if it is not a valid header name).
 fn header_name(key: &str) -> Option<HeaderName> {
-    use causeway_model::headers::*;
-    let name = match key {
-        TRACEPARENT => TRACEPARENT,
-        TRACESTATE => TRACESTATE,
-        BAGGAGE => BAGGAGE,
-        CORRELATION_ID => CORRELATION_ID,
-        CAUSATION_ID => CAUSATION_ID,
-        EVENT_ID => EVENT_ID,
-        EVENT_TYPE => EVENT_TYPE,
-        EVENT_SOURCE => EVENT_SOURCE,
-        SCHEMA_VERSION => SCHEMA_VERSION,
-        _ => return HeaderName::from_bytes(key.as_bytes()).ok(),
-    };
-    Some(HeaderName::from_static(name))
+    match canonical_field(key) {
+        Some(field) => Some(NAMES[field.index()].clone()),
+        None => HeaderName::from_bytes(key.as_bytes()).ok(),
+    }
 }
 
 impl Injector for HeaderMapInjector<'_> {
@@ -38,6 +32,14 @@ impl Injector for HeaderMapInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // `HeaderValue::try_from(String)` takes the string's buffer as is.
         if let (Some(name), Ok(value)) = (header_name(key), HeaderValue::try_from(value)) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+impl CarrierMut for HeaderMapInjector<'_> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        if let (Some(name), Ok(value)) = (header_name(name), HeaderValue::from_str(value)) {
             self.0.insert(name, value);
         }
     }

@@ -130,7 +130,20 @@ impl Injector for HeaderInjector {
     }
 
     fn set(&mut self, key: &str, value: String) {
-        if key.is_empty() || has_control_chars(key) || has_control_chars(&value) {
+        self.append(key, &value);
+    }
+}
+
+/// The value is copied into librdkafka straight from causeway's text.
+impl crate::CarrierMut for HeaderInjector {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.append(name, value);
+    }
+}
+
+impl HeaderInjector {
+    fn append(&mut self, key: &str, value: &str) {
+        if key.is_empty() || has_control_chars(key) || has_control_chars(value) {
             return;
         }
         let headers = self.headers.take().unwrap_or_default();

@@ -89,8 +89,8 @@ pub use context::{ContextStats, MessageContext, context_stats};
 pub use layer::RecordLayer;
 pub use opentelemetry::propagation::{Extractor, Injector};
 pub use propagation::{
-    Carrier, ContextField, DEFAULT_FOREIGN_NAMES, ExtractorCarrier, Propagation, UNREADABLE,
-    extract, inject,
+    Carrier, CarrierMut, ContextField, DEFAULT_FOREIGN_NAMES, ExtractorCarrier, InjectorCarrier,
+    Propagation, UNREADABLE, extract, inject,
 };
 pub use propagator::{CausewayPropagator, message_context};
 pub use service::{Consume, Handling, Publish, Service};

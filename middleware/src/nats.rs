@@ -64,9 +64,11 @@ use std::str::FromStr;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Message, jetstream};
+use causeway_model::has_control_chars;
 use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::context::MessageContext;
+use crate::propagation::{FIELDS, canonical_field, names_by_field};
 use crate::service::{Consume, Handling, Publish, Service};
 
 /// The OpenTelemetry `messaging.system` of NATS and JetStream.
@@ -83,15 +85,29 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // async-nats panics on a value with CR or LF (`From<String>`); every
-        // control character is refused here first, so the conversion below
-        // cannot panic and takes the string without copying it.
-        if causeway_model::has_control_chars(&value) {
-            return;
+        // control character is refused here first, so the conversion cannot
+        // panic, and it takes the string without copying it.
+        if !has_control_chars(&value) {
+            self.insert(key, HeaderValue::from(value));
         }
-        let value = HeaderValue::from(value);
+    }
+}
+
+impl crate::CarrierMut for HeaderInjector<'_> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        // Checked before async-nats's own check, which panics.
+        if !has_control_chars(value) {
+            self.insert(name, HeaderValue::from(value));
+        }
+    }
+}
+
+impl HeaderInjector<'_> {
+    fn insert(&mut self, key: &str, value: HeaderValue) {
         let Some(name) = static_name(key).or_else(|| HeaderName::from_str(key).ok()) else {
             return;
         };
+        // Into an empty map (the usual publish) there is nothing to replace.
         let other_casing = !self.0.is_empty()
             && self.0.iter().any(|(existing, _)| {
                 let existing: &str = existing.as_ref();
@@ -114,12 +130,12 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// causeway's own header names, which need no parsing or allocation.
+/// causeway's own names by field, made at compile time.
+static NAMES: [HeaderName; FIELDS] = names_by_field!(HeaderName::from_static);
+
+/// causeway's own names, which need no parsing or allocation.
 fn static_name(key: &str) -> Option<HeaderName> {
-    causeway_model::headers::ALL
-        .iter()
-        .find(|name| **name == key)
-        .map(|name| HeaderName::from_static(name))
+    canonical_field(key).map(|field| NAMES[field.index()].clone())
 }
 
 /// Reads context from a NATS [`HeaderMap`]: the name as given first, then

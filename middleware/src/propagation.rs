@@ -15,6 +15,7 @@ use std::sync::{Arc, LazyLock};
 
 use causeway_model::{
     CorrelationId, EventId, SpanId, TraceFlags, TraceId, TraceParent, clean_header_value, headers,
+    trim_blanks,
 };
 use opentelemetry::propagation::{Extractor, Injector};
 
@@ -34,15 +35,15 @@ pub enum ContextField {
     SchemaVersion,
 }
 
-const FIELDS: usize = 9;
+pub(crate) const FIELDS: usize = 9;
 
 impl ContextField {
-    fn index(self) -> usize {
+    pub(crate) const fn index(self) -> usize {
         self as usize
     }
 
     /// causeway's own header name for this field.
-    pub fn canonical(self) -> &'static str {
+    pub const fn canonical(self) -> &'static str {
         match self {
             ContextField::TraceParent => headers::TRACEPARENT,
             ContextField::TraceState => headers::TRACESTATE,
@@ -152,7 +153,7 @@ impl Propagation {
     }
 
     /// Writes the context into `carrier`.
-    pub fn inject(&self, context: &MessageContext, carrier: &mut dyn Injector) {
+    pub fn inject(&self, context: &MessageContext, carrier: &mut dyn CarrierMut) {
         let optional = [
             context.tracestate.is_some(),
             context.baggage.is_some(),
@@ -168,6 +169,7 @@ impl Propagation {
         } else {
             headers
         });
+        let mut buf = [0; TraceParent::LEN];
         let traceparent = TraceParent {
             trace_id: context.trace_id,
             parent_id: context.span_id,
@@ -177,18 +179,15 @@ impl Propagation {
                 TraceFlags::default()
             },
         }
-        .encode();
+        .encode_into(&mut buf);
         // Ids were validated on creation: no control characters, bounded.
         if self.cloudevents {
-            carrier.set("ce-specversion", "1.0".to_owned());
-            carrier.set("ce-id", context.event_id.as_str().to_owned());
-            carrier.set("ce-traceparent", traceparent.clone());
-            carrier.set(
-                "ce-correlationid",
-                context.correlation_id.as_str().to_owned(),
-            );
+            carrier.set_header("ce-specversion", "1.0");
+            carrier.set_header("ce-id", context.event_id.as_str());
+            carrier.set_header("ce-traceparent", traceparent);
+            carrier.set_header("ce-correlationid", context.correlation_id.as_str());
             if let Some(cause) = &context.causation_id {
-                carrier.set("ce-causationid", cause.as_str().to_owned());
+                carrier.set_header("ce-causationid", cause.as_str());
             }
             if let Some(event_type) = &context.event_type {
                 set_clean(carrier, "ce-type", event_type);
@@ -197,20 +196,17 @@ impl Propagation {
                 set_clean(carrier, "ce-source", source);
             }
         }
-        carrier.set(headers::TRACEPARENT, traceparent);
+        carrier.set_header(headers::TRACEPARENT, traceparent);
         if let Some(state) = &context.tracestate {
             set_clean(carrier, headers::TRACESTATE, state);
         }
         if let Some(baggage) = &context.baggage {
             set_clean(carrier, headers::BAGGAGE, baggage);
         }
-        carrier.set(
-            headers::CORRELATION_ID,
-            context.correlation_id.as_str().to_owned(),
-        );
-        carrier.set(headers::EVENT_ID, context.event_id.as_str().to_owned());
+        carrier.set_header(headers::CORRELATION_ID, context.correlation_id.as_str());
+        carrier.set_header(headers::EVENT_ID, context.event_id.as_str());
         if let Some(cause) = &context.causation_id {
-            carrier.set(headers::CAUSATION_ID, cause.as_str().to_owned());
+            carrier.set_header(headers::CAUSATION_ID, cause.as_str());
         }
         if let Some(event_type) = &context.event_type {
             set_clean(carrier, headers::EVENT_TYPE, event_type);
@@ -270,25 +266,45 @@ impl Propagation {
     }
 }
 
-/// The field of one of causeway's own names as written (lowercase): the
-/// length picks at most two candidates, so a name costs one or two
-/// comparisons, and none of them folds case.
-fn canonical_field(key: &str) -> Option<ContextField> {
-    let candidates: &[ContextField] = match key.len() {
-        7 => &[ContextField::Baggage],
-        8 => &[ContextField::EventId],
-        10 => &[ContextField::TraceState, ContextField::EventType],
-        11 => &[ContextField::TraceParent],
-        12 => &[ContextField::CausationId, ContextField::Source],
-        14 => &[ContextField::CorrelationId],
-        20 => &[ContextField::SchemaVersion],
+/// The field of one of causeway's own names as written (lowercase). The
+/// length picks at most two candidates, and each comparison is against a
+/// literal of known length, which compiles to a few word compares.
+pub(crate) fn canonical_field(key: &str) -> Option<ContextField> {
+    use headers::*;
+    let field = match key.len() {
+        7 if key == BAGGAGE => ContextField::Baggage,
+        8 if key == EVENT_ID => ContextField::EventId,
+        10 if key == TRACESTATE => ContextField::TraceState,
+        10 if key == EVENT_TYPE => ContextField::EventType,
+        11 if key == TRACEPARENT => ContextField::TraceParent,
+        12 if key == CAUSATION_ID => ContextField::CausationId,
+        12 if key == EVENT_SOURCE => ContextField::Source,
+        14 if key == CORRELATION_ID => ContextField::CorrelationId,
+        20 if key == SCHEMA_VERSION => ContextField::SchemaVersion,
         _ => return None,
     };
-    candidates
-        .iter()
-        .find(|field| field.canonical() == key)
-        .copied()
+    Some(field)
 }
+
+/// causeway's own header names as an array by field ([`ContextField`]
+/// index) of a carrier's name type, made at compile time by the given
+/// `const fn` (e.g. `http::HeaderName::from_static`).
+macro_rules! names_by_field {
+    ($from_static:path) => {
+        [
+            $from_static($crate::ContextField::TraceParent.canonical()),
+            $from_static($crate::ContextField::TraceState.canonical()),
+            $from_static($crate::ContextField::Baggage.canonical()),
+            $from_static($crate::ContextField::CorrelationId.canonical()),
+            $from_static($crate::ContextField::CausationId.canonical()),
+            $from_static($crate::ContextField::EventId.canonical()),
+            $from_static($crate::ContextField::EventType.canonical()),
+            $from_static($crate::ContextField::Source.canonical()),
+            $from_static($crate::ContextField::SchemaVersion.canonical()),
+        ]
+    };
+}
+pub(crate) use names_by_field;
 
 /// Every field, in declaration order, so `ALL_FIELDS[f.index()] == f`.
 const ALL_FIELDS: [ContextField; FIELDS] = [
@@ -322,9 +338,13 @@ impl<'a> Values<'a> {
         clean
     }
 
+    /// The value parsed, if present and valid; an invalid one is counted.
+    /// Ids and `traceparent` check their own characters (stricter than
+    /// [`clean_header_value`]: no whitespace either) and length, so only
+    /// the surrounding blanks are trimmed first.
     fn parsed<T: std::str::FromStr>(&self, field: ContextField) -> Option<T> {
-        let value = self.clean(field)?;
-        let parsed = value.parse().ok();
+        let raw = self.0[field.index()]?;
+        let parsed = trim_blanks(raw).parse().ok();
         if parsed.is_none() {
             count_invalid_value();
         }
@@ -372,12 +392,59 @@ impl<'a> Values<'a> {
     }
 }
 
-fn set_clean(carrier: &mut dyn Injector, key: &str, value: &str) {
+fn set_clean(carrier: &mut dyn CarrierMut, name: &'static str, value: &str) {
     match clean_header_value(value) {
-        Some(value) => carrier.set(key, value.to_owned()),
+        Some(value) => carrier.set_header(name, value),
         None => count_invalid_value(),
     }
 }
+
+/// A carrier causeway writes into: the write side of [`Carrier`].
+///
+/// Every OpenTelemetry `Injector` can be one (wrap a `&mut dyn Injector` in
+/// [`InjectorCarrier`]): the provided method hands `set` an owned copy of
+/// the value. Carriers that can store a header more cheaply override it: a
+/// `HashMap` skips the lowercasing OpenTelemetry's own `Injector` does on
+/// every key, and Kafka copies the value into librdkafka without an
+/// intermediate `String`.
+pub trait CarrierMut: Injector {
+    /// Sets header `name` to `value`. `name` is one of causeway's names or a
+    /// CloudEvents one, all lowercase ASCII; `value` has been checked: no
+    /// control characters, at most
+    /// [`MAX_HEADER_VALUE_LEN`](causeway_model::MAX_HEADER_VALUE_LEN) bytes.
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.set(name, value.to_owned());
+    }
+}
+
+/// OpenTelemetry's own carrier: causeway's names are lowercase already, so
+/// they are stored as they are.
+impl<S: std::hash::BuildHasher> CarrierMut for std::collections::HashMap<String, String, S> {
+    fn set_header(&mut self, name: &'static str, value: &str) {
+        self.insert(name.to_owned(), value.to_owned());
+    }
+}
+
+/// Any OpenTelemetry `Injector`, written through `set()`.
+pub struct InjectorCarrier<'a>(pub &'a mut dyn Injector);
+
+impl std::fmt::Debug for InjectorCarrier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InjectorCarrier")
+    }
+}
+
+impl Injector for InjectorCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.set(key, value);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+}
+
+impl CarrierMut for InjectorCarrier<'_> {}
 
 /// A carrier causeway reads in one pass over its headers.
 ///
@@ -436,7 +503,7 @@ impl Extractor for ExtractorCarrier<'_> {
 impl Carrier for ExtractorCarrier<'_> {}
 
 /// Writes the context into `carrier` with the default [`Propagation`].
-pub fn inject(context: &MessageContext, carrier: &mut dyn Injector) {
+pub fn inject(context: &MessageContext, carrier: &mut dyn CarrierMut) {
     DEFAULT.inject(context, carrier);
 }
 

@@ -103,7 +103,8 @@ impl TextMapPropagator for CausewayPropagator {
             context.span_id = span;
             context.sampled = current.is_sampled();
         }
-        self.propagation.inject(&context, injector);
+        self.propagation
+            .inject(&context, &mut crate::InjectorCarrier(injector));
     }
 
     /// Reads causeway's headers (and every foreign spelling); the result

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_model::{CorrelationId, EventId, SpanId, Stage, TraceId};
-use opentelemetry::propagation::Injector;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::context::MessageContext;
 use crate::otel;
-use crate::propagation::{Carrier, Propagation};
+use crate::propagation::{Carrier, CarrierMut, Propagation};
 use crate::{HANDLE_SPAN, LIFECYCLE_TARGET, PUBLISH_SPAN};
 
 /// A service that publishes and handles events.
@@ -182,7 +181,7 @@ impl Service {
         &self,
         parent: Option<&MessageContext>,
         event: Publish<'_>,
-        carrier: &mut dyn Injector,
+        carrier: &mut dyn CarrierMut,
     ) -> MessageContext {
         let correlation_id = match parent {
             Some(p) => p.correlation_id.clone(),
@@ -362,7 +361,7 @@ impl Handling {
 
     /// Publishes an event caused by the one being handled: same
     /// correlation id and trace, causation id = the handled event.
-    pub fn publish(&self, event: Publish<'_>, carrier: &mut dyn Injector) -> MessageContext {
+    pub fn publish(&self, event: Publish<'_>, carrier: &mut dyn CarrierMut) -> MessageContext {
         self.service.publish(Some(&self.context), event, carrier)
     }
 

@@ -24,6 +24,7 @@ pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, Tr
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
 pub use text::{
     MAX_HEADER_VALUE_LEN, clean_header_value, has_control_chars, human_duration, strip_control,
+    trim_blanks,
 };
 pub use timestamp::{Timestamp, TimestampError};
 pub use traceparent::{TraceFlags, TraceParent, TraceParentError};

@@ -33,7 +33,7 @@ pub fn has_control_chars(text: &str) -> bool {
 }
 
 /// `value` without leading and trailing spaces and tabs.
-pub(crate) fn trim_blanks(value: &str) -> &str {
+pub fn trim_blanks(value: &str) -> &str {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let bytes = value.as_bytes();
     let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());

@@ -117,22 +117,30 @@ fn put_hex(buf: &mut [u8], from: usize, bytes: &[u8]) {
 }
 
 impl TraceParent {
-    /// The header value (version 00), built in one exact-size allocation;
-    /// this runs on every publish.
-    pub fn encode(&self) -> String {
-        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        put_hex(&mut buf, 3, &self.trace_id.to_bytes());
-        put_hex(&mut buf, 36, &self.parent_id.to_bytes());
-        put_hex(&mut buf, 53, &[self.flags.0]);
+    /// The length of a version 00 `traceparent`.
+    pub const LEN: usize = 55;
+
+    /// Writes the header value (version 00) into `buf` and returns it as
+    /// text, without allocating; this runs on every publish.
+    pub fn encode_into<'a>(&self, buf: &'a mut [u8; Self::LEN]) -> &'a str {
+        *buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put_hex(buf, 3, &self.trace_id.to_bytes());
+        put_hex(buf, 36, &self.parent_id.to_bytes());
+        put_hex(buf, 53, &[self.flags.0]);
         // Only ASCII hex digits and dashes are in the buffer.
-        String::from_utf8(buf.to_vec()).unwrap_or_default()
+        std::str::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The header value (version 00), in one exact-size allocation.
+    pub fn encode(&self) -> String {
+        self.encode_into(&mut [0; Self::LEN]).to_owned()
     }
 }
 
 impl fmt::Display for TraceParent {
     /// Always formats version 00.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.encode())
+        f.write_str(self.encode_into(&mut [0; Self::LEN]))
     }
 }
 
