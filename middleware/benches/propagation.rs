@@ -3,8 +3,10 @@
 //!
 //! - `context/*`: inject the full causeway context into a fresh carrier and
 //!   extract it again, per carrier, against OpenTelemetry's bare
-//!   `TraceContextPropagator` doing the same with only `traceparent` on a
-//!   `HashMap` (the baseline).
+//!   `TraceContextPropagator` doing the same with `traceparent` (and an
+//!   empty `tracestate`) on a `HashMap` (the baseline). Per carrier also:
+//!   the bare propagator through the same carrier, and the carrier alone
+//!   (the same six headers written and read back, nothing else).
 //! - `record/*`: one `tracing` event inside a handler span written as a
 //!   JSON line by `RecordLayer`, against tracing-subscriber's own JSON
 //!   formatter, both into `io::sink()`.
@@ -101,14 +103,29 @@ fn otel_context() -> opentelemetry::Context {
     opentelemetry::Context::new().with_remote_span_context(span)
 }
 
-/// The operations measured, by name: each injects into a fresh carrier and
-/// extracts from it.
+/// The full context's headers as causeway writes them, for the
+/// "carrier alone" cases: the same names and values, built once.
+fn prebuilt_headers() -> Vec<(&'static str, String)> {
+    let mut written = HashMap::new();
+    inject(&full_context(), &mut written);
+    causeway_model::headers::ALL
+        .iter()
+        .filter_map(|name| written.remove(*name).map(|value| (*name, value)))
+        .collect()
+}
+
+/// The operations measured, by name. Each makes a fresh carrier, writes
+/// into it and reads it back. Per carrier: causeway's full context,
+/// OpenTelemetry's bare propagator through the same carrier, and the
+/// carrier alone (the same six headers, prebuilt, written and read back as
+/// text with nothing else: the floor any propagation pays on it).
 type Case = (&'static str, Box<dyn FnMut()>);
 
 fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
-    let propagator = TraceContextPropagator::new();
-    let cx = otel_context();
+    let headers = prebuilt_headers();
+
+    let (propagator, cx) = (TraceContextPropagator::new(), otel_context());
     cases.push((
         "otel_bare_traceparent/hashmap",
         Box::new(move || {
@@ -126,6 +143,29 @@ fn cases() -> Vec<Case> {
             black_box(extract(&carrier));
         }),
     ));
+    let written = headers.clone();
+    cases.push((
+        "carrier_alone/hashmap",
+        Box::new(move || {
+            let mut carrier = HashMap::with_capacity(written.len());
+            for (name, value) in &written {
+                carrier.insert((*name).to_owned(), value.clone());
+            }
+            for (name, value) in &carrier {
+                black_box((name.as_str(), value.as_str()));
+            }
+        }),
+    ));
+
+    let (propagator, cx) = (TraceContextPropagator::new(), otel_context());
+    cases.push((
+        "otel_bare_traceparent/http_headermap",
+        Box::new(move || {
+            let mut carrier = http::HeaderMap::new();
+            propagator.inject_context(&cx, &mut HeaderMapInjector(&mut carrier));
+            black_box(propagator.extract(&HeaderMapExtractor(&carrier)));
+        }),
+    ));
     let context = full_context();
     cases.push((
         "causeway_full/http_headermap",
@@ -135,36 +175,122 @@ fn cases() -> Vec<Case> {
             black_box(extract(&HeaderMapExtractor(&carrier)));
         }),
     ));
+    let written = headers.clone();
+    cases.push((
+        "carrier_alone/http_headermap",
+        Box::new(move || {
+            let mut carrier = http::HeaderMap::with_capacity(written.len());
+            for (name, value) in &written {
+                carrier.insert(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            for (name, value) in &carrier {
+                black_box((name.as_str(), value.to_str().ok()));
+            }
+        }),
+    ));
+
     #[cfg(feature = "amqp")]
     {
         use causeway_middleware::amqp::{FieldTableInjector, PropertiesExtractor};
+        use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+        let (propagator, cx) = (TraceContextPropagator::new(), otel_context());
+        cases.push((
+            "otel_bare_traceparent/amqp_fieldtable",
+            Box::new(move || {
+                let mut table = FieldTable::default();
+                propagator.inject_context(&cx, &mut FieldTableInjector(&mut table));
+                let properties = lapin::BasicProperties::default().with_headers(table);
+                black_box(propagator.extract(&PropertiesExtractor(&properties)));
+            }),
+        ));
         let context = full_context();
         cases.push((
             "causeway_full/amqp_fieldtable",
             Box::new(move || {
-                let mut table = lapin::types::FieldTable::default();
+                let mut table = FieldTable::default();
                 inject(&context, &mut FieldTableInjector(&mut table));
                 let properties = lapin::BasicProperties::default().with_headers(table);
                 black_box(extract(&PropertiesExtractor(&properties)));
             }),
         ));
+        let written = headers.clone();
+        cases.push((
+            "carrier_alone/amqp_fieldtable",
+            Box::new(move || {
+                let mut table = FieldTable::default();
+                for (name, value) in &written {
+                    table.insert(
+                        ShortString::from(*name),
+                        AMQPValue::LongString(LongString::from(value.clone())),
+                    );
+                }
+                let properties = lapin::BasicProperties::default().with_headers(table);
+                for (name, value) in properties.headers().as_ref().unwrap() {
+                    if let AMQPValue::LongString(text) = value {
+                        black_box((name.as_str(), std::str::from_utf8(text.as_bytes()).ok()));
+                    }
+                }
+            }),
+        ));
     }
+
     #[cfg(feature = "nats")]
     {
         use causeway_middleware::nats::{HeaderExtractor, HeaderInjector};
+        let (propagator, cx) = (TraceContextPropagator::new(), otel_context());
+        cases.push((
+            "otel_bare_traceparent/nats_headermap",
+            Box::new(move || {
+                let mut carrier = async_nats::HeaderMap::new();
+                propagator.inject_context(&cx, &mut HeaderInjector(&mut carrier));
+                black_box(propagator.extract(&HeaderExtractor(&carrier)));
+            }),
+        ));
         let context = full_context();
         cases.push((
             "causeway_full/nats_headermap",
             Box::new(move || {
-                let mut headers = async_nats::HeaderMap::new();
-                inject(&context, &mut HeaderInjector(&mut headers));
-                black_box(extract(&HeaderExtractor(&headers)));
+                let mut carrier = async_nats::HeaderMap::new();
+                inject(&context, &mut HeaderInjector(&mut carrier));
+                black_box(extract(&HeaderExtractor(&carrier)));
+            }),
+        ));
+        let written = headers.clone();
+        cases.push((
+            "carrier_alone/nats_headermap",
+            Box::new(move || {
+                let mut carrier = async_nats::HeaderMap::new();
+                for (name, value) in &written {
+                    carrier.insert(
+                        async_nats::HeaderName::from_static(name),
+                        async_nats::HeaderValue::from(value.clone()),
+                    );
+                }
+                for (name, values) in carrier.iter() {
+                    let name: &str = name.as_ref();
+                    black_box((name, values.first().map(async_nats::HeaderValue::as_str)));
+                }
             }),
         ));
     }
+
     #[cfg(feature = "kafka")]
     {
         use causeway_middleware::kafka::{HeaderExtractor, HeaderInjector};
+        use rdkafka::message::{Header, Headers, OwnedHeaders};
+        let (propagator, cx) = (TraceContextPropagator::new(), otel_context());
+        cases.push((
+            "otel_bare_traceparent/kafka_owned_headers",
+            Box::new(move || {
+                let mut injector = HeaderInjector::new();
+                propagator.inject_context(&cx, &mut injector);
+                let headers = injector.into_headers();
+                black_box(propagator.extract(&HeaderExtractor::new(&headers)));
+            }),
+        ));
         let context = full_context();
         cases.push((
             "causeway_full/kafka_owned_headers",
@@ -175,12 +301,28 @@ fn cases() -> Vec<Case> {
                 black_box(extract(&HeaderExtractor::new(&headers)));
             }),
         ));
+        let written = headers.clone();
+        cases.push((
+            "carrier_alone/kafka_owned_headers",
+            Box::new(move || {
+                let mut carrier = OwnedHeaders::new_with_capacity(written.len());
+                for (name, value) in &written {
+                    carrier = carrier.insert(Header {
+                        key: name,
+                        value: Some(value.as_bytes()),
+                    });
+                }
+                for header in carrier.iter() {
+                    black_box((header.key, header.value.map(std::str::from_utf8)));
+                }
+            }),
+        ));
     }
+
     // Extraction alone, from a carrier filled once.
     let propagator = TraceContextPropagator::new();
-    let cx = otel_context();
     let mut filled = HashMap::new();
-    propagator.inject_context(&cx, &mut filled);
+    propagator.inject_context(&otel_context(), &mut filled);
     cases.push((
         "extract_only/otel_bare_traceparent/hashmap",
         Box::new(move || {

@@ -167,10 +167,12 @@ enum Value<'a> {
 /// Reads context from Kafka record headers: the headers of a consumed
 /// message (`BorrowedHeaders`) or owned ones.
 ///
-/// Keys are matched ignoring ASCII case; when a key repeats, the last
-/// header with it is the one read. Values that are not UTF-8 or null read
-/// as absent (counted as invalid when asked for). Headers are read once,
-/// on construction.
+/// Keys are matched ignoring ASCII case (by `extract`, causeway's names as
+/// written before other casings); when a key repeats, the last header with
+/// it is the one read. A value that is not UTF-8 reads as invalid (counted
+/// when its key is one causeway reads); a null value reads as absent
+/// through `get` and is passed over by `extract`. Headers are read once, on
+/// construction.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderExtractor<'a> {
     entries: Vec<(&'a str, Value<'a>)>,

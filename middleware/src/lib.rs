@@ -33,6 +33,12 @@
 //! OpenTelemetry `TextMapPropagator` (for `global::set_text_map_propagator`
 //! and any instrumentation that propagates through OpenTelemetry).
 //!
+//! A transport of your own needs a carrier each way: [`CarrierMut`] to
+//! write (any OpenTelemetry `Injector` through [`InjectorCarrier`]) and
+//! [`Carrier`] to read (any `Extractor` through [`ExtractorCarrier`]).
+//! Their provided methods are enough; overriding `set_header` and
+//! `for_each_header` makes them cheaper.
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use causeway_middleware::{Consume, Publish, Service};
