@@ -266,24 +266,63 @@ impl Propagation {
     }
 }
 
-/// The field of one of causeway's own names as written (lowercase). The
-/// length picks at most two candidates, and each comparison is against a
-/// literal of known length, which compiles to a few word compares.
+/// The field of one of causeway's own names as written (lowercase).
+///
+/// Hash maps hand over their headers in a different order each time, so a
+/// branch on which name this is would be mispredicted about once a header.
+/// Instead a perfect hash of the length and first byte picks the one
+/// candidate, and the comparison is a few word compares whose outcome does
+/// not depend on the name.
 pub(crate) fn canonical_field(key: &str) -> Option<ContextField> {
-    use headers::*;
-    let field = match key.len() {
-        7 if key == BAGGAGE => ContextField::Baggage,
-        8 if key == EVENT_ID => ContextField::EventId,
-        10 if key == TRACESTATE => ContextField::TraceState,
-        10 if key == EVENT_TYPE => ContextField::EventType,
-        11 if key == TRACEPARENT => ContextField::TraceParent,
-        12 if key == CAUSATION_ID => ContextField::CausationId,
-        12 if key == EVENT_SOURCE => ContextField::Source,
-        14 if key == CORRELATION_ID => ContextField::CorrelationId,
-        20 if key == SCHEMA_VERSION => ContextField::SchemaVersion,
-        _ => return None,
+    let bytes = key.as_bytes();
+    let first = *bytes.first()?;
+    let field = BY_SLOT[slot(bytes.len(), first)]?;
+    same_name(field.canonical().as_bytes(), bytes).then_some(field)
+}
+
+/// The perfect hash of causeway's names: distinct for each of them (checked
+/// when `BY_SLOT` is built, at compile time).
+const fn slot(len: usize, first: u8) -> usize {
+    len.wrapping_add((first as usize).wrapping_mul(5)) & 31
+}
+
+/// causeway's own fields by the slot of their names.
+const BY_SLOT: [Option<ContextField>; 32] = {
+    let mut table = [None; 32];
+    let mut i = 0;
+    while i < FIELDS {
+        let name = ALL_FIELDS[i].canonical().as_bytes();
+        let at = slot(name.len(), name[0]);
+        assert!(
+            table[at].is_none(),
+            "two causeway header names share a slot"
+        );
+        table[at] = Some(ALL_FIELDS[i]);
+        i += 1;
+    }
+    table
+};
+
+/// `a == b` for header names: from 8 to 24 bytes, as three overlapping
+/// 8-byte words, with no branch on the bytes themselves.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if !(8..=24).contains(&len) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
     };
-    Some(field)
+    let (middle, last) = ((len - 8) / 2, len - 8);
+    (word(a, 0) ^ word(b, 0))
+        | (word(a, middle) ^ word(b, middle))
+        | (word(a, last) ^ word(b, last))
+        == 0
 }
 
 /// causeway's own header names as an array by field ([`ContextField`]
@@ -572,6 +611,22 @@ mod tests {
             assert_eq!(propagation.rank_of(&upper), Some((1, field)), "{upper}");
         }
         assert_eq!(propagation.rank_of("event-kind"), None);
+    }
+
+    #[test]
+    fn a_name_one_byte_off_a_canonical_one_is_not_taken_for_it() {
+        for field in ALL_FIELDS {
+            let name = field.canonical();
+            for at in 0..name.len() {
+                let mut changed = name.as_bytes().to_vec();
+                changed[at] = if changed[at] == b'x' { b'y' } else { b'x' };
+                let changed = String::from_utf8(changed).unwrap();
+                assert_ne!(canonical_field(&changed), Some(field), "{changed}");
+            }
+            assert_eq!(canonical_field(&name[1..]), None);
+            assert_eq!(canonical_field(&format!("{name}x")), None);
+        }
+        assert_eq!(canonical_field(""), None);
     }
 
     #[test]
