@@ -31,12 +31,11 @@ pub enum IdError {
     Control { position: usize },
 }
 
-fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], IdError> {
-    let bytes = s.as_bytes();
+fn decode_hex<const N: usize>(bytes: &[u8]) -> Result<[u8; N], IdError> {
     if bytes.len() != N * 2 {
         return Err(IdError::Length {
             expected: N * 2,
-            found: s.len(),
+            found: bytes.len(),
         });
     }
     // Branch-free over the digits (this runs on every message): an invalid
@@ -62,6 +61,12 @@ fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], IdError> {
         return Err(IdError::Zero);
     }
     Ok(out)
+}
+
+/// The byte written as two lowercase hex digits, if they are.
+pub(crate) fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
+    let (hi, lo) = (HEX_VALUE[usize::from(hi)], HEX_VALUE[usize::from(lo)]);
+    ((hi | lo) <= 0x0f).then_some((hi << 4) | lo)
 }
 
 /// The value of each lowercase hex digit (W3C trace context allows no
@@ -118,12 +123,17 @@ macro_rules! hex_id {
             pub fn to_bytes(self) -> [u8; $len] {
                 self.0
             }
+
+            /// Parses lowercase hex digits.
+            pub(crate) fn from_hex(hex: &[u8]) -> Result<Self, IdError> {
+                decode_hex::<$len>(hex).map(Self)
+            }
         }
 
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
-                decode_hex::<$len>(s).map(Self)
+                Self::from_hex(s.as_bytes())
             }
         }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ids::{IdError, SpanId, TraceId};
+use crate::ids::{IdError, SpanId, TraceId, hex_pair};
 
 /// The trace flags byte; bit 0 is `sampled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -62,44 +62,36 @@ impl TraceParent {
     }
 }
 
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 impl FromStr for TraceParent {
     type Err = TraceParentError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = crate::text::trim_blanks(s);
-        if !s.is_ascii() {
-            return Err(TraceParentError::Shape);
+        // Byte by byte: every byte checked below is a hex digit or a dash,
+        // so nothing else needs to be ASCII (a later version's extra fields
+        // are not read).
+        let bytes = crate::text::trim_blanks(s).as_bytes();
+        let len = bytes.len();
+        if len < Self::LEN {
+            return Err(TraceParentError::Length { len });
         }
-        if s.len() < 55 {
-            return Err(TraceParentError::Length { len: s.len() });
-        }
-        let version = &s[0..2];
-        if !is_lower_hex(version) || version == "ff" {
-            return Err(TraceParentError::Version(version.to_owned()));
-        }
-        if version == "00" && s.len() != 55 {
-            return Err(TraceParentError::Length { len: s.len() });
+        let text = |at: usize| String::from_utf8_lossy(&bytes[at..at + 2]).into_owned();
+        let version = hex_pair(bytes[0], bytes[1])
+            .filter(|version| *version != 0xff)
+            .ok_or_else(|| TraceParentError::Version(text(0)))?;
+        if version == 0 && len != Self::LEN {
+            return Err(TraceParentError::Length { len });
         }
         // Later versions may append fields, always after a dash.
-        if s.len() > 55 && s.as_bytes()[55] != b'-' {
+        if len > Self::LEN && bytes[Self::LEN] != b'-' {
             return Err(TraceParentError::Shape);
         }
-        let bytes = s.as_bytes();
         if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
             return Err(TraceParentError::Shape);
         }
-        let trace_id = s[3..35].parse().map_err(TraceParentError::TraceId)?;
-        let parent_id = s[36..52].parse().map_err(TraceParentError::ParentId)?;
-        let flags = &s[53..55];
-        if !is_lower_hex(flags) {
-            return Err(TraceParentError::Flags(flags.to_owned()));
-        }
+        let trace_id = TraceId::from_hex(&bytes[3..35]).map_err(TraceParentError::TraceId)?;
+        let parent_id = SpanId::from_hex(&bytes[36..52]).map_err(TraceParentError::ParentId)?;
         let flags =
-            u8::from_str_radix(flags, 16).map_err(|_| TraceParentError::Flags(flags.to_owned()))?;
+            hex_pair(bytes[53], bytes[54]).ok_or_else(|| TraceParentError::Flags(text(53)))?;
         Ok(Self {
             trace_id,
             parent_id,
