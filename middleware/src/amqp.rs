@@ -184,17 +184,27 @@ impl Extractor for PropertiesExtractor<'_> {
 }
 
 impl crate::Carrier for PropertiesExtractor<'_> {
-    /// The headers table in one pass, then the native `message_id` and
-    /// `correlation_id` properties as `event-id` and `correlation-id`: a
-    /// header of the same name comes first and so wins.
+    /// The headers table in one pass. A long string or byte array that is
+    /// not UTF-8 is passed as [`UNREADABLE`](crate::UNREADABLE); values of
+    /// other types (numbers, tables, ...) are not text and are skipped.
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         if let Some(table) = self.0.headers().as_ref() {
             for (name, value) in table.inner() {
-                if let Some(text) = as_text(value) {
-                    f(name.as_str(), text);
-                }
+                let text = match value {
+                    AMQPValue::LongString(_) | AMQPValue::ByteArray(_) => {
+                        as_text(value).unwrap_or(crate::UNREADABLE)
+                    }
+                    AMQPValue::ShortString(text) => text.as_str(),
+                    _ => continue,
+                };
+                f(name.as_str(), text);
             }
         }
+    }
+
+    /// The native `message_id` and `correlation_id` properties, as
+    /// `event-id` and `correlation-id` when no header gave those.
+    fn for_each_fallback<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         for key in [headers::EVENT_ID, headers::CORRELATION_ID] {
             if let Some(value) = self.native(key) {
                 f(key, value);
@@ -350,6 +360,39 @@ mod tests {
         let mut keys = extractor.keys();
         keys.sort_unstable();
         assert_eq!(keys, ["correlation-id", "event-id"]);
+        let got = extract(&extractor);
+        assert_eq!(
+            (got.correlation_id.as_str(), got.event_id.as_str()),
+            ("from-header", "msg-1")
+        );
+    }
+
+    #[test]
+    fn a_header_in_another_case_still_wins_over_the_native_property() {
+        let props = properties(vec![(
+            "Correlation-Id",
+            AMQPValue::LongString("from-header".into()),
+        )])
+        .with_correlation_id("from-property".into());
+        let extractor = PropertiesExtractor(&props);
+        assert_eq!(extractor.get("correlation-id"), Some("from-header"));
+        assert_eq!(
+            extract(&extractor).correlation_id.as_str(),
+            "from-header"
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_counted_and_not_used() {
+        let props = properties(vec![(
+            "correlation-id",
+            AMQPValue::LongString(LongString::from(vec![0xc3, 0x28])),
+        )])
+        .with_correlation_id("from-property".into());
+        let before = crate::context_stats();
+        let got = extract(&PropertiesExtractor(&props));
+        assert_ne!(got.correlation_id.as_str(), "from-property");
+        assert!(crate::context_stats().invalid_values > before.invalid_values);
     }
 
     #[test]

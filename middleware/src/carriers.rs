@@ -1,6 +1,7 @@
 //! Carriers for `http::HeaderMap`, the header type of axum, hyper and
-//! reqwest. A value that is not a valid header value is skipped (and was
-//! already refused by the propagation layer's cleaning).
+//! reqwest. Writing, a value that is not a valid header value is skipped
+//! (and was already refused by the propagation layer's cleaning); reading,
+//! values are taken as UTF-8 text.
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -49,9 +50,18 @@ impl CarrierMut for HeaderMapInjector<'_> {
 #[derive(Debug)]
 pub struct HeaderMapExtractor<'a>(pub &'a HeaderMap);
 
+/// A header value as text: visible ASCII, or else any UTF-8 (HTTP allows
+/// other bytes, and senders put UTF-8 there).
+fn value_text(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .or_else(|| std::str::from_utf8(value.as_bytes()).ok())
+}
+
 impl Extractor for HeaderMapExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        self.0.get(key).and_then(value_text)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -60,13 +70,14 @@ impl Extractor for HeaderMapExtractor<'_> {
 }
 
 impl Carrier for HeaderMapExtractor<'_> {
-    /// Every value of every header, in the map's order; values that are not
-    /// visible ASCII are skipped.
+    /// Every value of every header, in the map's order; a value that is not
+    /// UTF-8 is passed as [`UNREADABLE`](crate::UNREADABLE).
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         for (name, value) in self.0 {
-            if let Ok(value) = value.to_str() {
-                f(name.as_str(), value);
-            }
+            f(
+                name.as_str(),
+                value_text(value).unwrap_or(crate::UNREADABLE),
+            );
         }
     }
 }
@@ -75,6 +86,23 @@ impl Carrier for HeaderMapExtractor<'_> {
 mod tests {
     use super::*;
     use crate::{Publish, Service, extract};
+
+    #[test]
+    fn utf8_values_are_read_and_other_bytes_counted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "event-type",
+            HeaderValue::from_bytes("Commande passée".as_bytes()).unwrap(),
+        );
+        headers.insert(
+            "correlation-id",
+            HeaderValue::from_bytes(&[0xc3, 0x28]).unwrap(),
+        );
+        let before = crate::context_stats();
+        let got = extract(&HeaderMapExtractor(&headers));
+        assert_eq!(got.event_type.as_deref(), Some("Commande passée"));
+        assert!(crate::context_stats().invalid_values > before.invalid_values);
+    }
 
     #[test]
     fn context_survives_a_header_map() {

@@ -197,10 +197,12 @@ impl Extractor for RequestCarrier<'_> {
 }
 
 impl Carrier for RequestCarrier<'_> {
-    /// The headers, then `METHOD path` as `event-type`: a sender's own
-    /// `event-type` comes first and so wins.
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         self.headers.for_each_header(f);
+    }
+
+    /// `METHOD path` as `event-type`, when the sender gave none.
+    fn for_each_fallback<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         f(headers::EVENT_TYPE, self.event_type);
     }
 }

@@ -167,12 +167,11 @@ enum Value<'a> {
 /// Reads context from Kafka record headers: the headers of a consumed
 /// message (`BorrowedHeaders`) or owned ones.
 ///
-/// Keys are matched ignoring ASCII case (by `extract`, causeway's names as
-/// written before other casings); when a key repeats, the last header with
-/// it is the one read. A value that is not UTF-8 reads as invalid (counted
-/// when its key is one causeway reads); a null value reads as absent
-/// through `get` and is passed over by `extract`. Headers are read once, on
-/// construction.
+/// Keys are matched ignoring ASCII case, a key as written before the same
+/// key in another case; when a key repeats, the last header with it is the
+/// one read. A value that is not UTF-8 or null reads as absent (and, when
+/// its key is one causeway reads, is counted as invalid). Headers are read
+/// once, on construction.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderExtractor<'a> {
     entries: Vec<(&'a str, Value<'a>)>,
@@ -213,12 +212,22 @@ impl<'a> HeaderExtractor<'a> {
 }
 
 impl Extractor for HeaderExtractor<'_> {
+    /// The last header with exactly this key; failing that, the last header
+    /// with the same key in another case (of several casings, the one that
+    /// sorts first), as `extract` reads.
     fn get(&self, key: &str) -> Option<&str> {
         let (_, value) = self
             .entries
             .iter()
             .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))?;
+            .find(|(k, _)| *k == key)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .rev()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .min_by_key(|(k, _)| *k)
+            })?;
         match value {
             Value::Text(text) => Some(text),
             Value::NotUtf8 => {
@@ -243,16 +252,18 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// One pass over the headers, last first, so that when a key repeats the
 /// last header with it is the one read. A value that is not UTF-8 is
-/// passed as [`UNREADABLE`](crate::UNREADABLE) (refused and counted if its
-/// key is one causeway reads); a null value is skipped.
+/// passed as [`UNREADABLE`](crate::UNREADABLE) and a null one as empty:
+/// either hides the earlier headers with its key, and is refused and
+/// counted if the key is one causeway reads.
 impl crate::Carrier for HeaderExtractor<'_> {
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         for (key, value) in self.entries.iter().rev() {
-            match value {
-                Value::Text(text) => f(key, text),
-                Value::NotUtf8 => f(key, crate::UNREADABLE),
-                Value::Null => {}
-            }
+            let text = match value {
+                Value::Text(text) => text,
+                Value::NotUtf8 => crate::UNREADABLE,
+                Value::Null => "",
+            };
+            f(key, text);
         }
     }
 }
@@ -377,6 +388,37 @@ mod tests {
         let got = extract(&HeaderExtractor::new(&headers));
         assert_ne!(got.correlation_id.as_str(), "first");
         assert!(context_stats().invalid_values > before.invalid_values);
+    }
+
+    #[test]
+    fn a_key_as_written_wins_over_another_casing_through_get_and_extract() {
+        for pairs in [
+            [("correlation-id", "exact"), ("CORRELATION-ID", "upper")],
+            [("CORRELATION-ID", "upper"), ("correlation-id", "exact")],
+        ] {
+            let headers = owned(&pairs.map(|(k, v)| (k, Some(v.as_bytes()))));
+            let extractor = HeaderExtractor::new(&headers);
+            assert_eq!(extractor.get("correlation-id"), Some("exact"));
+            assert_eq!(extract(&extractor).correlation_id.as_str(), "exact");
+        }
+        let headers = owned(&[
+            ("Correlation-Id", Some(b"mixed".as_slice())),
+            ("CORRELATION-ID", Some(b"upper".as_slice())),
+        ]);
+        let extractor = HeaderExtractor::new(&headers);
+        assert_eq!(extractor.get("correlation-id"), Some("upper"));
+        assert_eq!(extract(&extractor).correlation_id.as_str(), "upper");
+    }
+
+    #[test]
+    fn a_last_null_header_hides_the_earlier_ones() {
+        let headers = owned(&[
+            ("correlation-id", Some(b"first".as_slice())),
+            ("correlation-id", None),
+        ]);
+        let extractor = HeaderExtractor::new(&headers);
+        assert_eq!(extractor.get("correlation-id"), None);
+        assert_ne!(extract(&extractor).correlation_id.as_str(), "first");
     }
 
     #[test]

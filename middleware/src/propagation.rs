@@ -196,8 +196,9 @@ impl Propagation {
                 set_clean(carrier, "ce-source", source);
             }
         }
-        // In byte order of the names: a sorted carrier (AMQP's B-tree table)
-        // then appends instead of shifting its entries on each insert.
+        // causeway's own headers in byte order of their names: a sorted
+        // carrier (AMQP's B-tree table) then appends instead of shifting its
+        // entries on each insert.
         if let Some(baggage) = &context.baggage {
             set_clean(carrier, headers::BAGGAGE, baggage);
         }
@@ -241,6 +242,13 @@ impl Propagation {
                 }
             }
         });
+        // What the transport supplies besides its headers counts only for a
+        // field no header supplied.
+        carrier.for_each_fallback(&mut |key, value| {
+            if let Some(field) = canonical_field(key) {
+                best[field.index()].get_or_insert((usize::MAX, key, value));
+            }
+        });
         let mut values = Values::default();
         for (field, slot) in ALL_FIELDS.iter().zip(best) {
             values.set(*field, slot.map(|(_, _, value)| value));
@@ -250,7 +258,8 @@ impl Propagation {
 
     /// The preference rank of a header name and the field it supplies:
     /// causeway's own names as written (0), in another case (1), then the
-    /// foreign ones in order (2, 3, ...), each in any case.
+    /// foreign ones in order, each as configured before any other case
+    /// (2, 3 for the first, 4, 5 for the second, ...).
     fn rank_of(&self, key: &str) -> Option<(usize, ContextField)> {
         if let Some(field) = canonical_field(key) {
             return Some((0, field));
@@ -264,7 +273,11 @@ impl Propagation {
         self.foreign
             .iter()
             .position(|(name, _)| name.len() == key.len() && name.eq_ignore_ascii_case(key))
-            .map(|i| (i + 2, self.foreign[i].1))
+            .map(|i| {
+                let (name, field) = &self.foreign[i];
+                let other_case = usize::from(name != key);
+                (2 + 2 * i + other_case, *field)
+            })
     }
 }
 
@@ -494,9 +507,10 @@ impl CarrierMut for InjectorCarrier<'_> {}
 /// Carriers that can iterate their entries directly override it, which
 /// saves a look-up (and, on some maps, an allocation) per header.
 pub trait Carrier: Extractor {
-    /// Calls `f` with each header's name and value. A value the carrier
-    /// cannot read as text is passed as [`UNREADABLE`], so that it is
-    /// refused and counted if its name is one causeway reads.
+    /// Calls `f` with each header's name and value. A carrier whose values
+    /// may not be text passes one it cannot read as text as
+    /// [`UNREADABLE`], so that it is refused and counted if its name is one
+    /// causeway reads (the provided method sees only what `get()` returns).
     fn for_each_header<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         for key in self.keys() {
             if let Some(value) = self.get(key) {
@@ -504,10 +518,19 @@ pub trait Carrier: Extractor {
             }
         }
     }
+
+    /// Calls `f` with what the transport supplies outside its headers,
+    /// under causeway's name for the field (AMQP's `message_id` as
+    /// `event-id`, an HTTP request's method and path as `event-type`).
+    /// Each is read only for a field that no header, in any spelling,
+    /// supplied. None by default.
+    fn for_each_fallback<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
+        let _ = f;
+    }
 }
 
-/// The value [`Carrier::for_each_header`] passes for a header whose value is
-/// not text (not UTF-8): a control character, which extraction refuses.
+/// The value a [`Carrier`] passes for a header whose value is not text (not
+/// UTF-8): a control character, which extraction refuses and counts.
 pub const UNREADABLE: &str = "\u{0}";
 
 /// OpenTelemetry's own carrier for the in-process bus and for tests.
@@ -666,6 +689,37 @@ mod tests {
     }
 
     impl Carrier for Pairs {}
+
+    #[test]
+    fn a_foreign_name_as_configured_wins_over_it_in_another_case() {
+        let propagation = Propagation::canonical_only()
+            .with_foreign_name("X-Trace-Key", ContextField::CorrelationId);
+        for order in [
+            ["X-Trace-Key", "x-trace-key"],
+            ["x-trace-key", "X-Trace-Key"],
+        ] {
+            let carrier = Pairs(
+                order
+                    .iter()
+                    .map(|name| ((*name).to_owned(), format!("from-{name}")))
+                    .collect(),
+            );
+            assert_eq!(
+                propagation.extract(&carrier).correlation_id.as_str(),
+                "from-X-Trace-Key"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hash_map_takes_causeway_s_names_as_they_are() {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.set_header(headers::CORRELATION_ID, "order-1");
+        assert_eq!(map["correlation-id"], "order-1");
+        let mut via_otel: HashMap<String, String> = HashMap::new();
+        InjectorCarrier(&mut via_otel).set_header(headers::EVENT_ID, "evt-1");
+        assert_eq!(via_otel["event-id"], "evt-1");
+    }
 
     #[test]
     fn x_request_id_is_taken_as_the_correlation_id() {

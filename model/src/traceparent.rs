@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::ids::{IdError, SpanId, TraceId, hex_pair};
+use crate::text::MAX_HEADER_VALUE_LEN;
 
 /// The trace flags byte; bit 0 is `sampled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -66,9 +67,8 @@ impl FromStr for TraceParent {
     type Err = TraceParentError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Byte by byte: every byte checked below is a hex digit or a dash,
-        // so nothing else needs to be ASCII (a later version's extra fields
-        // are not read).
+        // Byte by byte: every byte of the first 55 is checked to be a hex
+        // digit or a dash, so no separate ASCII check is needed.
         let bytes = crate::text::trim_blanks(s).as_bytes();
         let len = bytes.len();
         if len < Self::LEN {
@@ -81,9 +81,16 @@ impl FromStr for TraceParent {
         if version == 0 && len != Self::LEN {
             return Err(TraceParentError::Length { len });
         }
-        // Later versions may append fields, always after a dash.
-        if len > Self::LEN && bytes[Self::LEN] != b'-' {
-            return Err(TraceParentError::Shape);
+        // Later versions may append fields, always after a dash; they are
+        // not read, but must be printable and bounded like any header value.
+        if len > Self::LEN {
+            if len > MAX_HEADER_VALUE_LEN {
+                return Err(TraceParentError::Length { len });
+            }
+            let tail = &bytes[Self::LEN..];
+            if tail[0] != b'-' || !tail.iter().all(u8::is_ascii_graphic) {
+                return Err(TraceParentError::Shape);
+            }
         }
         if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
             return Err(TraceParentError::Shape);
@@ -195,6 +202,29 @@ mod tests {
                 "accepted {why}: {input:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_future_version_s_extra_fields_must_be_printable_and_bounded() {
+        let base = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for tail in ["-\u{0}", "-a\nb", "-\u{85}", "-é", "x-abc"] {
+            let value = format!("{base}{tail}");
+            assert_eq!(
+                value.parse::<TraceParent>(),
+                Err(TraceParentError::Shape),
+                "{value:?}"
+            );
+        }
+        let long = format!("{base}-{}", "a".repeat(1000));
+        assert!(matches!(
+            long.parse::<TraceParent>(),
+            Err(TraceParentError::Length { .. })
+        ));
+        assert!(
+            format!("{base}-what-comes-next")
+                .parse::<TraceParent>()
+                .is_ok()
+        );
     }
 
     #[test]
