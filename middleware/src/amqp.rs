@@ -376,10 +376,7 @@ mod tests {
         .with_correlation_id("from-property".into());
         let extractor = PropertiesExtractor(&props);
         assert_eq!(extractor.get("correlation-id"), Some("from-header"));
-        assert_eq!(
-            extract(&extractor).correlation_id.as_str(),
-            "from-header"
-        );
+        assert_eq!(extract(&extractor).correlation_id.as_str(), "from-header");
     }
 
     #[test]
