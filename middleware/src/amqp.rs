@@ -1,6 +1,7 @@
 //! AMQP 0-9-1 with lapin: causeway's context in a message's headers
-//! `FieldTable`, with AMQP's own `message_id` and `correlation_id`
-//! properties set on publish and read as a fallback on receipt.
+//! `FieldTable`, with AMQP's own `message_id`, `correlation_id`, `type`
+//! and `app_id` properties set on publish and read as a fallback on
+//! receipt.
 //!
 //! [`FieldTableInjector`] writes the context as long-string headers;
 //! [`PropertiesExtractor`] reads it back from a delivery's properties,
@@ -13,7 +14,7 @@
 //! This module must not talk to the broker, and must not judge header
 //! values: what comes off the wire goes through [`extract`](crate::extract),
 //! which bounds, cleans and counts it. A header that cannot be read as text
-//! is skipped, never a reason to fail or panic.
+//! is counted, never a reason to fail or panic.
 //!
 //! ```no_run
 //! use causeway_middleware::{Publish, Service, amqp};
@@ -117,8 +118,9 @@ impl Injector for FieldTableInjector<'_> {
 impl crate::CarrierMut for FieldTableInjector<'_> {}
 
 /// Reads context from a message's properties: the headers table first,
-/// then AMQP's `message_id` for `event-id` and `correlation_id` for
-/// `correlation-id` when the headers lack them.
+/// then AMQP's `message_id`, `correlation_id`, `type` and `app_id` for
+/// `event-id`, `correlation-id`, `event-type` and `event-source` when the
+/// headers lack them.
 ///
 /// Header names are matched exactly, then ignoring ASCII case (other
 /// clients write `Correlation-Id`). Long strings, short strings and byte
@@ -146,11 +148,21 @@ impl PropertiesExtractor<'_> {
         let property = match key {
             headers::EVENT_ID => self.0.message_id(),
             headers::CORRELATION_ID => self.0.correlation_id(),
+            headers::EVENT_TYPE => self.0.kind(),
+            headers::EVENT_SOURCE => self.0.app_id(),
             _ => return None,
         };
         property.as_ref().map(ShortString::as_str)
     }
 }
+
+/// The causeway headers an AMQP property can stand in for.
+const NATIVE: [&str; 4] = [
+    headers::EVENT_ID,
+    headers::CORRELATION_ID,
+    headers::EVENT_TYPE,
+    headers::EVENT_SOURCE,
+];
 
 /// The text of a header value, for the string-like AMQP types.
 fn as_text(value: &AMQPValue) -> Option<&str> {
@@ -174,7 +186,7 @@ impl Extractor for PropertiesExtractor<'_> {
             .iter()
             .flat_map(|table| table.inner().keys().map(ShortString::as_str))
             .collect();
-        for key in [headers::EVENT_ID, headers::CORRELATION_ID] {
+        for key in NATIVE {
             if self.native(key).is_some() && self.header(key).is_none() {
                 keys.push(key);
             }
@@ -202,10 +214,11 @@ impl crate::Carrier for PropertiesExtractor<'_> {
         }
     }
 
-    /// The native `message_id` and `correlation_id` properties, as
-    /// `event-id` and `correlation-id` when no header gave those.
+    /// The native `message_id`, `correlation_id`, `type` and `app_id`
+    /// properties, as `event-id`, `correlation-id`, `event-type` and
+    /// `event-source` when no header gave those.
     fn for_each_fallback<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
-        for key in [headers::EVENT_ID, headers::CORRELATION_ID] {
+        for key in NATIVE {
             if let Some(value) = self.native(key) {
                 f(key, value);
             }
@@ -216,7 +229,8 @@ impl crate::Carrier for PropertiesExtractor<'_> {
 /// Publishes an event (see [`Service::publish`]: writes the `published`
 /// record) and returns the properties to hand to lapin's `basic_publish`:
 /// the causeway headers, `message_id` = the event id, `correlation_id` =
-/// the correlation id, and `content_type` when given and fit to send.
+/// the correlation id, `type` = the event type, `app_id` = the publishing
+/// service, and `content_type` when given and fit to send.
 ///
 /// `parent` is the handled event's context when publishing while handling
 /// (`Some(handling.context())`), else `None` to start a flow. The event's
@@ -245,13 +259,23 @@ pub fn publish_properties(
     if let Ok(id) = ShortString::try_new(context.correlation_id.as_str()) {
         properties = properties.with_correlation_id(id);
     }
-    if let Some(Ok(kind)) = content_type
-        .and_then(clean_header_value)
-        .map(ShortString::try_new)
-    {
+    // The event type and the publishing service also go where AMQP has
+    // properties for them, for consumers that read only those.
+    if let Some(kind) = short_text(context.event_type.as_deref()) {
+        properties = properties.with_type(kind);
+    }
+    if let Some(app) = short_text(context.source.as_deref()) {
+        properties = properties.with_app_id(app);
+    }
+    if let Some(kind) = short_text(content_type) {
         properties = properties.with_content_type(kind);
     }
     (properties, context)
+}
+
+/// `text` as a short string property, if it is fit to send and fits.
+fn short_text(text: Option<&str>) -> Option<ShortString> {
+    ShortString::try_new(clean_header_value(text?)?).ok()
 }
 
 /// Handles one lapin delivery through [`Service::handle`] (writes
@@ -317,10 +341,39 @@ mod tests {
             properties.content_type().as_ref().unwrap().as_str(),
             "application/json"
         );
+        assert_eq!(properties.kind().as_ref().unwrap().as_str(), "OrderPlaced");
+        assert_eq!(properties.app_id().as_ref().unwrap().as_str(), "order");
         let got = extract(&PropertiesExtractor(&properties));
         assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
         assert_eq!(got.event_id, sent.event_id);
         assert_eq!(got.event_type.as_deref(), Some("OrderPlaced"));
+    }
+
+    #[test]
+    fn a_message_from_a_plain_amqp_client_is_read_from_its_properties() {
+        // No headers at all: what a client that only sets AMQP's own
+        // properties sends.
+        let props = BasicProperties::default()
+            .with_message_id("msg-9".into())
+            .with_correlation_id("order-9".into())
+            .with_type("order.placed".into())
+            .with_app_id("legacy-shop".into());
+        let got = extract(&PropertiesExtractor(&props));
+        assert_eq!(got.event_id.as_str(), "msg-9");
+        assert_eq!(got.correlation_id.as_str(), "order-9");
+        assert_eq!(got.event_type.as_deref(), Some("order.placed"));
+        assert_eq!(got.source.as_deref(), Some("legacy-shop"));
+
+        // A header, in any spelling causeway reads, wins over the property.
+        let mut table = FieldTable::default();
+        table.insert(
+            "ce-type".into(),
+            AMQPValue::LongString("OrderPlaced".into()),
+        );
+        let props = props.with_headers(table);
+        let got = extract(&PropertiesExtractor(&props));
+        assert_eq!(got.event_type.as_deref(), Some("OrderPlaced"));
+        assert_eq!(got.source.as_deref(), Some("legacy-shop"));
     }
 
     #[test]
