@@ -282,6 +282,11 @@ fn short_text(text: Option<&str>) -> Option<ShortString> {
 /// `received`, then `handled` or `failed`), consuming from `queue` as
 /// `consumer_group`. The context is read from the delivery before the
 /// returned future starts. Acknowledging stays with the caller.
+///
+/// A delivery the broker marks `redelivered` (an earlier delivery was not
+/// acknowledged: a nack with requeue, a crashed consumer) also writes
+/// `retried` before the handler runs, with the attempt from a quorum
+/// queue's `x-delivery-count` header, or 1 when the queue does not count.
 pub fn handle_delivery<F, Fut, T, E>(
     service: &Service,
     delivery: &Delivery,
@@ -294,11 +299,39 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    let retry = delivery
+        .redelivered
+        .then(|| delivery_count(&delivery.properties).unwrap_or(1));
     service.handle(
         &PropertiesExtractor(&delivery.properties),
         Consume::new(queue, consumer_group).system(SYSTEM),
-        handler,
+        move |handling| {
+            if let Some(attempt) = retry {
+                handling.retried(attempt);
+            }
+            handler(handling)
+        },
     )
+}
+
+/// RabbitMQ's count of earlier deliveries of a message (quorum queues).
+fn delivery_count(properties: &BasicProperties) -> Option<u32> {
+    let count = properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-delivery-count")?;
+    let count = match count {
+        AMQPValue::ShortShortUInt(n) => u64::from(*n),
+        AMQPValue::ShortUInt(n) => u64::from(*n),
+        AMQPValue::LongUInt(n) => u64::from(*n),
+        AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok()?,
+        AMQPValue::ShortInt(n) => u64::try_from(*n).ok()?,
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok()?,
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok()?,
+        _ => return None,
+    };
+    u32::try_from(count).ok().filter(|count| *count > 0)
 }
 
 #[cfg(test)]
@@ -477,5 +510,65 @@ mod tests {
             .unwrap();
         assert_eq!(got.correlation_id, sent.correlation_id);
         assert_eq!(got.parent_span_id, Some(sent.span_id));
+    }
+
+    /// The stages `payment` wrote while handling `delivery`, and the
+    /// message of its `retried` record if any.
+    fn handled_stages(delivery: &Delivery) -> (Vec<String>, Option<String>) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let sink = crate::MemorySink::new();
+        let subscriber =
+            tracing_subscriber::registry().with(crate::RecordLayer::new("payment", sink.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let handled = handle_delivery(
+                &Service::new("payment"),
+                delivery,
+                "orders",
+                "payment",
+                |_| async { Ok::<_, std::io::Error>(()) },
+            );
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(handled)
+                .unwrap();
+        });
+        let records = sink.records().unwrap();
+        let retried = records
+            .iter()
+            .find(|r| r.stage == causeway_model::Stage::Retried)
+            .map(|r| r.message.clone());
+        let stages = records
+            .iter()
+            .filter(|r| r.stage != causeway_model::Stage::Log)
+            .map(|r| r.stage.as_str().to_owned())
+            .collect();
+        (stages, retried)
+    }
+
+    #[test]
+    fn a_redelivered_delivery_writes_retried_with_the_broker_s_count() {
+        let (properties, _) = publish_properties(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+            None,
+        );
+        let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
+        delivery.properties = properties.clone();
+        let (stages, retried) = handled_stages(&delivery);
+        assert_eq!(stages, ["received", "handled"]);
+        assert_eq!(retried, None);
+
+        delivery.redelivered = true;
+        let (stages, retried) = handled_stages(&delivery);
+        assert_eq!(stages, ["received", "retried", "handled"]);
+        assert_eq!(retried.as_deref(), Some("retry attempt 1"));
+
+        let mut table = properties.headers().clone().unwrap();
+        table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        delivery.properties = properties.with_headers(table);
+        let (_, retried) = handled_stages(&delivery);
+        assert_eq!(retried.as_deref(), Some("retry attempt 3"));
     }
 }

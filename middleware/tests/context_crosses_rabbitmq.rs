@@ -393,3 +393,64 @@ async fn hostile_header_values_are_not_taken_and_the_message_is_still_handled() 
     assert!(!text.contains(&huge[..600]), "a raw value was echoed");
     rabbit.close().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_the_broker_redelivers_after_a_failure_is_recorded_as_retried() {
+    let buffer = MemorySink::new();
+    let _guard = record_lifecycle(&buffer);
+    let mut rabbit = Rabbit::connect().await;
+    let orders = rabbit.fresh_queue("redelivered").await;
+    let (properties, placed) = publish_properties(
+        &Service::new("order"),
+        None,
+        Publish::new("OrderPlaced", &orders),
+        None,
+    );
+    rabbit.publish(&orders, properties).await;
+
+    // The first attempt fails and is handed back to the broker.
+    let first = rabbit.next_delivery(&orders).await;
+    assert!(!first.redelivered);
+    let failed = handle_delivery(
+        &Service::new("payment"),
+        &first,
+        &orders,
+        "payment",
+        |_| async { Err::<(), _>(std::io::Error::other("card service down")) },
+    )
+    .await;
+    assert!(failed.is_err());
+    first
+        .nack(lapin::options::BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        })
+        .await
+        .unwrap();
+
+    // The broker delivers it again, marked as such.
+    let second = rabbit.next_delivery(&orders).await;
+    assert!(second.redelivered, "RabbitMQ marks a requeued message");
+    let context = handle_as_payment(&second, &orders).await;
+    second.ack(BasicAckOptions::default()).await.unwrap();
+    assert_eq!(context.correlation_id, placed.correlation_id);
+
+    let records = buffer.records().unwrap();
+    assert_eq!(
+        lifecycle_of(&records, "payment"),
+        [
+            Stage::Received,
+            Stage::Failed,
+            Stage::Received,
+            Stage::Retried,
+            Stage::Handled
+        ]
+    );
+    let retried = records.iter().find(|r| r.stage == Stage::Retried).unwrap();
+    assert_eq!(retried.event_id.as_ref(), Some(&placed.event_id));
+    assert_eq!(
+        retried.correlation_id.as_ref(),
+        Some(&placed.correlation_id)
+    );
+    rabbit.close().await;
+}
