@@ -260,6 +260,10 @@ where
 
 /// Handles a JetStream message as [`handle_message`]; acking (after `Ok`)
 /// or nak-ing stays with the caller, so the ack policy is theirs.
+///
+/// A message JetStream delivers for the second time or later (after a nak
+/// or an ack wait that ran out) also writes `retried` before the handler
+/// runs, with the attempt from the delivery count JetStream reports.
 pub fn handle_jetstream_message<F, Fut, T, E>(
     service: &Service,
     message: &jetstream::Message,
@@ -271,7 +275,17 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    handle_message(service, &message.message, consumer_group, handler)
+    let retry = message
+        .info()
+        .ok()
+        .and_then(|info| u32::try_from(info.delivered.saturating_sub(1)).ok())
+        .filter(|earlier| *earlier > 0);
+    handle_message(service, &message.message, consumer_group, move |handling| {
+        if let Some(attempt) = retry {
+            handling.retried(attempt);
+        }
+        handler(handling)
+    })
 }
 
 #[cfg(test)]

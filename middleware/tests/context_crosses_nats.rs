@@ -2,8 +2,9 @@
 //! `-js`), on core NATS and on JetStream: the consumer continues the
 //! producer's trace and correlation, an event published while handling is
 //! caused by the handled one, JetStream drops a re-publish of the same
-//! event, a foreign `traceparent` is continued, and a message without
-//! headers is handled in a fresh flow. Each test uses its own subjects and
+//! event, a nak-ed JetStream message comes back recorded as retried, a
+//! foreign `traceparent` is continued, and a message without headers is
+//! handled in a fresh flow. Each test uses its own subjects and
 //! stream, and the tests fail when the server is not there.
 
 #![cfg(feature = "nats")]
@@ -417,5 +418,97 @@ async fn a_message_without_headers_is_handled_in_a_fresh_flow() {
         assert_eq!(r.correlation_id.as_ref(), Some(&handled.correlation_id));
         assert_eq!(r.event_id.as_ref(), Some(&handled.event_id));
         assert_eq!(r.destination.as_deref(), Some(subject.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
+    let buffer = MemorySink::new();
+    let _guard = record_to(&buffer);
+    let js = jetstream::new(connect().await);
+    let run = unique();
+    let stream_name = format!("CAUSEWAY_TEST_{run}");
+    let stream = js
+        .create_stream(stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("causeway.test.{run}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let outcome = AssertUnwindSafe(async {
+        let orders = format!("causeway.test.{run}.orders");
+        let (headers, placed) = nats::jetstream_publish_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", &orders),
+        );
+        js.publish_with_headers(orders.clone(), headers, "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let payment_consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("payment".into()),
+                filter_subject: orders.clone(),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = payment_consumer.messages().await.unwrap();
+        let payment = Service::new("payment");
+
+        // The first attempt fails and is nak-ed: JetStream delivers it again.
+        let first = timeout(WAIT, messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.info().unwrap().delivered, 1);
+        let failed = nats::handle_jetstream_message(&payment, &first, "payment", |_| async {
+            Err::<(), _>(PublishFailed("card service down".into()))
+        })
+        .await;
+        assert!(failed.is_err());
+        first.ack_with(jetstream::AckKind::Nak(None)).await.unwrap();
+
+        let second = timeout(WAIT, messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.info().unwrap().delivered, 2);
+        nats::handle_jetstream_message(&payment, &second, "payment", |_| async {
+            Ok::<_, PublishFailed>(())
+        })
+        .await
+        .unwrap();
+        second.ack().await.unwrap();
+
+        let records = lifecycle(&buffer);
+        assert_eq!(
+            stages(&records),
+            vec![
+                ("order", Stage::Published),
+                ("payment", Stage::Received),
+                ("payment", Stage::Failed),
+                ("payment", Stage::Received),
+                ("payment", Stage::Retried),
+                ("payment", Stage::Handled),
+            ]
+        );
+        let retried = &records[4];
+        assert_eq!(retried.event_id.as_ref(), Some(&placed.event_id));
+        assert_eq!(retried.message, "retry attempt 1");
+    })
+    .catch_unwind()
+    .await;
+
+    js.delete_stream(&stream_name).await.unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }

@@ -1,7 +1,8 @@
 //! The correlation context crosses a real RabbitMQ broker (127.0.0.1:5672,
 //! guest/guest) through lapin: causeway to causeway, from a plain AMQP
 //! client's native ids, from another OpenTelemetry implementation's
-//! `traceparent`, and past hostile header values. The broker must be
+//! `traceparent`, past hostile header values, and again as `retried` when
+//! the broker redelivers a message that failed. The broker must be
 //! running: these tests fail, never skip, without it.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
