@@ -512,63 +512,32 @@ mod tests {
         assert_eq!(got.parent_span_id, Some(sent.span_id));
     }
 
-    /// The stages `payment` wrote while handling `delivery`, and the
-    /// message of its `retried` record if any.
-    fn handled_stages(delivery: &Delivery) -> (Vec<String>, Option<String>) {
-        use tracing_subscriber::layer::SubscriberExt;
-        let sink = crate::MemorySink::new();
-        let subscriber =
-            tracing_subscriber::registry().with(crate::RecordLayer::new("payment", sink.clone()));
-        tracing::subscriber::with_default(subscriber, || {
-            let handled = handle_delivery(
-                &Service::new("payment"),
-                delivery,
-                "orders",
-                "payment",
-                |_| async { Ok::<_, std::io::Error>(()) },
-            );
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-                .block_on(handled)
-                .unwrap();
-        });
-        let records = sink.records().unwrap();
-        let retried = records
-            .iter()
-            .find(|r| r.stage == causeway_model::Stage::Retried)
-            .map(|r| r.message.clone());
-        let stages = records
-            .iter()
-            .filter(|r| r.stage != causeway_model::Stage::Log)
-            .map(|r| r.stage.as_str().to_owned())
-            .collect();
-        (stages, retried)
-    }
-
     #[test]
-    fn a_redelivered_delivery_writes_retried_with_the_broker_s_count() {
-        let (properties, _) = publish_properties(
-            &Service::new("order"),
-            None,
-            Publish::new("OrderPlaced", "orders"),
-            None,
+    fn a_quorum_queue_s_delivery_count_is_the_retry_attempt() {
+        let with_count = |value: AMQPValue| properties(vec![("x-delivery-count", value)]);
+        assert_eq!(
+            delivery_count(&with_count(AMQPValue::LongLongInt(3))),
+            Some(3)
         );
-        let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
-        delivery.properties = properties.clone();
-        let (stages, retried) = handled_stages(&delivery);
-        assert_eq!(stages, ["received", "handled"]);
-        assert_eq!(retried, None);
-
-        delivery.redelivered = true;
-        let (stages, retried) = handled_stages(&delivery);
-        assert_eq!(stages, ["received", "retried", "handled"]);
-        assert_eq!(retried.as_deref(), Some("retry attempt 1"));
-
-        let mut table = properties.headers().clone().unwrap();
-        table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
-        delivery.properties = properties.with_headers(table);
-        let (_, retried) = handled_stages(&delivery);
-        assert_eq!(retried.as_deref(), Some("retry attempt 3"));
+        assert_eq!(delivery_count(&with_count(AMQPValue::LongInt(1))), Some(1));
+        assert_eq!(
+            delivery_count(&with_count(AMQPValue::ShortShortUInt(2))),
+            Some(2)
+        );
+        // No count, a zero, a negative or a non-number: unknown.
+        assert_eq!(delivery_count(&BasicProperties::default()), None);
+        assert_eq!(delivery_count(&with_count(AMQPValue::LongLongInt(0))), None);
+        assert_eq!(
+            delivery_count(&with_count(AMQPValue::LongLongInt(-4))),
+            None
+        );
+        assert_eq!(
+            delivery_count(&with_count(AMQPValue::LongString("3".into()))),
+            None
+        );
+        assert_eq!(
+            delivery_count(&with_count(AMQPValue::LongLongInt(i64::MAX))),
+            None
+        );
     }
 }
