@@ -61,6 +61,22 @@ async fn next(subscriber: &mut async_nats::Subscriber) -> async_nats::Message {
         .expect("subscription closed")
 }
 
+/// Creates a stream. A nats-server that has no stream yet can fail streams
+/// created at the same moment by two tests ("error creating store for
+/// stream": a race on its storage directory); creating again succeeds.
+async fn create_stream(js: &jetstream::Context, config: stream::Config) -> stream::Stream {
+    for _ in 0..5 {
+        match js.create_stream(config.clone()).await {
+            Ok(stream) => return stream,
+            Err(error) if error.to_string().contains("creating store") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("creating stream {}: {error}", config.name),
+        }
+    }
+    panic!("nats-server kept failing to create stream {}", config.name)
+}
+
 fn stages(records: &[Record]) -> Vec<(&str, Stage)> {
     records
         .iter()
@@ -169,15 +185,16 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
     let js = jetstream::new(connect().await);
     let run = unique();
     let stream_name = format!("CAUSEWAY_TEST_{run}");
-    let mut stream = js
-        .create_stream(stream::Config {
+    let mut stream = create_stream(
+        &js,
+        stream::Config {
             name: stream_name.clone(),
             subjects: vec![format!("causeway.test.{run}.>")],
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
 
     // Delete the stream whatever happens, then report the failure.
     let outcome = AssertUnwindSafe(async {
@@ -428,14 +445,15 @@ async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
     let js = jetstream::new(connect().await);
     let run = unique();
     let stream_name = format!("CAUSEWAY_TEST_{run}");
-    let stream = js
-        .create_stream(stream::Config {
+    let stream = create_stream(
+        &js,
+        stream::Config {
             name: stream_name.clone(),
             subjects: vec![format!("causeway.test.{run}.>")],
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
 
     let outcome = AssertUnwindSafe(async {
         let orders = format!("causeway.test.{run}.orders");
