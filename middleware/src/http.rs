@@ -12,6 +12,12 @@
 //! inner service) with the duration, and answers with the flow's
 //! `correlation-id` header.
 //!
+//! The request's path is the destination and, with the method, the event
+//! type (unless the sender gave one). With the `axum` feature and the layer
+//! added by `Router::route_layer`, the route the request matched is used
+//! instead (`GET /orders/{id}` rather than `GET /orders/1234`), so one
+//! endpoint is one destination.
+//!
 //! It must never fail, reject or alter a request because of tracing: a
 //! missing or malformed context starts a fresh flow, the request and its
 //! body reach the inner service as they came (plus one extension), and the
@@ -207,6 +213,17 @@ impl Carrier for RequestCarrier<'_> {
     }
 }
 
+/// What names the request's destination: the route it matched (axum's
+/// `MatchedPath`, there when the layer is a route layer, with the `axum`
+/// feature), else its path.
+fn route_of(parts: &::http::request::Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
+        return route.as_str();
+    }
+    parts.uri.path()
+}
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a
 /// character boundary.
 fn bounded(text: &str, max: usize) -> &str {
@@ -240,7 +257,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let (mut parts, body) = request.into_parts();
-        let path = bounded(parts.uri.path(), MAX_PATH_LEN).to_owned();
+        let path = bounded(route_of(&parts), MAX_PATH_LEN).to_owned();
         let event_type = format!("{} {path}", bounded(parts.method.as_str(), MAX_METHOD_LEN));
         // `Service::handle` reads the context before its future starts, so
         // the headers are only borrowed for that call; the handler gets them

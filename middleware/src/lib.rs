@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | `bus` (default) | [`Bus`] | `HashMap<String, String>` |
 //! | `http` (default) | `http` | `http::HeaderMap`: a tower layer for servers, `publish_request` for clients |
+//! | `axum` | `http` | events named after axum's matched route (`GET /orders/{id}`) behind `route_layer` |
 //! | `amqp` | `amqp` | lapin `FieldTable` + `message_id`/`correlation_id` properties |
 //! | `nats` | `nats` | async-nats `HeaderMap`, JetStream `Nats-Msg-Id` |
 //! | `kafka` | `kafka` | rdkafka `OwnedHeaders` / `Headers` (builds librdkafka) |

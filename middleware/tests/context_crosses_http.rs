@@ -355,3 +355,26 @@ async fn a_request_from_a_plain_opentelemetry_client_continues_its_trace() {
     assert_eq!(received.messaging_system.as_deref(), Some("http"));
     assert_eq!(received.consumer_group.as_deref(), Some("orders"));
 }
+
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "current_thread")]
+async fn behind_a_route_layer_the_event_is_named_after_the_matched_route() {
+    let buffer = MemorySink::new();
+    let _guard = record_into(&buffer);
+    let app = Router::new()
+        .route("/orders/{id}", get(echo_context))
+        .route_layer(CausewayLayer::new(Service::new("orders")));
+    let addr = serve(app).await;
+
+    let response = client()
+        .get(format!("http://{addr}/orders/1234"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let records = records_of(&buffer, "orders");
+    let received = records.iter().find(|r| r.stage == Stage::Received).unwrap();
+    assert_eq!(received.destination.as_deref(), Some("/orders/{id}"));
+    assert_eq!(received.event_type.as_deref(), Some("GET /orders/{id}"));
+}
