@@ -299,18 +299,15 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    let retry = delivery
+    let redelivery = delivery
         .redelivered
         .then(|| delivery_count(&delivery.properties).unwrap_or(1));
     service.handle(
         &PropertiesExtractor(&delivery.properties),
-        Consume::new(queue, consumer_group).system(SYSTEM),
-        move |handling| {
-            if let Some(attempt) = retry {
-                handling.retried(attempt);
-            }
-            handler(handling)
-        },
+        Consume::new(queue, consumer_group)
+            .system(SYSTEM)
+            .redelivery(redelivery),
+        handler,
     )
 }
 

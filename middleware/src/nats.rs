@@ -249,11 +249,29 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    handle_delivered(service, message, consumer_group, None, handler)
+}
+
+/// [`Service::handle`] for a NATS message, marked as a redelivery or not.
+fn handle_delivered<F, Fut, T, E>(
+    service: &Service,
+    message: &Message,
+    consumer_group: &str,
+    redelivery: Option<u32>,
+    handler: F,
+) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+where
+    F: FnOnce(Handling) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
     let empty = HeaderMap::new();
     let headers = message.headers.as_ref().unwrap_or(&empty);
     service.handle(
         &HeaderExtractor(headers),
-        Consume::new(message.subject.as_str(), consumer_group).system(SYSTEM),
+        Consume::new(message.subject.as_str(), consumer_group)
+            .system(SYSTEM)
+            .redelivery(redelivery),
         handler,
     )
 }
@@ -275,17 +293,19 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    let retry = message
+    // JetStream counts deliveries from 1: the second is the first retry.
+    let redelivery = message
         .info()
         .ok()
         .and_then(|info| u32::try_from(info.delivered.saturating_sub(1)).ok())
         .filter(|earlier| *earlier > 0);
-    handle_message(service, &message.message, consumer_group, move |handling| {
-        if let Some(attempt) = retry {
-            handling.retried(attempt);
-        }
-        handler(handling)
-    })
+    handle_delivered(
+        service,
+        &message.message,
+        consumer_group,
+        redelivery,
+        handler,
+    )
 }
 
 #[cfg(test)]

@@ -72,6 +72,9 @@ pub struct Consume<'a> {
     pub destination: &'a str,
     pub consumer_group: &'a str,
     pub system: &'a str,
+    /// The broker delivers this message again (after a nack, an expired ack
+    /// wait, a crashed consumer); the retry attempt, counting from 1.
+    pub redelivery: Option<u32>,
 }
 
 impl<'a> Consume<'a> {
@@ -81,11 +84,19 @@ impl<'a> Consume<'a> {
             destination,
             consumer_group,
             system: "inproc",
+            redelivery: None,
         }
     }
 
     pub fn system(mut self, system: &'a str) -> Self {
         self.system = system;
+        self
+    }
+
+    /// Marks the message as delivered again by the broker: handling it
+    /// writes `retried` (with `attempt`) right after `received`.
+    pub fn redelivery(mut self, attempt: Option<u32>) -> Self {
+        self.redelivery = attempt;
         self
     }
 }
@@ -304,6 +315,7 @@ impl Service {
             destination: consume.destination.to_owned(),
             consumer_group: consume.consumer_group.to_owned(),
         };
+        let redelivery = consume.redelivery;
         async move {
             let span = handling.span.clone();
             let event_type = handling.context.event_type.clone().unwrap_or_default();
@@ -315,6 +327,9 @@ impl Service {
                     &format!("received {event_type}"),
                 )
             });
+            if let Some(attempt) = redelivery {
+                handling.retried(attempt);
+            }
             let started = Instant::now();
             let result = handler(handling.clone()).instrument(span.clone()).await;
             let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
