@@ -77,6 +77,23 @@ async fn create_stream(js: &jetstream::Context, config: stream::Config) -> strea
     panic!("nats-server kept failing to create stream {}", config.name)
 }
 
+/// A durable pull consumer on `subject` that acknowledges explicitly.
+async fn pull_consumer(
+    stream: &stream::Stream,
+    durable: &str,
+    subject: &str,
+) -> consumer::PullConsumer {
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(durable.to_owned()),
+            filter_subject: subject.to_owned(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 fn stages(records: &[Record]) -> Vec<(&str, Stage)> {
     records
         .iter()
@@ -224,15 +241,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
         assert_eq!(again.sequence, first.sequence);
         assert_eq!(stream.info().await.unwrap().state.messages, 1);
 
-        let payment_consumer = stream
-            .create_consumer(consumer::pull::Config {
-                durable_name: Some("payment".into()),
-                filter_subject: orders.clone(),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let payment_consumer = pull_consumer(&stream, "payment", &orders).await;
         let delivered: Vec<_> = timeout(
             WAIT,
             payment_consumer
@@ -276,15 +285,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
         assert_eq!(handled.parent_span_id, Some(placed.span_id));
 
         // The child event is consumed by the next service in the flow.
-        let shipping_consumer = stream
-            .create_consumer(consumer::pull::Config {
-                durable_name: Some("shipping".into()),
-                filter_subject: payments.clone(),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let shipping_consumer = pull_consumer(&stream, "shipping", &payments).await;
         let mut messages = shipping_consumer.messages().await.unwrap();
         let child_message = timeout(WAIT, messages.next())
             .await
@@ -467,15 +468,7 @@ async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
             .unwrap()
             .await
             .unwrap();
-        let payment_consumer = stream
-            .create_consumer(consumer::pull::Config {
-                durable_name: Some("payment".into()),
-                filter_subject: orders.clone(),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let payment_consumer = pull_consumer(&stream, "payment", &orders).await;
         let mut messages = payment_consumer.messages().await.unwrap();
         let payment = Service::new("payment");
 
