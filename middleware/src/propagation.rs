@@ -249,11 +249,7 @@ impl Propagation {
                 best[field.index()].get_or_insert((usize::MAX, key, value));
             }
         });
-        let mut values = Values::default();
-        for (field, slot) in ALL_FIELDS.iter().zip(best) {
-            values.set(*field, slot.map(|(_, _, value)| value));
-        }
-        values.into_context()
+        Values(best.map(|slot| slot.map(|(_, _, value)| value))).into_context()
     }
 
     /// The preference rank of a header name and the field it supplies:
@@ -374,14 +370,9 @@ const ALL_FIELDS: [ContextField; FIELDS] = [
 ];
 
 /// Raw header values by field, before cleaning and parsing.
-#[derive(Default)]
 struct Values<'a>([Option<&'a str>; FIELDS]);
 
 impl<'a> Values<'a> {
-    fn set(&mut self, field: ContextField, value: Option<&'a str>) {
-        self.0[field.index()] = value;
-    }
-
     /// The value if present and clean; an unclean one is counted.
     fn clean(&self, field: ContextField) -> Option<&'a str> {
         let raw = self.0[field.index()]?;
