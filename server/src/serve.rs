@@ -1,0 +1,349 @@
+//! The accept loop and the router layers that bound what a client can hold.
+//!
+//! axum's own `serve` has no connection limit, no header read timeout and
+//! no idle timeout: a few thousand half-sent requests filled the file
+//! descriptor table and every client, `/healthz` included, timed out. Here
+//! each connection takes a permit (none left: a canned 503 and close), hyper
+//! closes a connection whose request head is not in after
+//! `header_read_timeout_ms`, and a watchdog closes one that has had no
+//! request in flight and no byte either way for `idle_timeout_ms`.
+//!
+//! It must not know what the router does; it only bounds clients.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn, map_response};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::errors::{code_for, error_response, json_errors, panic_response};
+use crate::limits::HttpLimits;
+
+/// How long connections may take to finish once shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a refused connection gets to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Wraps a daemon's router with the per-request bounds: the URI length
+/// limit, the body read timeout, panic containment and JSON errors. Call it
+/// on the whole router, after its routes and fallback.
+pub fn harden(router: Router, limits: &HttpLimits) -> Router {
+    let max_uri_bytes = limits.max_uri_bytes;
+    router
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout()))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(move |request: Request, next: Next| {
+            limit_uri(max_uri_bytes, request, next)
+        }))
+        .layer(map_response(json_errors))
+}
+
+async fn limit_uri(max_uri_bytes: usize, request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target > max_uri_bytes {
+        let (code, _) = code_for(StatusCode::URI_TOO_LONG);
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            code,
+            format!("the request target is {target} bytes, the limit is {max_uri_bytes}"),
+        );
+    }
+    next.run(request).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`
+/// completes, then lets open connections finish (at most ten seconds).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut accept_errors = AcceptErrors::default();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    accept_errors.wait(&error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let connection = Connection {
+                    builder: builder.clone(),
+                    router: router.clone(),
+                    idle_timeout: limits.idle_timeout(),
+                    stopping: stopping.clone(),
+                    _permit: permit,
+                };
+                connections.spawn(connection.run(stream));
+            }
+            Err(_) => {
+                connections.spawn(refuse(stream));
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "closing connections still open after the shutdown grace period"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Accept errors (out of file descriptors, mostly) pause the loop briefly
+/// instead of spinning, and are logged at most every few seconds.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    since_logged: u64,
+}
+
+impl AcceptErrors {
+    async fn wait(&mut self, error: &io::Error) {
+        self.since_logged += 1;
+        if self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(5))
+        {
+            tracing::warn!(%error, errors = self.since_logged, "accept failed; pausing");
+            self.last_logged = Some(Instant::now());
+            self.since_logged = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One more connection than the limit: a 503 it can read, then close.
+async fn refuse(mut stream: TcpStream) {
+    let (code, message) = code_for(StatusCode::SERVICE_UNAVAILABLE);
+    let body = serde_json::json!({
+        "error": { "code": code, "message": format!("{message}: too many connections") }
+    })
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    idle_timeout: Duration,
+    stopping: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Tracked {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let router = self.router.clone();
+        let in_service = activity.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let activity = in_service.clone();
+            activity.begin();
+            let call = router.clone().oneshot(request.map(Body::new));
+            async move {
+                let response = call.await;
+                activity.end();
+                response.map(IntoResponse::into_response)
+            }
+        });
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut watchdog = tokio::time::interval(
+            (self.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)),
+        );
+        let mut stop_asked = *self.stopping.borrow();
+        if stop_asked {
+            connection.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(error) = served {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.stopping.changed(), if !stop_asked => {
+                    if changed.is_err() || *self.stopping.borrow() {
+                        stop_asked = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = watchdog.tick() => {
+                    if activity.idle_for() >= self.idle_timeout {
+                        tracing::debug!("closing an idle connection");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, and how many requests it has in
+/// its handlers now.
+#[derive(Debug)]
+struct Activity {
+    origin: Instant,
+    last_millis: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_millis: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Zero while a request is in a handler.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+/// A socket that notes every byte it moves in its [`Activity`].
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
