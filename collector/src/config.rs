@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use causeway_server::HttpLimits;
+use serde::{Deserialize, Serialize};
 
 /// How the collector stores and accepts records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
     /// Where the index lives (`<data_dir>/index`).
@@ -22,6 +23,8 @@ pub struct CollectorConfig {
     pub queue_capacity: usize,
     /// tantivy's indexing memory budget, in bytes.
     pub writer_heap_bytes: usize,
+    /// What one client may hold of the HTTP listener.
+    pub http: HttpLimits,
 }
 
 impl Default for CollectorConfig {
@@ -32,6 +35,7 @@ impl Default for CollectorConfig {
             max_body_bytes: 16 * 1024 * 1024,
             queue_capacity: 64,
             writer_heap_bytes: 64 * 1024 * 1024,
+            http: HttpLimits::default(),
         }
     }
 }

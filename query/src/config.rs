@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use causeway_server::HttpLimits;
+use serde::{Deserialize, Serialize};
 
 /// What the query API reads and how much it returns.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
     /// The collector's data directory; the index is `<data_dir>/index`.
@@ -16,6 +17,16 @@ pub struct QueryConfig {
     pub max_flows: usize,
     /// Most hits one search returns (`limit` is capped to it).
     pub max_search_hits: usize,
+    /// Largest response body, in bytes: a search, flow or trace that would
+    /// pass it is cut at the last whole record and says `"truncated": true`.
+    pub max_response_bytes: usize,
+    /// Longest search query string, in bytes; a longer one is answered 400.
+    pub max_query_bytes: usize,
+    /// Deepest nesting of a search query (parentheses and chained `NOT`,
+    /// `+`, `-`); a deeper one is answered 400 before it reaches the parser.
+    pub max_query_depth: usize,
+    /// What one client may hold of the HTTP listener.
+    pub http: HttpLimits,
 }
 
 impl Default for QueryConfig {
@@ -25,6 +36,10 @@ impl Default for QueryConfig {
             max_flow_records: 10_000,
             max_flows: 500,
             max_search_hits: 1_000,
+            max_response_bytes: 32 * 1024 * 1024,
+            max_query_bytes: 4 * 1024,
+            max_query_depth: 32,
+            http: HttpLimits::default(),
         }
     }
 }
