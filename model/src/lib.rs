@@ -7,6 +7,7 @@
 //! ([`wire::BATCH_VERSION`]).
 
 mod api;
+mod field;
 mod ids;
 mod record;
 mod text;
@@ -20,6 +21,7 @@ pub use api::{
     ApiError, ApiErrorBody, ConsumerStep, FlowDetail, FlowEvent, FlowStatus, FlowSummary,
     FlowsPage, SearchHits, StepStatus, TraceRecords,
 };
+pub use field::{FieldKind, FieldValue, NestedField, RecordField};
 pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
 pub use text::{

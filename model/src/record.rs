@@ -6,13 +6,19 @@
 //! (`messaging.destination.name` is `destination`, `error.type` is
 //! `error_type`). A line that could not be understood is still a record:
 //! [`Record::malformed`] keeps the raw text and the reason.
+//!
+//! The names and kinds of the fields are declared in `field.rs`
+//! ([`RecordField`]); the serde names here must agree with them, which the
+//! tests check. This module does no I/O.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::field::{FieldValue, NestedField, RecordField};
 use crate::ids::{CorrelationId, EventId, SpanId, TraceId};
 use crate::timestamp::Timestamp;
 
@@ -130,7 +136,7 @@ impl Level {
 
 impl<'de> Deserialize<'de> for Level {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let s = <Cow<'de, str>>::deserialize(deserializer)?;
         Level::parse_lenient(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown level {s:?}")))
     }
@@ -260,6 +266,68 @@ impl Record {
             .or_else(|| self.trace_id.map(|t| t.to_string()))
     }
 
+    /// The value of one declared field, `Absent` exactly when the JSON line
+    /// leaves its key out.
+    pub fn field(&self, field: RecordField) -> FieldValue<'_> {
+        fn text(s: &str) -> FieldValue<'_> {
+            FieldValue::Str(Cow::Borrowed(s))
+        }
+        fn optional<T>(
+            value: Option<T>,
+            read: impl FnOnce(T) -> FieldValue<'static>,
+        ) -> FieldValue<'static> {
+            value.map_or(FieldValue::Absent, read)
+        }
+        fn optional_text(value: Option<&str>) -> FieldValue<'_> {
+            value.map_or(FieldValue::Absent, text)
+        }
+        fn display(value: impl fmt::Display) -> FieldValue<'static> {
+            FieldValue::Str(Cow::Owned(value.to_string()))
+        }
+        match field {
+            RecordField::Timestamp => FieldValue::Time(self.timestamp),
+            RecordField::Level => text(self.level.as_str()),
+            RecordField::Service => text(&self.service),
+            RecordField::Instance => optional_text(self.instance.as_deref()),
+            RecordField::Message => text(&self.message),
+            RecordField::Stage => text(self.stage.as_str()),
+            RecordField::TraceId => optional(self.trace_id, display),
+            RecordField::SpanId => optional(self.span_id, display),
+            RecordField::ParentSpanId => optional(self.parent_span_id, display),
+            RecordField::CorrelationId => {
+                optional_text(self.correlation_id.as_ref().map(CorrelationId::as_str))
+            }
+            RecordField::CausationId => {
+                optional_text(self.causation_id.as_ref().map(EventId::as_str))
+            }
+            RecordField::EventId => optional_text(self.event_id.as_ref().map(EventId::as_str)),
+            RecordField::EventType => optional_text(self.event_type.as_deref()),
+            RecordField::MessagingSystem => optional_text(self.messaging_system.as_deref()),
+            RecordField::Destination => optional_text(self.destination.as_deref()),
+            RecordField::ConsumerGroup => optional_text(self.consumer_group.as_deref()),
+            RecordField::DurationUs => optional(self.duration_us, FieldValue::Number),
+            RecordField::ErrorType => optional_text(self.error_type.as_deref()),
+            RecordField::ErrorMessage => optional_text(self.error_message.as_deref()),
+            RecordField::Attributes if self.attributes.is_empty() => FieldValue::Absent,
+            RecordField::Attributes => FieldValue::Object(&self.attributes),
+            RecordField::Malformed => optional(self.malformed.as_ref(), |_| FieldValue::Nested),
+        }
+    }
+
+    /// The value of a subfield of a nested field (`Absent` when the parent
+    /// is).
+    pub fn nested_field(&self, field: NestedField) -> FieldValue<'_> {
+        let malformed = |read: fn(&Malformed) -> &str| {
+            self.malformed.as_ref().map_or(FieldValue::Absent, |m| {
+                FieldValue::Str(Cow::Borrowed(read(m)))
+            })
+        };
+        match field {
+            NestedField::MalformedRaw => malformed(|m| &m.raw),
+            NestedField::MalformedReason => malformed(|m| &m.reason),
+        }
+    }
+
     /// One JSON line, without the newline.
     pub fn to_json_line(&self) -> String {
         // Serializing this struct cannot fail: every key is a string and no
@@ -271,6 +339,7 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::field::FieldKind;
 
     #[test]
     fn stage_names_round_trip() {
@@ -315,6 +384,124 @@ mod tests {
         assert_eq!(record.flow_key(), Some(trace.to_string()));
         record.correlation_id = Some(CorrelationId::new("c-1").unwrap());
         assert_eq!(record.flow_key().as_deref(), Some("c-1"));
+    }
+
+    /// Every field set, written as a struct literal so that a new field of
+    /// `Record` does not compile here until it is given a value.
+    fn fully_populated() -> Record {
+        let mut attributes = Map::new();
+        attributes.insert("amount".into(), Value::from(125));
+        Record {
+            timestamp: "2026-11-22T12:00:00.000001Z".parse().unwrap(),
+            level: Level::Error,
+            service: "payment".into(),
+            instance: Some("payment-7f9c".into()),
+            message: "payment declined".into(),
+            stage: Stage::Failed,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap()),
+            span_id: Some("00f067aa0ba902b7".parse().unwrap()),
+            parent_span_id: Some("00f067aa0ba902b8".parse().unwrap()),
+            correlation_id: Some(CorrelationId::new("order-1234").unwrap()),
+            causation_id: Some(EventId::new("ev-1").unwrap()),
+            event_id: Some(EventId::new("ev-2").unwrap()),
+            event_type: Some("PaymentFailed".into()),
+            messaging_system: Some("rabbitmq".into()),
+            destination: Some("payments".into()),
+            consumer_group: Some("payment-svc".into()),
+            duration_us: Some(1234),
+            error_type: Some("CardDeclined".into()),
+            error_message: Some("insufficient funds".into()),
+            attributes,
+            malformed: Some(Malformed {
+                raw: "{\"oops\"".into(),
+                reason: "not JSON".into(),
+            }),
+        }
+    }
+
+    fn json_of(record: &Record) -> Map<String, Value> {
+        match serde_json::to_value(record).unwrap() {
+            Value::Object(map) => map,
+            other => panic!("a record serializes to an object, not {other}"),
+        }
+    }
+
+    /// `field` hands out what serde writes under the declared name, of the
+    /// declared kind.
+    fn assert_value_matches(name: &str, kind: FieldKind, value: &FieldValue<'_>, json: &Value) {
+        match (kind, value) {
+            (FieldKind::Keyword | FieldKind::Text, FieldValue::Str(s)) => {
+                assert_eq!(json.as_str(), Some(s.as_ref()), "{name}");
+            }
+            (FieldKind::Time, FieldValue::Time(t)) => {
+                let written: Timestamp = serde_json::from_value(json.clone()).unwrap();
+                assert_eq!(&written, t, "{name}");
+            }
+            (FieldKind::Number, FieldValue::Number(n)) => {
+                assert_eq!(json.as_u64(), Some(*n), "{name}");
+            }
+            (FieldKind::Object, FieldValue::Object(map)) => {
+                assert_eq!(json.as_object(), Some(*map), "{name}");
+            }
+            (FieldKind::Nested, FieldValue::Nested) => assert!(json.is_object(), "{name}"),
+            (kind, value) => panic!("{name} is declared {kind:?} but holds {value:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_record_writes_exactly_the_declared_fields_under_their_names() {
+        let record = fully_populated();
+        let json = json_of(&record);
+        let written: Vec<&str> = json.keys().map(String::as_str).collect();
+        let mut declared: Vec<&str> = RecordField::ALL.iter().map(|f| f.name()).collect();
+        let mut written_sorted = written.clone();
+        written_sorted.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(
+            written_sorted, declared,
+            "Record's serde names and RecordField disagree"
+        );
+        for field in RecordField::ALL {
+            let value = record.field(field);
+            assert_value_matches(field.name(), field.kind(), &value, &json[field.name()]);
+            let nested_json = json[field.name()].as_object();
+            let mut declared: Vec<&str> = field.nested().map(NestedField::name).collect();
+            let mut written: Vec<&str> = nested_json
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            declared.sort_unstable();
+            written.sort_unstable();
+            if field.kind() == FieldKind::Nested {
+                assert_eq!(written, declared, "subfields of {}", field.name());
+            }
+            for nested in field.nested() {
+                let path = format!("{}.{}", field.name(), nested.name());
+                let json = &json[field.name()][nested.name()];
+                assert_value_matches(&path, nested.kind(), &record.nested_field(nested), json);
+            }
+        }
+    }
+
+    #[test]
+    fn a_field_is_absent_exactly_when_its_key_is_left_out() {
+        let minimal = Record::new(Timestamp::from_micros(0), "a", "");
+        for record in [minimal, fully_populated()] {
+            let json = json_of(&record);
+            for field in RecordField::ALL {
+                assert_eq!(
+                    record.field(field).is_absent(),
+                    !json.contains_key(field.name()),
+                    "{}",
+                    field.name()
+                );
+            }
+            for nested in NestedField::ALL {
+                let written = json
+                    .get(nested.parent().name())
+                    .is_some_and(|parent| parent.get(nested.name()).is_some());
+                assert_eq!(!record.nested_field(nested).is_absent(), written);
+            }
+        }
     }
 
     #[test]
