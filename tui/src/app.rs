@@ -9,7 +9,7 @@ use ratatui::layout::Rect;
 use crate::action::Action;
 use crate::client::FetchError;
 use crate::worker::{Fetched, Request};
-use crate::{tree, ui};
+use crate::{layout, tree};
 
 /// Everything the screen shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,12 +162,12 @@ impl App {
         match &mut self.view {
             View::List => {
                 let last = self.flows.len().saturating_sub(1);
-                let page = ui::list_rows(self.area);
+                let page = layout::list_rows(self.area);
                 self.selected = moved(self.selected, action, page, last);
                 self.keep_selection_visible();
             }
             View::Detail(detail) => {
-                let page = ui::tree_rows(self.area);
+                let page = layout::tree_rows(self.area);
                 let last = max_scroll(detail.line_count, page);
                 detail.scroll = moved(detail.scroll, action, page, last);
             }
@@ -228,7 +228,7 @@ impl App {
     }
 
     fn keep_selection_visible(&mut self) {
-        let rows = ui::list_rows(self.area);
+        let rows = layout::list_rows(self.area);
         if rows == 0 {
             return;
         }
@@ -241,7 +241,7 @@ impl App {
     }
 
     fn clamp_scroll(&mut self) {
-        let rows = ui::tree_rows(self.area);
+        let rows = layout::tree_rows(self.area);
         if let View::Detail(view) = &mut self.view {
             view.scroll = view.scroll.min(max_scroll(view.line_count, rows));
         }
@@ -376,7 +376,7 @@ mod tests {
     #[test]
     fn moving_down_a_long_list_scrolls_it() {
         let mut app = app_with(many_flows(100));
-        let rows = ui::list_rows(app.area);
+        let rows = layout::list_rows(app.area);
         assert!(rows > 0 && rows < 100);
         for _ in 0..rows {
             app.update(Action::Down);
@@ -445,7 +445,7 @@ mod tests {
         app.update(Action::Open);
         let detail = fixtures::failed_payment_detail();
         let lines = tree::lines(&detail).len();
-        let rows = ui::tree_rows(app.area);
+        let rows = layout::tree_rows(app.area);
         assert!(lines > rows, "{lines} lines fit in {rows} rows");
         app.update(Action::Fetched(Fetched::Detail {
             correlation_id: detail.summary.correlation_id.clone(),

@@ -13,6 +13,7 @@ mod app;
 mod client;
 mod error;
 mod format;
+mod layout;
 mod runner;
 mod terminal;
 mod theme;

@@ -1,22 +1,21 @@
 //! Painting the app: the flows table, one flow's summary and causal tree,
 //! and the footer with the keys and the connection status. [`draw`] reads
-//! the `App` and changes nothing; the layout helpers are shared with
-//! `App::update`, so paging and scrolling match what is on screen.
+//! the `App` and changes nothing; the screen's split comes from `layout`,
+//! which `App::update` uses too, so paging and scrolling match what is on
+//! screen. `App` must not depend on this module.
 
 use causeway_model::FlowSummary;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, HighlightSpacing, Padding, Paragraph, Row, Table, TableState};
 
 use crate::app::{App, DetailView, View};
 use crate::client::FetchError;
 use crate::format::{clean, duration, fit_list, time_of_day, time_of_day_ms};
+use crate::layout::{detail_layout, list_layout};
 use crate::worker::REFRESH_EVERY;
 use crate::{theme, tree};
-
-const FOOTER_HEIGHT: u16 = 2;
-const SUMMARY_HEIGHT: u16 = 4;
 
 const COLUMNS: [&str; 8] = [
     "status",
@@ -55,29 +54,6 @@ fn widths(flows: &[FlowSummary]) -> [Constraint; 8] {
         Constraint::Length(8),
         Constraint::Length(13),
     ]
-}
-
-fn list_layout(area: Rect) -> [Rect; 2] {
-    Layout::vertical([Constraint::Fill(1), Constraint::Length(FOOTER_HEIGHT)]).areas(area)
-}
-
-fn detail_layout(area: Rect) -> [Rect; 3] {
-    Layout::vertical([
-        Constraint::Length(SUMMARY_HEIGHT),
-        Constraint::Fill(1),
-        Constraint::Length(FOOTER_HEIGHT),
-    ])
-    .areas(area)
-}
-
-/// How many flows fit on screen (the table's borders and header aside).
-pub(crate) fn list_rows(area: Rect) -> usize {
-    usize::from(list_layout(area)[0].height.saturating_sub(3))
-}
-
-/// How many tree lines fit on screen (the block's borders aside).
-pub(crate) fn tree_rows(area: Rect) -> usize {
-    usize::from(detail_layout(area)[1].height.saturating_sub(2))
 }
 
 /// Paints the whole screen from the app's state.
