@@ -469,10 +469,10 @@ mod tests {
             AMQPValue::LongString(LongString::from(vec![0xc3, 0x28])),
         )])
         .with_correlation_id("from-property".into());
-        let before = crate::context_stats();
-        let got = extract(&PropertiesExtractor(&props));
+        let propagation = crate::Propagation::default();
+        let got = propagation.extract(&PropertiesExtractor(&props));
         assert_ne!(got.correlation_id.as_str(), "from-property");
-        assert!(crate::context_stats().invalid_values > before.invalid_values);
+        assert_eq!(propagation.stats().invalid_values, 1);
     }
 
     #[test]

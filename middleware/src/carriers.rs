@@ -98,10 +98,10 @@ mod tests {
             "correlation-id",
             HeaderValue::from_bytes(&[0xc3, 0x28]).unwrap(),
         );
-        let before = crate::context_stats();
-        let got = extract(&HeaderMapExtractor(&headers));
+        let propagation = crate::Propagation::default();
+        let got = propagation.extract(&HeaderMapExtractor(&headers));
         assert_eq!(got.event_type.as_deref(), Some("Commande passée"));
-        assert!(crate::context_stats().invalid_values > before.invalid_values);
+        assert_eq!(propagation.stats().invalid_values, 1);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! message because of its headers: a header value that is not UTF-8 or is
 //! null is ignored, and a header librdkafka's Rust binding cannot read (a
 //! key that is not UTF-8 makes `rdkafka` panic) is skipped, all counted in
-//! [`context_stats`](crate::context_stats). Kafka allows a key to repeat;
+//! the extracting [`Propagation`](crate::Propagation)'s stats (see
+//! [`Service::context_stats`]). Kafka allows a key to repeat;
 //! the last header with a key is the one read (as Kafka's own
 //! `Headers.lastHeader` does), so headers appended when forwarding a record
 //! take precedence over the forwarded ones.
@@ -74,7 +75,7 @@ use causeway_model::has_control_chars;
 use opentelemetry::propagation::{Extractor, Injector};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
-use crate::context::{MessageContext, count_invalid_value};
+use crate::context::MessageContext;
 use crate::service::{Consume, Handling, Publish, Service};
 
 /// OpenTelemetry `messaging.system` for Kafka.
@@ -170,20 +171,25 @@ enum Value<'a> {
 /// Keys are matched ignoring ASCII case, a key as written before the same
 /// key in another case; when a key repeats, the last header with it is the
 /// one read. A value that is not UTF-8 or null reads as absent (and, when
-/// its key is one causeway reads, is counted as invalid). Headers are read
-/// once, on construction.
+/// its key is one causeway reads, extraction counts it as invalid).
+/// Headers are read once, on construction.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderExtractor<'a> {
     entries: Vec<(&'a str, Value<'a>)>,
+    /// Headers the binding could not read (it panicked on them).
+    skipped: u64,
 }
 
 impl<'a> HeaderExtractor<'a> {
     /// Reads every header. A header the `rdkafka` binding panics on (it
     /// unwraps keys as UTF-8, and librdkafka passes any bytes through) is
-    /// skipped and counted; the panic message still reaches the panic hook.
+    /// skipped, and extraction counts it as invalid
+    /// ([`Carrier::skipped_headers`](crate::Carrier::skipped_headers)); the
+    /// panic message still reaches the panic hook.
     pub fn new<H: Headers + ?Sized>(headers: &'a H) -> Self {
         let count = headers.count();
         let mut entries = Vec::with_capacity(count);
+        let mut skipped = 0;
         for index in 0..count {
             // Reading only: nothing observes a half-done state after a panic.
             match catch_unwind(AssertUnwindSafe(|| headers.try_get(index))) {
@@ -198,10 +204,10 @@ impl<'a> HeaderExtractor<'a> {
                     entries.push((header.key, value));
                 }
                 Ok(None) => {}
-                Err(_) => count_invalid_value(),
+                Err(_) => skipped += 1,
             }
         }
-        Self { entries }
+        Self { entries, skipped }
     }
 
     /// Reads the headers of a message; a message without headers gives an
@@ -214,7 +220,8 @@ impl<'a> HeaderExtractor<'a> {
 impl Extractor for HeaderExtractor<'_> {
     /// The last header with exactly this key; failing that, the last header
     /// with the same key in another case (of several casings, the one that
-    /// sorts first), as `extract` reads.
+    /// sorts first), as `extract` reads. A value that is not UTF-8 or null
+    /// reads as absent.
     fn get(&self, key: &str) -> Option<&str> {
         let (_, value) = self
             .entries
@@ -230,11 +237,7 @@ impl Extractor for HeaderExtractor<'_> {
             })?;
         match value {
             Value::Text(text) => Some(text),
-            Value::NotUtf8 => {
-                count_invalid_value();
-                None
-            }
-            Value::Null => None,
+            Value::NotUtf8 | Value::Null => None,
         }
     }
 
@@ -265,6 +268,10 @@ impl crate::Carrier for HeaderExtractor<'_> {
             };
             f(key, text);
         }
+    }
+
+    fn skipped_headers(&self) -> u64 {
+        self.skipped
     }
 }
 
@@ -326,7 +333,7 @@ mod tests {
     use rdkafka::message::OwnedMessage;
 
     use super::*;
-    use crate::{context_stats, extract};
+    use crate::{Propagation, extract};
 
     fn owned(pairs: &[(&str, Option<&[u8]>)]) -> OwnedHeaders {
         pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
@@ -380,14 +387,12 @@ mod tests {
             ("correlation-id", Some(b"first".as_slice())),
             ("correlation-id", Some([0xff, 0xfe].as_slice())),
         ]);
-        let before = context_stats();
         assert_eq!(HeaderExtractor::new(&headers).get("correlation-id"), None);
-        assert!(context_stats().invalid_values > before.invalid_values);
 
-        let before = context_stats();
-        let got = extract(&HeaderExtractor::new(&headers));
+        let propagation = Propagation::default();
+        let got = propagation.extract(&HeaderExtractor::new(&headers));
         assert_ne!(got.correlation_id.as_str(), "first");
-        assert!(context_stats().invalid_values > before.invalid_values);
+        assert_eq!(propagation.stats().invalid_values, 1);
     }
 
     #[test]
@@ -434,13 +439,13 @@ mod tests {
             ("correlation-id", None),
             ("event-id", Some([0x80; 64].as_slice())),
         ]);
-        let before = context_stats();
+        let propagation = Propagation::default();
         let extractor = HeaderExtractor::new(&headers);
         assert_eq!(extractor.get("traceparent"), None);
         assert_eq!(extractor.get("correlation-id"), None);
-        let got = extract(&extractor);
+        let got = propagation.extract(&extractor);
         assert!(!got.correlation_id.as_str().is_empty());
-        assert!(context_stats().fresh_contexts > before.fresh_contexts);
+        assert_eq!(propagation.stats().fresh_contexts, 1);
     }
 
     /// Like librdkafka's Rust binding on a header key that is not UTF-8.
@@ -468,11 +473,13 @@ mod tests {
 
     #[test]
     fn a_header_the_binding_cannot_read_is_skipped_and_counted() {
-        let before = context_stats();
         let extractor = HeaderExtractor::new(&PanickingHeaders);
         assert_eq!(extractor.get("correlation-id"), Some("order-7"));
         assert_eq!(extractor.get("event-type"), Some("OrderPlaced"));
-        assert!(context_stats().invalid_values > before.invalid_values);
+        let propagation = Propagation::default();
+        let got = propagation.extract(&extractor);
+        assert_eq!(got.correlation_id.as_str(), "order-7");
+        assert_eq!(propagation.stats().invalid_values, 1);
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! the flow's ids on every ordinary `tracing` event inside a handler.
 //!
 //! Tracing never fails or slows a user's message: a missing or malformed
-//! incoming header starts a fresh context and is counted in
-//! [`context_stats`]; values written into headers are bounded and free of
+//! incoming header starts a fresh context and is counted by the service
+//! that read it ([`Service::context_stats`]; [`context_stats`] is the sum
+//! over the process); values written into headers are bounded and free of
 //! control characters.
 //!
 //! # Transports and features

@@ -3,8 +3,9 @@
 //!
 //! Writes through any OpenTelemetry `Injector` and reads through a
 //! [`Carrier`] (any `Extractor` is one), so each transport only needs a
-//! carrier. Extraction never fails: what is missing or malformed is counted
-//! and replaced; the returned context is always usable.
+//! carrier. Extraction never fails and never panics: what is missing or
+//! malformed is counted (in the [`Propagation`]'s own [`ContextStats`]) and
+//! replaced; the returned context is always usable.
 //!
 //! Cost matters (this runs on every message): extraction passes over the
 //! carrier's headers once, matching each name against causeway's names and
@@ -19,7 +20,7 @@ use causeway_model::{
 };
 use opentelemetry::propagation::{Extractor, Injector};
 
-use crate::context::{MessageContext, count_fresh_context, count_invalid_value};
+use crate::context::{ContextCounters, ContextStats, MessageContext};
 
 /// A part of the context that a foreign header can supply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,11 +36,29 @@ pub enum ContextField {
     SchemaVersion,
 }
 
+/// How many fields there are: the length of [`ALL_FIELDS`] (its type says
+/// so) and of every table by field.
 pub(crate) const FIELDS: usize = 9;
 
 impl ContextField {
+    /// The field's place in tables by field, below [`FIELDS`].
+    ///
+    /// The match is exhaustive, so a new variant does not compile until it
+    /// has an arm here; each arm finds the field in [`ALL_FIELDS`] at
+    /// compile time, so it does not compile either until the field is
+    /// listed there (and hence counted in [`FIELDS`]).
     pub(crate) const fn index(self) -> usize {
-        self as usize
+        match self {
+            ContextField::TraceParent => const { position(ContextField::TraceParent) },
+            ContextField::TraceState => const { position(ContextField::TraceState) },
+            ContextField::Baggage => const { position(ContextField::Baggage) },
+            ContextField::CorrelationId => const { position(ContextField::CorrelationId) },
+            ContextField::CausationId => const { position(ContextField::CausationId) },
+            ContextField::EventId => const { position(ContextField::EventId) },
+            ContextField::EventType => const { position(ContextField::EventType) },
+            ContextField::Source => const { position(ContextField::Source) },
+            ContextField::SchemaVersion => const { position(ContextField::SchemaVersion) },
+        }
     }
 
     /// causeway's own header name for this field.
@@ -96,11 +115,16 @@ pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 23] = [
 
 /// How context is written and read: which foreign header names extraction
 /// understands, and whether injection also writes CloudEvents names.
-#[derive(Debug, Clone)]
+///
+/// Each `Propagation` counts the contexts it had to start afresh and the
+/// values it refused ([`Propagation::stats`]); a clone starts its own
+/// counters at zero.
+#[derive(Debug)]
 pub struct Propagation {
     /// Foreign names in order of preference.
     foreign: Vec<(String, ContextField)>,
     cloudevents: bool,
+    counters: ContextCounters,
 }
 
 impl Default for Propagation {
@@ -111,6 +135,18 @@ impl Default for Propagation {
                 .map(|(name, field)| ((*name).to_owned(), *field))
                 .collect(),
             cloudevents: false,
+            counters: ContextCounters::default(),
+        }
+    }
+}
+
+/// The same configuration, with counters of its own.
+impl Clone for Propagation {
+    fn clone(&self) -> Self {
+        Self {
+            foreign: self.foreign.clone(),
+            cloudevents: self.cloudevents,
+            counters: ContextCounters::default(),
         }
     }
 }
@@ -118,7 +154,9 @@ impl Default for Propagation {
 static DEFAULT: LazyLock<Arc<Propagation>> = LazyLock::new(|| Arc::new(Propagation::default()));
 
 impl Propagation {
-    /// The shared default (all foreign spellings, no CloudEvents output).
+    /// The shared default (all foreign spellings, no CloudEvents output),
+    /// which the free functions [`extract`] and [`inject`] use: its
+    /// [`stats`](Propagation::stats) count for every caller of those.
     pub fn shared_default() -> Arc<Propagation> {
         Arc::clone(&DEFAULT)
     }
@@ -128,7 +166,15 @@ impl Propagation {
         Self {
             foreign: Vec::new(),
             cloudevents: false,
+            counters: ContextCounters::default(),
         }
+    }
+
+    /// What this `Propagation` counted: contexts started afresh on
+    /// extraction, values refused on extraction and on injection. Also
+    /// added to the process-wide sum, [`context_stats`](crate::context_stats).
+    pub fn stats(&self) -> ContextStats {
+        self.counters.stats()
     }
 
     /// Also reads `name` (any ASCII case) as `field`, after the names
@@ -190,17 +236,17 @@ impl Propagation {
                 carrier.set_header("ce-causationid", cause.as_str());
             }
             if let Some(event_type) = &context.event_type {
-                set_clean(carrier, "ce-type", event_type);
+                self.set_clean(carrier, "ce-type", event_type);
             }
             if let Some(source) = &context.source {
-                set_clean(carrier, "ce-source", source);
+                self.set_clean(carrier, "ce-source", source);
             }
         }
         // causeway's own headers in byte order of their names: a sorted
         // carrier (AMQP's B-tree table) then appends instead of shifting its
         // entries on each insert.
         if let Some(baggage) = &context.baggage {
-            set_clean(carrier, headers::BAGGAGE, baggage);
+            self.set_clean(carrier, headers::BAGGAGE, baggage);
         }
         if let Some(cause) = &context.causation_id {
             carrier.set_header(headers::CAUSATION_ID, cause.as_str());
@@ -208,24 +254,25 @@ impl Propagation {
         carrier.set_header(headers::CORRELATION_ID, context.correlation_id.as_str());
         carrier.set_header(headers::EVENT_ID, context.event_id.as_str());
         if let Some(version) = &context.schema_version {
-            set_clean(carrier, headers::SCHEMA_VERSION, version);
+            self.set_clean(carrier, headers::SCHEMA_VERSION, version);
         }
         if let Some(source) = &context.source {
-            set_clean(carrier, headers::EVENT_SOURCE, source);
+            self.set_clean(carrier, headers::EVENT_SOURCE, source);
         }
         if let Some(event_type) = &context.event_type {
-            set_clean(carrier, headers::EVENT_TYPE, event_type);
+            self.set_clean(carrier, headers::EVENT_TYPE, event_type);
         }
         carrier.set_header(headers::TRACEPARENT, traceparent);
         if let Some(state) = &context.tracestate {
-            set_clean(carrier, headers::TRACESTATE, state);
+            self.set_clean(carrier, headers::TRACESTATE, state);
         }
     }
 
     /// Reads the context of an incoming event. The result describes the
     /// event as its publisher sent it: `span_id` is the producer's span.
     /// Missing or malformed parts are replaced (a fresh trace, a fresh
-    /// correlation id, a generated event id) and counted.
+    /// correlation id, a generated event id) and counted in
+    /// [`stats`](Propagation::stats). It never fails and never panics.
     pub fn extract(&self, carrier: &dyn Carrier) -> MessageContext {
         // One pass over the carrier's headers: each name is matched against
         // causeway's names as written, then in any other case, then the
@@ -235,21 +282,41 @@ impl Propagation {
         // order; a repeated name keeps its first value.
         let mut best: [Option<(usize, &str, &str)>; FIELDS] = [None; FIELDS];
         carrier.for_each_header(&mut |key, value| {
-            if let Some((rank, field)) = self.rank_of(key) {
-                let slot = &mut best[field.index()];
-                if slot.is_none_or(|(r, k, _)| rank < r || (rank == r && key < k)) {
-                    *slot = Some((rank, key, value));
-                }
+            // `index()` is below FIELDS (checked at compile time): `get_mut`
+            // only spells out that no index can panic here.
+            if let Some((rank, field)) = self.rank_of(key)
+                && let Some(slot) = best.get_mut(field.index())
+                && slot.is_none_or(|(r, k, _)| rank < r || (rank == r && key < k))
+            {
+                *slot = Some((rank, key, value));
             }
         });
         // What the transport supplies besides its headers counts only for a
         // field no header supplied.
         carrier.for_each_fallback(&mut |key, value| {
-            if let Some(field) = canonical_field(key) {
-                best[field.index()].get_or_insert((usize::MAX, key, value));
+            if let Some(field) = canonical_field(key)
+                && let Some(slot) = best.get_mut(field.index())
+            {
+                slot.get_or_insert((usize::MAX, key, value));
             }
         });
-        Values(best.map(|slot| slot.map(|(_, _, value)| value))).into_context()
+        // Headers the carrier could not read at all, not even their names.
+        for _ in 0..carrier.skipped_headers() {
+            self.counters.count_invalid_value();
+        }
+        Values {
+            raw: best.map(|slot| slot.map(|(_, _, value)| value)),
+            counters: &self.counters,
+        }
+        .into_context()
+    }
+
+    /// Writes `value` under `name` if it is fit for a header, else counts it.
+    fn set_clean(&self, carrier: &mut dyn CarrierMut, name: &'static str, value: &str) {
+        match clean_header_value(value) {
+            Some(value) => carrier.set_header(name, value),
+            None => self.counters.count_invalid_value(),
+        }
     }
 
     /// The preference rank of a header name and the field it supplies:
@@ -287,7 +354,8 @@ impl Propagation {
 pub(crate) fn canonical_field(key: &str) -> Option<ContextField> {
     let bytes = key.as_bytes();
     let first = *bytes.first()?;
-    let field = BY_SLOT[slot(bytes.len(), first)]?;
+    // `slot` is below 32, `BY_SLOT`'s length.
+    let field = BY_SLOT.get(slot(bytes.len(), first)).copied().flatten()?;
     same_name(field.canonical().as_bytes(), bytes).then_some(field)
 }
 
@@ -339,25 +407,74 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 /// causeway's own header names as an array by field ([`ContextField`]
 /// index) of a carrier's name type, made at compile time by the given
 /// `const fn` (e.g. `http::HeaderName::from_static`).
+///
+/// The table's length is [`FIELDS`] by its type; that its order is
+/// [`ALL_FIELDS`]'s is checked at compile time where it is expanded.
 macro_rules! names_by_field {
     ($from_static:path) => {
-        [
-            $from_static($crate::ContextField::TraceParent.canonical()),
-            $from_static($crate::ContextField::TraceState.canonical()),
-            $from_static($crate::ContextField::Baggage.canonical()),
-            $from_static($crate::ContextField::CorrelationId.canonical()),
-            $from_static($crate::ContextField::CausationId.canonical()),
-            $from_static($crate::ContextField::EventId.canonical()),
-            $from_static($crate::ContextField::EventType.canonical()),
-            $from_static($crate::ContextField::Source.canonical()),
-            $from_static($crate::ContextField::SchemaVersion.canonical()),
-        ]
+        $crate::propagation::names_by_field!(
+            @ $from_static;
+            TraceParent TraceState Baggage CorrelationId CausationId EventId EventType Source
+            SchemaVersion
+        )
     };
+    (@ $from_static:path; $($field:ident)*) => {{
+        const _: () = assert!(
+            $crate::propagation::same_fields(
+                &[$($crate::ContextField::$field),*],
+                &$crate::propagation::ALL_FIELDS,
+            ),
+            "names_by_field! must list every ContextField in ALL_FIELDS order"
+        );
+        [$($from_static($crate::ContextField::$field.canonical())),*]
+    }};
 }
 pub(crate) use names_by_field;
 
+/// Whether `a` and `b` hold the same fields in the same order.
+pub(crate) const fn same_fields(a: &[ContextField], b: &[ContextField]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] as usize != b[i] as usize {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Where `field` is in [`ALL_FIELDS`]; fails to compile (from
+/// [`ContextField::index`]) when it is not there.
+const fn position(field: ContextField) -> usize {
+    let mut i = 0;
+    while i < FIELDS {
+        if ALL_FIELDS[i] as usize == field as usize {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("a ContextField is missing from ALL_FIELDS")
+}
+
+// `ALL_FIELDS` is in declaration order, each field once: so
+// `ALL_FIELDS[f.index()] == f`, `index()` is the discriminant, and every
+// table by field (`[_; FIELDS]`) has a slot for every field.
+const _: () = {
+    let mut i = 0;
+    while i < FIELDS {
+        assert!(
+            ALL_FIELDS[i] as usize == i && ALL_FIELDS[i].index() == i,
+            "ALL_FIELDS must list the ContextField variants in declaration order"
+        );
+        i += 1;
+    }
+};
+
 /// Every field, in declaration order, so `ALL_FIELDS[f.index()] == f`.
-const ALL_FIELDS: [ContextField; FIELDS] = [
+pub(crate) const ALL_FIELDS: [ContextField; FIELDS] = [
     ContextField::TraceParent,
     ContextField::TraceState,
     ContextField::Baggage,
@@ -369,16 +486,25 @@ const ALL_FIELDS: [ContextField; FIELDS] = [
     ContextField::SchemaVersion,
 ];
 
-/// Raw header values by field, before cleaning and parsing.
-struct Values<'a>([Option<&'a str>; FIELDS]);
+/// Raw header values by field, before cleaning and parsing, and where to
+/// count the ones refused.
+struct Values<'a> {
+    raw: [Option<&'a str>; FIELDS],
+    counters: &'a ContextCounters,
+}
 
 impl<'a> Values<'a> {
+    fn raw(&self, field: ContextField) -> Option<&'a str> {
+        // `index()` is below FIELDS (checked at compile time).
+        self.raw.get(field.index()).copied().flatten()
+    }
+
     /// The value if present and clean; an unclean one is counted.
     fn clean(&self, field: ContextField) -> Option<&'a str> {
-        let raw = self.0[field.index()]?;
+        let raw = self.raw(field)?;
         let clean = clean_header_value(raw);
         if clean.is_none() {
-            count_invalid_value();
+            self.counters.count_invalid_value();
         }
         clean
     }
@@ -388,10 +514,10 @@ impl<'a> Values<'a> {
     /// [`clean_header_value`]: no whitespace either) and length, so only
     /// the surrounding blanks are trimmed first.
     fn parsed<T: std::str::FromStr>(&self, field: ContextField) -> Option<T> {
-        let raw = self.0[field.index()]?;
+        let raw = self.raw(field)?;
         let parsed = trim_blanks(raw).parse().ok();
         if parsed.is_none() {
-            count_invalid_value();
+            self.counters.count_invalid_value();
         }
         parsed
     }
@@ -404,7 +530,7 @@ impl<'a> Values<'a> {
         let traceparent: Option<TraceParent> = self.parsed(ContextField::TraceParent);
         let correlation: Option<CorrelationId> = self.parsed(ContextField::CorrelationId);
         if traceparent.is_none() && correlation.is_none() {
-            count_fresh_context();
+            self.counters.count_fresh_context();
         }
         let (trace_id, span_id, sampled) = match traceparent {
             Some(tp) => (tp.trace_id, tp.parent_id, tp.flags.is_sampled()),
@@ -434,13 +560,6 @@ impl<'a> Values<'a> {
             schema_version: self.owned(ContextField::SchemaVersion),
             trace_continued: traceparent.is_some(),
         }
-    }
-}
-
-fn set_clean(carrier: &mut dyn CarrierMut, name: &'static str, value: &str) {
-    match clean_header_value(value) {
-        Some(value) => carrier.set_header(name, value),
-        None => count_invalid_value(),
     }
 }
 
@@ -518,6 +637,14 @@ pub trait Carrier: Extractor {
     fn for_each_fallback<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a str)) {
         let _ = f;
     }
+
+    /// How many headers the carrier had to leave out of
+    /// [`for_each_header`](Carrier::for_each_header) because it could not
+    /// read even their names (Kafka: a key that is not UTF-8). Extraction
+    /// counts each as an invalid value. None by default.
+    fn skipped_headers(&self) -> u64 {
+        0
+    }
 }
 
 /// The value a [`Carrier`] passes for a header whose value is not text (not
@@ -573,7 +700,6 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::context::context_stats;
 
     fn context() -> MessageContext {
         MessageContext {
@@ -719,18 +845,48 @@ mod tests {
     }
 
     #[test]
-    fn malformed_values_start_fresh_and_are_counted() {
-        let before = context_stats();
+    fn malformed_values_start_fresh_and_are_counted_by_their_propagation() {
+        let propagation = Propagation::default();
         let headers = HashMap::from([
             ("traceparent".to_owned(), "00-nonsense".to_owned()),
             ("correlation-id".to_owned(), "a\r\nSet-Cookie: x".to_owned()),
             ("event-id".to_owned(), "x".repeat(10_000)),
         ]);
-        let got = extract(&headers);
+        let got = propagation.extract(&headers);
         assert_ne!(got.correlation_id.as_str(), "a");
-        let after = context_stats();
-        assert!(after.fresh_contexts > before.fresh_contexts);
-        assert!(after.invalid_values >= before.invalid_values + 3);
+        assert_eq!(
+            propagation.stats(),
+            ContextStats {
+                fresh_contexts: 1,
+                invalid_values: 3
+            }
+        );
+        // Another instance, even a clone, counts on its own.
+        let other = propagation.clone();
+        assert_eq!(other.stats(), ContextStats::default());
+        other.extract(&HashMap::<String, String>::new());
+        assert_eq!(other.stats().fresh_contexts, 1);
+        assert_eq!(propagation.stats().fresh_contexts, 1);
+    }
+
+    #[test]
+    fn an_unsafe_value_refused_on_injection_is_counted_by_its_propagation() {
+        let propagation = Propagation::default();
+        let mut sent = context();
+        sent.event_type = Some("Evil\r\nX-Injected: 1".into());
+        propagation.inject(&sent, &mut HashMap::new());
+        assert_eq!(propagation.stats().invalid_values, 1);
+        assert_eq!(propagation.stats().fresh_contexts, 0);
+    }
+
+    #[test]
+    fn every_field_has_its_own_slot_in_declaration_order() {
+        for (i, field) in ALL_FIELDS.into_iter().enumerate() {
+            assert_eq!(field.index(), i);
+        }
+        let names: std::collections::HashSet<&str> =
+            ALL_FIELDS.iter().map(|f| f.canonical()).collect();
+        assert_eq!(names.len(), FIELDS);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use causeway_model::{CorrelationId, EventId, SpanId, Stage, TraceId};
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::context::MessageContext;
+use crate::context::{ContextStats, MessageContext};
 use crate::otel;
 use crate::propagation::{Carrier, CarrierMut, Propagation};
 use crate::{HANDLE_SPAN, LIFECYCLE_TARGET, PUBLISH_SPAN};
@@ -166,18 +166,26 @@ fn lifecycle(
 
 impl Service {
     /// A service that reads every known header spelling and writes
-    /// causeway's own (see [`Propagation`]).
+    /// causeway's own (see [`Propagation`]), with counters of its own
+    /// ([`Service::context_stats`]).
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: Arc::from(name.into()),
-            propagation: Propagation::shared_default(),
+            propagation: Arc::new(Propagation::default()),
         }
     }
 
-    /// Uses `propagation` to write and read headers.
+    /// Uses `propagation` to write and read headers, and counts in it.
     pub fn with_propagation(mut self, propagation: Propagation) -> Self {
         self.propagation = Arc::new(propagation);
         self
+    }
+
+    /// What this service (and its clones, and the [`Handling`]s it gave
+    /// out) counted while reading and writing context: contexts started
+    /// afresh, values refused. See [`Propagation::stats`].
+    pub fn context_stats(&self) -> ContextStats {
+        self.propagation.stats()
     }
 
     pub fn name(&self) -> &str {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
 use causeway_middleware::nats::{self, HeaderExtractor};
-use causeway_middleware::{MemorySink, Publish, RecordLayer, Service, context_stats, extract};
+use causeway_middleware::{ContextStats, MemorySink, Publish, RecordLayer, Service, extract};
 use causeway_model::{CorrelationId, EventId, Record, Stage};
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::timeout;
@@ -414,16 +414,19 @@ async fn a_message_without_headers_is_handled_in_a_fresh_flow() {
         "the message came without headers"
     );
 
-    let before = context_stats();
-    let handled = nats::handle_message(
-        &Service::new("payment"),
-        &message,
-        "payment",
-        |handling| async move { Ok::<_, PublishFailed>(handling.context().clone()) },
-    )
+    let payment = Service::new("payment");
+    let handled = nats::handle_message(&payment, &message, "payment", |handling| async move {
+        Ok::<_, PublishFailed>(handling.context().clone())
+    })
     .await
     .unwrap();
-    assert!(context_stats().fresh_contexts > before.fresh_contexts);
+    assert_eq!(
+        payment.context_stats(),
+        ContextStats {
+            fresh_contexts: 1,
+            invalid_values: 0
+        }
+    );
     assert_eq!(handled.causation_id, None);
 
     let records = lifecycle(&buffer);
