@@ -9,10 +9,12 @@
 
 mod error;
 mod reader;
+mod record_index;
 mod schema;
 mod writer;
 
 pub use error::IndexError;
 pub use reader::{FlowKeyHit, RecordReader};
-pub use schema::{DEFAULT_SEARCH_FIELDS, RecordIndex, SCHEMA_VERSION};
+pub use record_index::RecordIndex;
+pub use schema::{DEFAULT_SEARCH_FIELDS, SCHEMA_VERSION};
 pub use writer::RecordWriter;

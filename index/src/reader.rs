@@ -11,10 +11,12 @@ use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, Query, QueryParser, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{DocAddress, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use crate::error::IndexError;
-use crate::schema::{DEFAULT_SEARCH_FIELDS, Fields, RecordIndex};
+use crate::schema::{DEFAULT_SEARCH_FIELDS, Fields};
 
 /// A flow key and when it was last active.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +41,21 @@ impl std::fmt::Debug for RecordReader {
 }
 
 impl RecordReader {
-    pub(crate) fn new(index: &RecordIndex) -> Result<Self, IndexError> {
+    /// A reader of `index`, whose `fields` the caller resolved.
+    pub(crate) fn new(index: &Index, fields: Fields) -> Result<Self, IndexError> {
         let reader = index
-            .index
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
         let default_fields = DEFAULT_SEARCH_FIELDS
             .iter()
-            .filter_map(|name| index.index.schema().get_field(name).ok())
+            .filter_map(|name| index.schema().get_field(name).ok())
             .collect();
-        let mut parser = QueryParser::for_index(&index.index, default_fields);
+        let mut parser = QueryParser::for_index(index, default_fields);
         parser.set_conjunction_by_default();
         Ok(Self {
             reader,
-            fields: index.fields.clone(),
+            fields,
             parser,
         })
     }
@@ -190,6 +192,7 @@ mod tests {
     use causeway_model::{CorrelationId, Stage};
 
     use super::*;
+    use crate::RecordIndex;
 
     fn record(micros: i64, correlation: &str, message: &str) -> Record {
         let mut r = Record::new(Timestamp::from_micros(micros), "payment", message);

@@ -1,246 +1,397 @@
-//! The schema (version [`SCHEMA_VERSION`]) and record -> document mapping.
+//! The schema (version [`SCHEMA_VERSION`]) and record -> document mapping,
+//! derived from the record's declared fields ([`RecordField`],
+//! [`NestedField`] in the model).
 //!
-//! Identifier fields are untokenized (`STRING`) so a term query finds an
-//! exact id; free text (`message`, `error_message`, the raw text of
-//! malformed lines) is tokenized; `attributes` is a JSON field so that
-//! `attributes.order_id:1234` works. `flow` holds the flow key (correlation
-//! id, or trace id when there is none) as a fast field for grouping.
+//! Each field is indexed by its kind: keywords untokenized (`STRING`) so a
+//! term query finds an exact id, text tokenized (`TEXT`), times as an i64
+//! fast field of microseconds named `<name>_us`, the free-form `attributes`
+//! as a JSON field (`attributes.order_id:1234`), a nested field as a
+//! `"true"` flag under its own name with its subfields indexed on their
+//! own; numbers are not indexed yet. Besides the record's fields, `flow`
+//! holds the flow key (correlation id, or trace id when there is none) as a
+//! fast field for grouping, and `_source` the whole record as JSON.
+//!
+//! This module only describes: it opens nothing, reads and writes nothing
+//! (that is `record_index.rs`), and imports neither the reader nor the
+//! writer.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::borrow::Cow;
 
-use causeway_model::Record;
+use causeway_model::{FieldKind, FieldValue, NestedField, Record, RecordField};
 use tantivy::schema::{
     FAST, Field, INDEXED, JsonObjectOptions, STORED, STRING, Schema, TEXT, TextFieldIndexing,
 };
-use tantivy::{Index, TantivyDocument};
+use tantivy::{TantivyDocument, TantivyError};
 
 use crate::error::IndexError;
-use crate::reader::RecordReader;
-use crate::writer::RecordWriter;
 
 /// The version of the schema below. Bump it with any change to fields or
-/// their options.
+/// their options, and add `schemas/v<version>.json` (the test
+/// `the_schema_is_the_one_its_version_names` says so when it is due).
 pub const SCHEMA_VERSION: u32 = 1;
 
-const VERSION_FILE: &str = "causeway-index.json";
+/// The field holding the flow key.
+const FLOW: &str = "flow";
+/// The field holding the whole record as JSON.
+const SOURCE: &str = "_source";
 
-/// Fields searched when a query names none.
-pub const DEFAULT_SEARCH_FIELDS: [&str; 3] = ["message", "error_message", "raw"];
-
-/// The untokenized string fields, in record order.
-pub(crate) const KEYWORD_FIELDS: [&str; 15] = [
-    "service",
-    "instance",
-    "level",
-    "stage",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "correlation_id",
-    "causation_id",
-    "event_id",
-    "event_type",
-    "messaging_system",
-    "destination",
-    "consumer_group",
-    "error_type",
-];
-
-#[derive(Debug, Clone)]
-pub(crate) struct Fields {
-    pub timestamp_us: Field,
-    pub flow: Field,
-    pub keywords: [Field; KEYWORD_FIELDS.len()],
-    pub message: Field,
-    pub error_message: Field,
-    pub raw: Field,
-    pub malformed: Field,
-    pub attributes: Field,
-    pub source: Field,
+/// How the index holds one record field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Indexed {
+    /// Only inside `_source`: read back, never searched.
+    SourceOnly,
+    /// Untokenized: a term query finds the exact value.
+    Keyword,
+    /// Tokenized: searched by words; the default search fields.
+    Text,
+    /// Microseconds as an indexed i64 fast field named `<name>_us`.
+    Micros,
+    /// A JSON field, searched by path.
+    Json,
+    /// `"true"` when the field is present; its subfields go on their own.
+    Flag,
 }
 
-fn build_schema() -> (Schema, Fields) {
+const fn by_kind(kind: FieldKind) -> Indexed {
+    match kind {
+        FieldKind::Keyword => Indexed::Keyword,
+        FieldKind::Text => Indexed::Text,
+        FieldKind::Time => Indexed::Micros,
+        // A numeric field (`duration_us:>1000`) is a schema change of its
+        // own, for a later version.
+        FieldKind::Number => Indexed::SourceOnly,
+        FieldKind::Object => Indexed::Json,
+        FieldKind::Nested => Indexed::Flag,
+    }
+}
+
+/// How a top-level record field is indexed: by its kind.
+pub(crate) const fn indexed(field: RecordField) -> Indexed {
+    by_kind(field.kind())
+}
+
+/// How a subfield of a nested field is indexed, decided per subfield.
+pub(crate) const fn nested_indexed(field: NestedField) -> Indexed {
+    match field {
+        NestedField::MalformedRaw => by_kind(field.kind()),
+        // One of a few parser messages; `malformed:true` finds the records
+        // and `_source` has the reason.
+        NestedField::MalformedReason => Indexed::SourceOnly,
+    }
+}
+
+const fn count_text_fields() -> usize {
+    let mut count = 0;
+    let mut i = 0;
+    while i < RecordField::COUNT {
+        if matches!(indexed(RecordField::ALL[i]), Indexed::Text) {
+            count += 1;
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < NestedField::COUNT {
+        if matches!(nested_indexed(NestedField::ALL[i]), Indexed::Text) {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+}
+
+const TEXT_FIELD_COUNT: usize = count_text_fields();
+
+const fn text_field_names() -> [&'static str; TEXT_FIELD_COUNT] {
+    let mut names = [""; TEXT_FIELD_COUNT];
+    let mut next = 0;
+    let mut i = 0;
+    while i < RecordField::COUNT {
+        let field = RecordField::ALL[i];
+        if matches!(indexed(field), Indexed::Text) {
+            names[next] = field.name();
+            next += 1;
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < NestedField::COUNT {
+        let field = NestedField::ALL[i];
+        if matches!(nested_indexed(field), Indexed::Text) {
+            names[next] = field.name();
+            next += 1;
+        }
+        i += 1;
+    }
+    names
+}
+
+/// Fields searched when a query names none: every field indexed as text,
+/// record fields first, in declaration order.
+pub const DEFAULT_SEARCH_FIELDS: [&str; TEXT_FIELD_COUNT] = text_field_names();
+
+/// The index field name of a record or nested field (times get `_us`).
+fn index_name(name: &'static str, indexed: Indexed) -> Cow<'static, str> {
+    match indexed {
+        Indexed::Micros => Cow::Owned(format!("{name}_us")),
+        _ => Cow::Borrowed(name),
+    }
+}
+
+/// Adds the field to the builder if it is indexed at all.
+fn add_field(
+    b: &mut tantivy::schema::SchemaBuilder,
+    name: &str,
+    indexed: Indexed,
+) -> Option<Field> {
+    Some(match indexed {
+        Indexed::SourceOnly => return None,
+        Indexed::Keyword | Indexed::Flag => b.add_text_field(name, STRING),
+        Indexed::Text => b.add_text_field(name, TEXT),
+        Indexed::Micros => b.add_i64_field(name, INDEXED | FAST),
+        Indexed::Json => b.add_json_field(
+            name,
+            JsonObjectOptions::default()
+                .set_indexing_options(TextFieldIndexing::default().set_tokenizer("default")),
+        ),
+    })
+}
+
+/// The schema of version [`SCHEMA_VERSION`].
+pub(crate) fn build_schema() -> Schema {
     let mut b = Schema::builder();
-    let timestamp_us = b.add_i64_field("timestamp_us", INDEXED | FAST);
-    let flow = b.add_text_field("flow", STRING | FAST);
-    let keywords = KEYWORD_FIELDS.map(|name| b.add_text_field(name, STRING));
-    let message = b.add_text_field("message", TEXT);
-    let error_message = b.add_text_field("error_message", TEXT);
-    let raw = b.add_text_field("raw", TEXT);
-    let malformed = b.add_text_field("malformed", STRING);
-    let attributes = b.add_json_field(
-        "attributes",
-        JsonObjectOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer("default")),
-    );
-    let source = b.add_text_field("_source", STORED);
-    let fields = Fields {
-        timestamp_us,
-        flow,
-        keywords,
-        message,
-        error_message,
-        raw,
-        malformed,
-        attributes,
-        source,
-    };
-    (b.build(), fields)
+    for field in RecordField::ALL {
+        let indexed = indexed(field);
+        add_field(&mut b, &index_name(field.name(), indexed), indexed);
+    }
+    for field in NestedField::ALL {
+        let indexed = nested_indexed(field);
+        add_field(&mut b, &index_name(field.name(), indexed), indexed);
+    }
+    b.add_text_field(FLOW, STRING | FAST);
+    b.add_text_field(SOURCE, STORED);
+    b.build()
+}
+
+/// The handles of an opened index's fields, found by name.
+#[derive(Debug, Clone)]
+pub(crate) struct Fields {
+    pub flow: Field,
+    pub source: Field,
+    record: [Option<Field>; RecordField::COUNT],
+    nested: [Option<Field>; NestedField::COUNT],
 }
 
 impl Fields {
+    /// Finds every field of [`build_schema`] in `schema` (an opened index's)
+    /// by name, and refuses one whose options differ: such an index was
+    /// written by a build that changed the schema without a new version.
+    pub(crate) fn resolve(schema: &Schema) -> Result<Self, IndexError> {
+        let expected = build_schema();
+        let find = |name: &str| -> Result<Field, IndexError> {
+            let mismatch = |what: &str| {
+                IndexError::Tantivy(TantivyError::SchemaError(format!(
+                    "index field {name:?} {what} in schema version {SCHEMA_VERSION}"
+                )))
+            };
+            let field = schema.get_field(name).map_err(|_| mismatch("is missing"))?;
+            let wanted = expected
+                .get_field(name)
+                .map_err(|_| mismatch("is not declared"))?;
+            if schema.get_field_entry(field) != expected.get_field_entry(wanted) {
+                return Err(mismatch("has other options than"));
+            }
+            Ok(field)
+        };
+        let mut record = [None; RecordField::COUNT];
+        for field in RecordField::ALL {
+            let indexed = indexed(field);
+            if indexed != Indexed::SourceOnly {
+                record[field.index()] = Some(find(&index_name(field.name(), indexed))?);
+            }
+        }
+        let mut nested = [None; NestedField::COUNT];
+        for field in NestedField::ALL {
+            let indexed = nested_indexed(field);
+            if indexed != Indexed::SourceOnly {
+                nested[field.index()] = Some(find(&index_name(field.name(), indexed))?);
+            }
+        }
+        Ok(Self {
+            flow: find(FLOW)?,
+            source: find(SOURCE)?,
+            record,
+            nested,
+        })
+    }
+
+    /// The untokenized index field of a keyword record field, by name.
     pub(crate) fn keyword(&self, name: &str) -> Option<Field> {
-        KEYWORD_FIELDS
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| self.keywords[i])
+        let field = RecordField::from_name(name)?;
+        match indexed(field) {
+            Indexed::Keyword => self.record[field.index()],
+            _ => None,
+        }
     }
 
     pub(crate) fn document(&self, record: &Record) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
-        doc.add_i64(self.timestamp_us, record.timestamp.as_micros());
-        if let Some(flow) = record.flow_key() {
-            doc.add_text(self.flow, flow);
-        }
-        let values: [Option<String>; KEYWORD_FIELDS.len()] = [
-            Some(record.service.clone()),
-            record.instance.clone(),
-            Some(record.level.as_str().to_owned()),
-            Some(record.stage.as_str().to_owned()),
-            record.trace_id.map(|v| v.to_string()),
-            record.span_id.map(|v| v.to_string()),
-            record.parent_span_id.map(|v| v.to_string()),
-            record.correlation_id.as_ref().map(|v| v.to_string()),
-            record.causation_id.as_ref().map(|v| v.to_string()),
-            record.event_id.as_ref().map(|v| v.to_string()),
-            record.event_type.clone(),
-            record.messaging_system.clone(),
-            record.destination.clone(),
-            record.consumer_group.clone(),
-            record.error_type.clone(),
-        ];
-        for (field, value) in self.keywords.iter().zip(values) {
-            if let Some(value) = value {
-                doc.add_text(*field, value);
+        for field in RecordField::ALL {
+            if let Some(target) = self.record[field.index()] {
+                add_value(&mut doc, target, indexed(field), record.field(field));
             }
         }
-        doc.add_text(self.message, &record.message);
-        if let Some(error) = &record.error_message {
-            doc.add_text(self.error_message, error);
+        for field in NestedField::ALL {
+            if let Some(target) = self.nested[field.index()] {
+                add_value(
+                    &mut doc,
+                    target,
+                    nested_indexed(field),
+                    record.nested_field(field),
+                );
+            }
         }
-        if let Some(malformed) = &record.malformed {
-            doc.add_text(self.raw, &malformed.raw);
-            doc.add_text(self.malformed, "true");
-        }
-        if !record.attributes.is_empty() {
-            doc.add_object(
-                self.attributes,
-                record
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect(),
-            );
+        if let Some(flow) = record.flow_key() {
+            doc.add_text(self.flow, flow);
         }
         doc.add_text(self.source, record.to_json_line());
         doc
     }
 }
 
-/// An opened index directory.
-#[derive(Clone)]
-pub struct RecordIndex {
-    pub(crate) index: Index,
-    pub(crate) fields: Fields,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for RecordIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordIndex")
-            .field("path", &self.path)
-            .finish()
+fn add_value(doc: &mut TantivyDocument, target: Field, indexed: Indexed, value: FieldValue<'_>) {
+    match (indexed, value) {
+        (_, FieldValue::Absent) | (Indexed::SourceOnly, _) => {}
+        (Indexed::Keyword | Indexed::Text, FieldValue::Str(s)) => doc.add_text(target, s),
+        (Indexed::Micros, FieldValue::Time(t)) => doc.add_i64(target, t.as_micros()),
+        (Indexed::Json, FieldValue::Object(map)) => doc.add_object(
+            target,
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
+        ),
+        (Indexed::Flag, FieldValue::Nested) => doc.add_text(target, "true"),
+        // The model's tests tie each kind to its value variant, and
+        // `by_kind` ties each kind to its indexing, so this is unreachable;
+        // `every_indexed_field_of_a_full_record_is_in_its_document` checks.
+        (indexed, value) => debug_assert!(false, "{indexed:?} cannot hold {value:?}"),
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
-    move |source| IndexError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
 
-fn check_version(dir: &Path) -> Result<(), IndexError> {
-    let path = dir.join(VERSION_FILE);
-    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
-    let found = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("schema_version")?.as_u64())
-        .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(0);
-    if found != SCHEMA_VERSION {
-        return Err(IndexError::SchemaVersion {
-            path: dir.to_owned(),
-            found,
-            expected: SCHEMA_VERSION,
+    use causeway_model::{CorrelationId, EventId, Level, Malformed, Stage, Timestamp};
+    use serde_json::Value;
+    use tantivy::schema::Value as _;
+
+    use super::*;
+
+    /// The schema as JSON, its fields sorted by name (their order is not
+    /// part of the schema: fields are found by name).
+    fn sorted(schema: Value) -> Vec<Value> {
+        let mut fields = schema.as_array().cloned().unwrap_or_default();
+        fields.sort_by_key(|f| f["name"].as_str().unwrap_or_default().to_owned());
+        fields
+    }
+
+    #[test]
+    fn the_schema_is_the_one_its_version_names() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(format!("v{SCHEMA_VERSION}.json"));
+        let pinned = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; a new version writes its schema", path.display()));
+        let pinned = sorted(serde_json::from_str(&pinned).unwrap());
+        let built = sorted(serde_json::to_value(build_schema()).unwrap());
+        assert!(
+            built == pinned,
+            "the schema is not the one of version {SCHEMA_VERSION}: bump SCHEMA_VERSION and \
+             write schemas/v<new>.json (keep the old files)\nbuilt: {}",
+            serde_json::to_string_pretty(&built).unwrap()
+        );
+    }
+
+    #[test]
+    fn default_search_fields_are_the_text_fields() {
+        assert_eq!(DEFAULT_SEARCH_FIELDS, ["message", "error_message", "raw"]);
+        let schema = build_schema();
+        for name in DEFAULT_SEARCH_FIELDS {
+            let field = schema.get_field(name).unwrap();
+            let indexing = schema
+                .get_field_entry(field)
+                .field_type()
+                .get_index_record_option();
+            assert_eq!(
+                indexing,
+                Some(tantivy::schema::IndexRecordOption::WithFreqsAndPositions),
+                "{name} is tokenized"
+            );
+        }
+    }
+
+    fn full_record() -> Record {
+        let mut r = Record::new(Timestamp::from_micros(42), "payment", "card declined");
+        r.level = Level::Error;
+        r.stage = Stage::Failed;
+        r.instance = Some("pod-1".into());
+        r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap());
+        r.span_id = Some("00f067aa0ba902b7".parse().unwrap());
+        r.parent_span_id = Some("00f067aa0ba902b8".parse().unwrap());
+        r.correlation_id = Some(CorrelationId::new("order-1").unwrap());
+        r.causation_id = Some(EventId::new("ev-1").unwrap());
+        r.event_id = Some(EventId::new("ev-2").unwrap());
+        r.event_type = Some("PaymentFailed".into());
+        r.messaging_system = Some("inproc".into());
+        r.destination = Some("payments".into());
+        r.consumer_group = Some("payment".into());
+        r.duration_us = Some(7);
+        r.error_type = Some("CardDeclined".into());
+        r.error_message = Some("insufficient funds".into());
+        r.attributes.insert("order_id".into(), 1234.into());
+        r.malformed = Some(Malformed {
+            raw: "{oops".into(),
+            reason: "not JSON".into(),
         });
+        r
     }
-    Ok(())
-}
 
-impl RecordIndex {
-    /// Opens the index in `dir`, creating the directory and an empty index
-    /// if there is none. For the collector.
-    pub fn open_or_create(dir: &Path) -> Result<Self, IndexError> {
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
-        if dir.join("meta.json").exists() {
-            return Self::open_existing(dir);
+    #[test]
+    fn every_indexed_field_of_a_full_record_is_in_its_document() {
+        let schema = build_schema();
+        let fields = Fields::resolve(&schema).unwrap();
+        let record = full_record();
+        for field in RecordField::ALL {
+            assert!(!record.field(field).is_absent(), "{field:?} not set");
         }
-        // The version file goes first: readers take `meta.json` as the sign
-        // that an index exists, and must then find its version.
-        let version = format!("{{\"schema_version\":{SCHEMA_VERSION}}}\n");
-        let path = dir.join(VERSION_FILE);
-        fs::write(&path, version).map_err(io_error(&path))?;
-        let (schema, fields) = build_schema();
-        let index = Index::create_in_dir(dir, schema)?;
-        Ok(Self {
-            index,
-            fields,
-            path: dir.to_owned(),
-        })
-    }
-
-    /// Opens an existing index; fails with [`IndexError::Missing`] if there
-    /// is none. For query, which never creates or writes.
-    pub fn open_existing(dir: &Path) -> Result<Self, IndexError> {
-        if !dir.join("meta.json").exists() {
-            return Err(IndexError::Missing {
-                path: dir.to_owned(),
-            });
+        let doc = fields.document(&record);
+        for (field, _) in schema.fields() {
+            assert!(
+                doc.get_first(field).is_some(),
+                "{} has no value",
+                schema.get_field_name(field)
+            );
         }
-        check_version(dir)?;
-        let index = Index::open_in_dir(dir)?;
-        let (_, fields) = build_schema();
-        Ok(Self {
-            index,
-            fields,
-            path: dir.to_owned(),
-        })
+        let keyword = |name| doc.get_first(fields.keyword(name).unwrap())?.as_str();
+        assert_eq!(keyword("span_id"), Some("00f067aa0ba902b7"));
+        assert_eq!(keyword("level"), Some("ERROR"));
+        assert_eq!(keyword("stage"), Some("failed"));
+        assert_eq!(fields.keyword("message"), None, "text is not a keyword");
+        let timestamp = schema.get_field("timestamp_us").unwrap();
+        assert_eq!(doc.get_first(timestamp).and_then(|v| v.as_i64()), Some(42));
     }
 
-    /// The index directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The single writer. `heap_bytes` is tantivy's indexing memory budget.
-    pub fn writer(&self, heap_bytes: usize) -> Result<RecordWriter, IndexError> {
-        RecordWriter::new(self, heap_bytes)
-    }
-
-    /// A reader that picks up new commits by itself (within about a second).
-    pub fn reader(&self) -> Result<RecordReader, IndexError> {
-        RecordReader::new(self)
+    #[test]
+    fn an_index_whose_field_options_differ_is_refused() {
+        let mut b = Schema::builder();
+        for (_, entry) in build_schema().fields() {
+            if entry.name() == "service" {
+                b.add_text_field("service", TEXT);
+            } else {
+                b.add_field(entry.clone());
+            }
+        }
+        let error = Fields::resolve(&b.build()).unwrap_err();
+        assert!(error.to_string().contains("\"service\""), "{error}");
     }
 }

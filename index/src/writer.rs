@@ -2,12 +2,13 @@
 //! allows one per index and locks the directory to enforce it.
 //!
 //! Commits block (they fsync): callers run them off the async runtime.
+//! This module imports the schema only; it never opens an index itself.
 
 use causeway_model::Record;
-use tantivy::IndexWriter;
+use tantivy::{Index, IndexWriter};
 
 use crate::error::IndexError;
-use crate::schema::{Fields, RecordIndex};
+use crate::schema::Fields;
 
 /// The index writer.
 pub struct RecordWriter {
@@ -25,10 +26,15 @@ impl std::fmt::Debug for RecordWriter {
 }
 
 impl RecordWriter {
-    pub(crate) fn new(index: &RecordIndex, heap_bytes: usize) -> Result<Self, IndexError> {
+    /// The writer of `index`, whose `fields` the caller resolved.
+    pub(crate) fn new(
+        index: &Index,
+        fields: Fields,
+        heap_bytes: usize,
+    ) -> Result<Self, IndexError> {
         Ok(Self {
-            writer: index.index.writer(heap_bytes)?,
-            fields: index.fields.clone(),
+            writer: index.writer(heap_bytes)?,
+            fields,
             uncommitted: 0,
         })
     }

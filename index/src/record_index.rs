@@ -1,0 +1,147 @@
+//! [`RecordIndex`]: opening an index directory (creating it for the
+//! collector, only opening it for query), refusing a schema version this
+//! build does not know, and handing out the writer and readers.
+//!
+//! It imports the schema, the reader and the writer; none of them imports
+//! it, so the crate's modules form no circle. It does not search or add
+//! records itself.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tantivy::Index;
+
+use crate::error::IndexError;
+use crate::reader::RecordReader;
+use crate::schema::{Fields, SCHEMA_VERSION, build_schema};
+use crate::writer::RecordWriter;
+
+/// The file beside the index that names its schema version.
+const VERSION_FILE: &str = "causeway-index.json";
+
+/// An opened index directory.
+#[derive(Clone)]
+pub struct RecordIndex {
+    index: Index,
+    fields: Fields,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RecordIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordIndex")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
+    move |source| IndexError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn check_version(dir: &Path) -> Result<(), IndexError> {
+    let path = dir.join(VERSION_FILE);
+    let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+    let found = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("schema_version")?.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0);
+    if found != SCHEMA_VERSION {
+        return Err(IndexError::SchemaVersion {
+            path: dir.to_owned(),
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+impl RecordIndex {
+    /// Opens the index in `dir`, creating the directory and an empty index
+    /// if there is none. For the collector.
+    pub fn open_or_create(dir: &Path) -> Result<Self, IndexError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        if dir.join("meta.json").exists() {
+            return Self::open_existing(dir);
+        }
+        // The version file goes first: readers take `meta.json` as the sign
+        // that an index exists, and must then find its version.
+        let version = format!("{{\"schema_version\":{SCHEMA_VERSION}}}\n");
+        let path = dir.join(VERSION_FILE);
+        fs::write(&path, version).map_err(io_error(&path))?;
+        let index = Index::create_in_dir(dir, build_schema())?;
+        Self::with_fields(index, dir)
+    }
+
+    /// Opens an existing index; fails with [`IndexError::Missing`] if there
+    /// is none. For query, which never creates or writes.
+    pub fn open_existing(dir: &Path) -> Result<Self, IndexError> {
+        if !dir.join("meta.json").exists() {
+            return Err(IndexError::Missing {
+                path: dir.to_owned(),
+            });
+        }
+        check_version(dir)?;
+        Self::with_fields(Index::open_in_dir(dir)?, dir)
+    }
+
+    /// Finds the fields in the index's own schema, by name.
+    fn with_fields(index: Index, dir: &Path) -> Result<Self, IndexError> {
+        let fields = Fields::resolve(&index.schema())?;
+        Ok(Self {
+            index,
+            fields,
+            path: dir.to_owned(),
+        })
+    }
+
+    /// The index directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The single writer. `heap_bytes` is tantivy's indexing memory budget.
+    pub fn writer(&self, heap_bytes: usize) -> Result<RecordWriter, IndexError> {
+        RecordWriter::new(&self.index, self.fields.clone(), heap_bytes)
+    }
+
+    /// A reader that picks up new commits by itself (within about a second).
+    pub fn reader(&self) -> Result<RecordReader, IndexError> {
+        RecordReader::new(&self.index, self.fields.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_model::{Record, Timestamp};
+
+    use super::*;
+
+    #[test]
+    fn an_index_reopens_with_its_fields_and_a_wrong_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = index.writer(15_000_000).unwrap();
+        writer
+            .add(&Record::new(Timestamp::from_micros(1), "a", "hello"))
+            .unwrap();
+        writer.commit().unwrap();
+        drop(writer);
+        let reopened = RecordIndex::open_existing(dir.path()).unwrap();
+        assert_eq!(reopened.reader().unwrap().record_count(), 1);
+
+        fs::write(dir.path().join(VERSION_FILE), "{\"schema_version\":2}").unwrap();
+        assert!(matches!(
+            RecordIndex::open_or_create(dir.path()),
+            Err(IndexError::SchemaVersion {
+                found: 2,
+                expected: SCHEMA_VERSION,
+                ..
+            })
+        ));
+    }
+}
