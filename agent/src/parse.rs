@@ -1,5 +1,7 @@
-//! Turning one log line into a [`Record`]: our own field names first, then
-//! a few common aliases, everything else kept as attributes.
+//! Turning one log line into a [`Record`]: our own field names first (the
+//! model's [`RecordField`] names), then a few common aliases, everything
+//! else kept as attributes. Each declared field is read by an exhaustive
+//! `match`, so a new field does not compile until it is read here.
 //!
 //! Parsing never fails and never drops what it was given: a line that is
 //! not a JSON object becomes a malformed record holding the (cut) raw text,
@@ -9,18 +11,36 @@
 
 use causeway_model::wire::cut_raw;
 use causeway_model::{
-    CorrelationId, EventId, Level, Malformed, Record, SpanId, Timestamp, TraceId,
+    CorrelationId, EventId, Level, Malformed, Record, RecordField, SpanId, Timestamp, TraceId,
 };
 use serde_json::{Map, Value};
 
-/// Keys read as the timestamp, first present wins.
-const TIMESTAMP_KEYS: &[&str] = &["timestamp", "time", "ts", "@timestamp"];
-/// Keys read as the level, first present wins.
-const LEVEL_KEYS: &[&str] = &["level", "severity", "lvl"];
-/// Keys read as the message, first present wins.
-const MESSAGE_KEYS: &[&str] = &["message", "msg"];
-/// Keys read as the service name, first present wins.
-const SERVICE_KEYS: &[&str] = &["service", "service.name"];
+/// Keys read for a field when its own name is absent, first present wins.
+fn aliases(field: RecordField) -> &'static [&'static str] {
+    match field {
+        RecordField::Timestamp => &["time", "ts", "@timestamp"],
+        RecordField::Level => &["severity", "lvl"],
+        RecordField::Service => &["service.name"],
+        RecordField::Message => &["msg"],
+        RecordField::Instance
+        | RecordField::Stage
+        | RecordField::TraceId
+        | RecordField::SpanId
+        | RecordField::ParentSpanId
+        | RecordField::CorrelationId
+        | RecordField::CausationId
+        | RecordField::EventId
+        | RecordField::EventType
+        | RecordField::MessagingSystem
+        | RecordField::Destination
+        | RecordField::ConsumerGroup
+        | RecordField::DurationUs
+        | RecordField::ErrorType
+        | RecordField::ErrorMessage
+        | RecordField::Attributes
+        | RecordField::Malformed => &[],
+    }
+}
 /// The attribute holding, per invalid key, why its value was not used.
 pub(crate) const INVALID_REASONS: &str = "invalid.reasons";
 
@@ -80,34 +100,35 @@ impl Mapper {
         }
     }
 
-    /// Removes and returns the first of `keys` present with a value other
-    /// than `null` or `""`. Later aliases stay behind as attributes.
-    fn take(&mut self, keys: &[&str]) -> Option<(String, Value)> {
-        for key in keys {
-            match self.fields.get(*key) {
+    /// Removes and returns the field's own key or else the first of its
+    /// aliases present with a value other than `null` or `""`. Later
+    /// aliases stay behind as attributes.
+    fn take(&mut self, field: RecordField) -> Option<(String, Value)> {
+        for key in std::iter::once(field.name()).chain(aliases(field).iter().copied()) {
+            match self.fields.get(key) {
                 None => continue,
                 Some(Value::Null) => {
-                    self.fields.remove(*key);
+                    self.fields.remove(key);
                 }
                 Some(Value::String(s)) if s.is_empty() => {
-                    self.fields.remove(*key);
+                    self.fields.remove(key);
                 }
                 Some(_) => {
-                    return self.fields.remove_entry(*key);
+                    return self.fields.remove_entry(key);
                 }
             }
         }
         None
     }
 
-    /// Reads the first present key with `read`; an `Err` keeps the raw
-    /// value under `invalid.<key>` and yields `None`.
+    /// Reads the field's first present key with `read`; an `Err` keeps the
+    /// raw value under `invalid.<key>` and yields `None`.
     fn field<T>(
         &mut self,
-        keys: &[&str],
+        field: RecordField,
         read: impl FnOnce(&Value) -> Result<T, String>,
     ) -> Option<T> {
-        let (key, value) = self.take(keys)?;
+        let (key, value) = self.take(field)?;
         match read(&value) {
             Ok(parsed) => Some(parsed),
             Err(reason) => {
@@ -119,51 +140,76 @@ impl Mapper {
     }
 
     fn into_record(mut self, fallback_service: &str, read_at: Timestamp) -> Record {
-        let timestamp = self
-            .field(TIMESTAMP_KEYS, read_timestamp)
-            .unwrap_or(read_at);
-        let service = self
-            .field(SERVICE_KEYS, read_string)
-            .unwrap_or_else(|| fallback_service.to_owned());
-        let message = self
-            .field(MESSAGE_KEYS, |v| Ok(read_text(v)))
-            .unwrap_or_default();
-        let mut record = Record::new(timestamp, service, message);
-        if let Some(level) = self.field(LEVEL_KEYS, read_level) {
-            record.level = level;
+        let mut record = Record::new(read_at, fallback_service, "");
+        let mut nested = None;
+        for field in RecordField::ALL {
+            match field {
+                RecordField::Timestamp => {
+                    if let Some(timestamp) = self.field(field, read_timestamp) {
+                        record.timestamp = timestamp;
+                    }
+                }
+                RecordField::Level => {
+                    if let Some(level) = self.field(field, read_level) {
+                        record.level = level;
+                    }
+                }
+                RecordField::Service => {
+                    if let Some(service) = self.field(field, read_string) {
+                        record.service = service;
+                    }
+                }
+                RecordField::Instance => record.instance = self.field(field, read_scalar_text),
+                RecordField::Message => {
+                    record.message = self.field(field, |v| Ok(read_text(v))).unwrap_or_default();
+                }
+                RecordField::Stage => {
+                    if let Some(stage) = self.field(field, |v| {
+                        read_string(v)?.parse().map_err(|e| format!("{e}"))
+                    }) {
+                        record.stage = stage;
+                    }
+                }
+                RecordField::TraceId => record.trace_id = self.field(field, read_parsed::<TraceId>),
+                RecordField::SpanId => record.span_id = self.field(field, read_parsed::<SpanId>),
+                RecordField::ParentSpanId => {
+                    record.parent_span_id = self.field(field, read_parsed::<SpanId>);
+                }
+                RecordField::CorrelationId => {
+                    record.correlation_id = self.field(field, |v| {
+                        CorrelationId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
+                    });
+                }
+                RecordField::CausationId => record.causation_id = self.field(field, read_event_id),
+                RecordField::EventId => record.event_id = self.field(field, read_event_id),
+                RecordField::EventType => record.event_type = self.field(field, read_scalar_text),
+                RecordField::MessagingSystem => {
+                    record.messaging_system = self.field(field, read_scalar_text);
+                }
+                RecordField::Destination => {
+                    record.destination = self.field(field, read_scalar_text);
+                }
+                RecordField::ConsumerGroup => {
+                    record.consumer_group = self.field(field, read_scalar_text);
+                }
+                RecordField::DurationUs => record.duration_us = self.field(field, read_duration),
+                RecordField::ErrorType => record.error_type = self.field(field, read_scalar_text),
+                RecordField::ErrorMessage => {
+                    record.error_message = self.field(field, read_scalar_text);
+                }
+                RecordField::Attributes => {
+                    nested = self.field(field, |v| match v {
+                        Value::Object(map) => Ok(map.clone()),
+                        other => Err(format!("expected an object, found {}", kind(other))),
+                    });
+                }
+                RecordField::Malformed => {
+                    record.malformed = self.field(field, |v| {
+                        serde_json::from_value::<Malformed>(v.clone()).map_err(|e| e.to_string())
+                    });
+                }
+            }
         }
-        if let Some(stage) = self.field(&["stage"], |v| {
-            read_string(v)?.parse().map_err(|e| format!("{e}"))
-        }) {
-            record.stage = stage;
-        }
-        record.instance = self.field(&["instance"], read_scalar_text);
-        record.trace_id = self.field(&["trace_id"], read_parsed::<TraceId>);
-        record.span_id = self.field(&["span_id"], read_parsed::<SpanId>);
-        record.parent_span_id = self.field(&["parent_span_id"], read_parsed::<SpanId>);
-        record.correlation_id = self.field(&["correlation_id"], |v| {
-            CorrelationId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
-        });
-        record.causation_id = self.field(&["causation_id"], |v| {
-            EventId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
-        });
-        record.event_id = self.field(&["event_id"], |v| {
-            EventId::new(read_scalar_text(v)?).map_err(|e| e.to_string())
-        });
-        record.event_type = self.field(&["event_type"], read_scalar_text);
-        record.messaging_system = self.field(&["messaging_system"], read_scalar_text);
-        record.destination = self.field(&["destination"], read_scalar_text);
-        record.consumer_group = self.field(&["consumer_group"], read_scalar_text);
-        record.duration_us = self.field(&["duration_us"], read_duration);
-        record.error_type = self.field(&["error_type"], read_scalar_text);
-        record.error_message = self.field(&["error_message"], read_scalar_text);
-        record.malformed = self.field(&["malformed"], |v| {
-            serde_json::from_value::<Malformed>(v.clone()).map_err(|e| e.to_string())
-        });
-        let nested = self.field(&["attributes"], |v| match v {
-            Value::Object(map) => Ok(map.clone()),
-            other => Err(format!("expected an object, found {}", kind(other))),
-        });
 
         // Everything not recognised, then the line's own `attributes`, then
         // what could not be used. Nothing the line said is dropped.
@@ -207,6 +253,10 @@ fn read_text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+fn read_event_id(value: &Value) -> Result<EventId, String> {
+    EventId::new(read_scalar_text(value)?).map_err(|e| e.to_string())
 }
 
 fn read_parsed<T>(value: &Value) -> Result<T, String>
@@ -345,6 +395,15 @@ mod tests {
         record.error_type = Some("CardDeclined".into());
         record.error_message = Some("insufficient funds".into());
         record.attributes.insert("amount".into(), json!(125));
+        record.malformed = Some(Malformed {
+            raw: "{oops".into(),
+            reason: "not JSON".into(),
+        });
+        let unset: Vec<_> = RecordField::ALL
+            .into_iter()
+            .filter(|field| record.field(*field).is_absent())
+            .collect();
+        assert!(unset.is_empty(), "set {unset:?} too, so they are read back");
         let parsed = parse_line(&record.to_json_line(), "file-stem", read_at());
         assert_eq!(parsed, record);
     }
