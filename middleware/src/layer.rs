@@ -11,12 +11,17 @@
 //! once when the span is created: no `Record` is built and, once warm, no
 //! allocation is made per event beyond what formatting the message needs.
 //! The layer never panics and never blocks on anything but the sink's lock.
+//!
+//! Every key it writes is a name the model declares ([`RecordField`]);
+//! which record fields a lifecycle event may set and which span fields
+//! carry a flow's ids are exhaustive `match`es over `RecordField`, so a new
+//! field does not compile until it is decided here.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write as _;
 
-use causeway_model::Timestamp;
+use causeway_model::{Level, RecordField, Stage, Timestamp};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record as SpanRecord};
@@ -57,6 +62,15 @@ impl<S: RecordSink> RecordLayer<S> {
     }
 }
 
+/// Record field names the layer writes or looks at itself.
+const TIMESTAMP: &str = RecordField::Timestamp.name();
+const LEVEL: &str = RecordField::Level.name();
+const SERVICE: &str = RecordField::Service.name();
+const INSTANCE: &str = RecordField::Instance.name();
+const MESSAGE: &str = RecordField::Message.name();
+const STAGE: &str = RecordField::Stage.name();
+const ATTRIBUTES: &str = RecordField::Attributes.name();
+
 /// The flow fields of a `causeway.handle` span, kept in its extensions:
 /// the values under record names, and the same serialized once as a JSON
 /// fragment (`,"trace_id":"...",...`, without `service`).
@@ -72,12 +86,12 @@ impl SpanFlow {
         self.values.extend(values);
         self.service = self
             .values
-            .get("service")
+            .get(SERVICE)
             .and_then(Value::as_str)
             .map(str::to_owned);
         self.fragment.clear();
         for (name, value) in &self.values {
-            if name == "service" {
+            if name == SERVICE {
                 continue;
             }
             self.fragment.push(b',');
@@ -93,23 +107,42 @@ impl SpanFlow {
 #[derive(Default)]
 struct SpanFields(Map<String, Value>);
 
-/// The handler span's fields under the record's names: OpenTelemetry's
-/// messaging attributes and causeway's own `causeway.*` fields.
-fn record_name(field: &str) -> Option<&'static str> {
+/// The field of the handler span that carries a record field into the
+/// handler's ordinary log lines: OpenTelemetry's messaging attributes and
+/// causeway's own `causeway.*` fields; `None` for a field a log line does
+/// not take from its handler.
+const fn span_field(field: RecordField) -> Option<&'static str> {
     Some(match field {
-        "messaging.system" => "messaging_system",
-        "messaging.destination.name" => "destination",
-        "messaging.consumer.group.name" => "consumer_group",
-        "messaging.message.id" => "event_id",
-        "messaging.message.conversation_id" => "correlation_id",
-        "causeway.service" => "service",
-        "causeway.trace_id" => "trace_id",
-        "causeway.span_id" => "span_id",
-        "causeway.parent_span_id" => "parent_span_id",
-        "causeway.causation_id" => "causation_id",
-        "causeway.event_type" => "event_type",
-        _ => return None,
+        RecordField::MessagingSystem => "messaging.system",
+        RecordField::Destination => "messaging.destination.name",
+        RecordField::ConsumerGroup => "messaging.consumer.group.name",
+        RecordField::EventId => "messaging.message.id",
+        RecordField::CorrelationId => "messaging.message.conversation_id",
+        RecordField::Service => "causeway.service",
+        RecordField::TraceId => "causeway.trace_id",
+        RecordField::SpanId => "causeway.span_id",
+        RecordField::ParentSpanId => "causeway.parent_span_id",
+        RecordField::CausationId => "causeway.causation_id",
+        RecordField::EventType => "causeway.event_type",
+        RecordField::Timestamp
+        | RecordField::Level
+        | RecordField::Instance
+        | RecordField::Message
+        | RecordField::Stage
+        | RecordField::DurationUs
+        | RecordField::ErrorType
+        | RecordField::ErrorMessage
+        | RecordField::Attributes
+        | RecordField::Malformed => return None,
     })
+}
+
+/// The record name of a handler span's field, if it carries one.
+fn record_name(span_field_name: &str) -> Option<&'static str> {
+    RecordField::ALL
+        .into_iter()
+        .find(|field| span_field(*field) == Some(span_field_name))
+        .map(RecordField::name)
 }
 
 impl Visit for SpanFields {
@@ -126,24 +159,41 @@ impl Visit for SpanFields {
     }
 }
 
-/// Record fields a lifecycle event may set at the top level.
-const LIFECYCLE_FIELDS: [&str; 15] = [
-    "stage",
-    "service",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "correlation_id",
-    "causation_id",
-    "event_id",
-    "event_type",
-    "messaging_system",
-    "destination",
-    "consumer_group",
-    "duration_us",
-    "error_type",
-    "error_message",
-];
+/// Whether a lifecycle event's field of this name sets the record field
+/// (at the top level) rather than going to `attributes`.
+const fn lifecycle_field(field: RecordField) -> bool {
+    match field {
+        RecordField::Stage
+        | RecordField::Service
+        | RecordField::TraceId
+        | RecordField::SpanId
+        | RecordField::ParentSpanId
+        | RecordField::CorrelationId
+        | RecordField::CausationId
+        | RecordField::EventId
+        | RecordField::EventType
+        | RecordField::MessagingSystem
+        | RecordField::Destination
+        | RecordField::ConsumerGroup
+        | RecordField::DurationUs
+        | RecordField::ErrorType
+        | RecordField::ErrorMessage => true,
+        // Written by the layer itself (`message` for every event).
+        RecordField::Timestamp
+        | RecordField::Level
+        | RecordField::Instance
+        | RecordField::Message
+        | RecordField::Attributes => false,
+        // Only the agent makes malformed records.
+        RecordField::Malformed => false,
+    }
+}
+
+fn is_lifecycle_field(name: &str) -> bool {
+    RecordField::ALL
+        .into_iter()
+        .any(|field| lifecycle_field(field) && field.name() == name)
+}
 
 /// Reused per thread: the line being built, its attributes, the service.
 #[derive(Default)]
@@ -170,10 +220,10 @@ struct EventWriter<'a> {
 impl EventWriter<'_> {
     /// Where a field goes: `Some(buffer)` after writing its key there.
     fn key(&mut self, name: &str) -> &mut Vec<u8> {
-        let top_level = name == "message" || (self.lifecycle && LIFECYCLE_FIELDS.contains(&name));
+        let top_level = name == MESSAGE || (self.lifecycle && is_lifecycle_field(name));
         match name {
-            "message" => self.has_message = true,
-            "stage" if self.lifecycle => self.has_stage = true,
+            MESSAGE => self.has_message = true,
+            STAGE if self.lifecycle => self.has_stage = true,
             _ => {}
         }
         let out = if top_level {
@@ -195,7 +245,7 @@ impl EventWriter<'_> {
 
 impl Visit for EventWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.lifecycle && field.name() == "service" {
+        if self.lifecycle && field.name() == SERVICE {
             self.has_service = true;
             self.buffers.service.clear();
             self.buffers.service.push_str(value);
@@ -232,12 +282,13 @@ impl Visit for EventWriter<'_> {
 
 fn level(level: &tracing::Level) -> &'static str {
     match *level {
-        tracing::Level::TRACE => "TRACE",
-        tracing::Level::DEBUG => "DEBUG",
-        tracing::Level::INFO => "INFO",
-        tracing::Level::WARN => "WARN",
-        _ => "ERROR",
+        tracing::Level::TRACE => Level::Trace,
+        tracing::Level::DEBUG => Level::Debug,
+        tracing::Level::INFO => Level::Info,
+        tracing::Level::WARN => Level::Warn,
+        _ => Level::Error,
     }
+    .as_str()
 }
 
 impl<S, Sub> Layer<Sub> for RecordLayer<S>
@@ -292,12 +343,12 @@ impl<S: RecordSink> RecordLayer<S> {
         let line = &mut buffers.line;
         let _ = write!(
             line,
-            "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
+            "{{\"{TIMESTAMP}\":\"{}\",\"{LEVEL}\":\"{}\"",
             Timestamp::now(),
             level(event.metadata().level())
         );
         if let Some(instance) = &self.instance {
-            line.extend_from_slice(b",\"instance\":");
+            write_key(line, INSTANCE);
             write_json_str(line, instance);
         }
         // An ordinary event inside a handler takes the handler's flow ids.
@@ -331,23 +382,35 @@ impl<S: RecordSink> RecordLayer<S> {
         }
         let line = &mut buffers.line;
         if !(lifecycle && has_service) {
-            line.extend_from_slice(b",\"service\":");
+            write_key(line, SERVICE);
             write_json_str(line, &buffers.service);
         }
         if !has_message {
-            line.extend_from_slice(b",\"message\":\"\"");
+            write_key(line, MESSAGE);
+            write_json_str(line, "");
         }
         if !has_stage {
-            line.extend_from_slice(b",\"stage\":\"log\"");
+            write_key(line, STAGE);
+            write_json_str(line, Stage::Log.as_str());
         }
         if !buffers.attributes.is_empty() {
-            line.extend_from_slice(b",\"attributes\":{");
+            write_key(line, ATTRIBUTES);
+            line.push(b'{');
             line.extend_from_slice(&buffers.attributes);
             line.push(b'}');
         }
         line.extend_from_slice(b"}\n");
         self.sink.write(&buffers.service, line);
     }
+}
+
+/// Writes `,"name":` for a declared field name, which needs no escaping
+/// (the model's tests hold every name to lowercase letters and `_`).
+fn write_key(out: &mut Vec<u8>, name: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Writes `s` as a JSON string, quotes included.
@@ -417,6 +480,19 @@ mod tests {
         assert_eq!(back, tricky);
     }
 
+    #[test]
+    fn each_span_field_carries_one_record_field() {
+        let mut seen = std::collections::HashSet::new();
+        for field in RecordField::ALL {
+            if let Some(name) = span_field(field) {
+                assert!(seen.insert(name), "{name} carries two fields");
+                assert_eq!(record_name(name), Some(field.name()));
+            }
+        }
+        assert_eq!(record_name("otel.kind"), None);
+        assert!(is_lifecycle_field("destination") && !is_lifecycle_field("timestamp"));
+    }
+
     #[derive(Debug, Clone, Default)]
     struct Lines(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
 
@@ -454,7 +530,7 @@ mod tests {
         let record: Record = serde_json::from_str(line).unwrap();
         assert_eq!(record.message, "multi\nline \"message\"");
         assert_eq!(record.instance.as_deref(), Some("pod-1"));
-        assert_eq!(record.level, causeway_model::Level::Warn);
+        assert_eq!(record.level, Level::Warn);
         let a = &record.attributes;
         assert_eq!(
             (a["count"].as_u64(), a["delta"].as_i64()),
