@@ -23,7 +23,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::args::DemoArgs;
-use crate::commands::{Up, bind};
+use crate::daemons::{Up, bind};
 use crate::shutdown::Shutdown;
 
 const EXAMPLE_TARGET: &str = "causeway_orders";

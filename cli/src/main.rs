@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod daemons;
 mod demo;
 mod shutdown;
 

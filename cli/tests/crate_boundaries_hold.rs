@@ -11,13 +11,20 @@ use std::process::Command;
 use serde_json::Value;
 
 /// (crate, workspace crates it may depend on directly)
-const ALLOWED: [(&str, &[&str]); 9] = [
+const ALLOWED: [(&str, &[&str]); 10] = [
     ("causeway-model", &[]),
+    ("causeway-server", &["causeway-model"]),
     ("causeway-middleware", &["causeway-model"]),
     ("causeway-index", &["causeway-model"]),
     ("causeway-agent", &["causeway-model"]),
-    ("causeway-collector", &["causeway-model", "causeway-index"]),
-    ("causeway-query", &["causeway-model", "causeway-index"]),
+    (
+        "causeway-collector",
+        &["causeway-model", "causeway-index", "causeway-server"],
+    ),
+    (
+        "causeway-query",
+        &["causeway-model", "causeway-index", "causeway-server"],
+    ),
     ("causeway-tui", &["causeway-model"]),
     (
         "causeway-orders",
@@ -29,6 +36,7 @@ const ALLOWED: [(&str, &[&str]); 9] = [
             "causeway-model",
             "causeway-middleware",
             "causeway-index",
+            "causeway-server",
             "causeway-agent",
             "causeway-collector",
             "causeway-query",
@@ -39,7 +47,7 @@ const ALLOWED: [(&str, &[&str]); 9] = [
 ];
 
 /// (crate, packages that must not appear anywhere in its dependency tree)
-const FORBIDDEN: [(&str, &[&str]); 6] = [
+const FORBIDDEN: [(&str, &[&str]); 7] = [
     (
         "causeway-model",
         &[
@@ -68,6 +76,15 @@ const FORBIDDEN: [(&str, &[&str]); 6] = [
     ("causeway-collector", &["causeway-query", "causeway-agent"]),
     ("causeway-middleware", &["tantivy", "causeway-index"]),
     ("causeway-agent", &["tantivy", "causeway-index"]),
+    (
+        "causeway-server",
+        &[
+            "tantivy",
+            "causeway-index",
+            "causeway-collector",
+            "causeway-query",
+        ],
+    ),
 ];
 
 struct Graph {
