@@ -30,13 +30,15 @@ pub struct IngestReply {
     pub malformed: usize,
 }
 
-/// The HTTP app over a running indexer.
+/// The HTTP app over a running indexer, hardened: JSON errors everywhere,
+/// panics contained, bodies and request targets bounded.
 pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(indexer)
+        .with_state(indexer);
+    causeway_server::harden(app, &config.http)
 }
 
 async fn ingest(
@@ -72,8 +74,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, index = %config.index_dir().display(), "collector listening");
     }
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let served = causeway_server::serve(listener, app, config.http.clone(), shutdown)
         .await
         .map_err(CollectorError::Serve);
     // The router (and with it the last Indexer) is gone: the thread makes its

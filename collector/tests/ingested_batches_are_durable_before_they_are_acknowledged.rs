@@ -70,7 +70,10 @@ async fn an_acknowledged_batch_is_already_searchable() {
         .unwrap()
         .reader()
         .unwrap();
-    assert_eq!(reader.flow_records("order-2", 10).unwrap(), vec![record(2)]);
+    assert_eq!(
+        reader.flow_records("order-2", 10).unwrap().records,
+        vec![record(2)]
+    );
     assert_eq!(reader.record_count(), 2);
 
     drop(app);
@@ -98,7 +101,7 @@ async fn a_bad_line_is_kept_and_a_bad_batch_is_refused() {
     let (total, hits) = reader.search("malformed:true", 10).unwrap();
     assert_eq!(total, 1);
     assert_eq!(
-        hits[0].malformed.as_ref().unwrap().raw,
+        hits.records[0].malformed.as_ref().unwrap().raw,
         "{\"timestamp\":\"soon\"}"
     );
 

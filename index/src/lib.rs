@@ -8,13 +8,15 @@
 //! reading a hit back gives exactly the record that was written.
 
 mod error;
+mod query;
 mod reader;
 mod record_index;
 mod schema;
 mod writer;
 
 pub use error::IndexError;
-pub use reader::{FlowKeyHit, RecordReader};
+pub use query::{ReadBounds, check_query, nesting_depth};
+pub use reader::{FlowKeyHit, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::{DEFAULT_SEARCH_FIELDS, SCHEMA_VERSION};
 pub use writer::RecordWriter;

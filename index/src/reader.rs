@@ -16,6 +16,7 @@ use tantivy::{
 };
 
 use crate::error::IndexError;
+use crate::query::{ReadBounds, check_query};
 use crate::schema::{DEFAULT_SEARCH_FIELDS, Fields};
 
 /// A flow key and when it was last active.
@@ -26,12 +27,22 @@ pub struct FlowKeyHit {
     pub record_count: u64,
 }
 
+/// Records read back, oldest or newest first, and whether the read stopped
+/// at its byte budget before the count it was asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordsRead {
+    pub records: Vec<Record>,
+    /// True when more records matched than fit in the byte budget.
+    pub truncated: bool,
+}
+
 /// A searcher over the index; cheap to clone, safe to share.
 #[derive(Clone)]
 pub struct RecordReader {
     reader: IndexReader,
     fields: Fields,
     parser: QueryParser,
+    bounds: ReadBounds,
 }
 
 impl std::fmt::Debug for RecordReader {
@@ -57,7 +68,14 @@ impl RecordReader {
             reader,
             fields,
             parser,
+            bounds: ReadBounds::default(),
         })
+    }
+
+    /// The same reader with other bounds on queries and reads.
+    pub fn with_bounds(mut self, bounds: ReadBounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// Sees every commit made so far, now rather than within a second.
@@ -71,29 +89,37 @@ impl RecordReader {
     }
 
     /// Records matching `query` (tantivy query syntax; empty or `*` matches
-    /// all), newest first, at most `limit`; also the total number matched.
-    pub fn search(&self, query: &str, limit: usize) -> Result<(usize, Vec<Record>), IndexError> {
-        let query: Box<dyn Query> = match query.trim() {
+    /// all), newest first, at most `limit` and at most the byte budget; also
+    /// the total number matched. A query longer or deeper than the bounds
+    /// is refused before it is parsed.
+    pub fn search(&self, query: &str, limit: usize) -> Result<(usize, RecordsRead), IndexError> {
+        let query = self.parse(query)?;
+        let searcher = self.reader.searcher();
+        if limit == 0 {
+            return Ok((searcher.search(&query, &Count)?, RecordsRead::default()));
+        }
+        let top =
+            TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp_us", Order::Desc);
+        let (total, hits) = searcher.search(&query, &(Count, top))?;
+        let read = self.load(&searcher, hits.into_iter().map(|(_, a)| a))?;
+        Ok((total, read))
+    }
+
+    /// `query` as tantivy's parser reads it, once it is within the bounds.
+    pub fn parse(&self, query: &str) -> Result<Box<dyn Query>, IndexError> {
+        check_query(query, &self.bounds)?;
+        Ok(match query.trim() {
             "" | "*" => Box::new(AllQuery),
             q => self
                 .parser
                 .parse_query(q)
                 .map_err(|e| IndexError::Query(e.to_string()))?,
-        };
-        let searcher = self.reader.searcher();
-        if limit == 0 {
-            return Ok((searcher.search(&query, &Count)?, Vec::new()));
-        }
-        let top =
-            TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp_us", Order::Desc);
-        let (total, hits) = searcher.search(&query, &(Count, top))?;
-        let records = load(&searcher, &self.fields, hits.into_iter().map(|(_, a)| a))?;
-        Ok((total, records))
+        })
     }
 
     /// Every record of one flow (by correlation id, or trace id for flows
     /// without one), oldest first, at most `limit`.
-    pub fn flow_records(&self, key: &str, limit: usize) -> Result<Vec<Record>, IndexError> {
+    pub fn flow_records(&self, key: &str, limit: usize) -> Result<RecordsRead, IndexError> {
         self.oldest_first(self.fields.flow, key, limit)
     }
 
@@ -102,11 +128,11 @@ impl RecordReader {
         &self,
         trace_id: TraceId,
         limit: usize,
-    ) -> Result<Vec<Record>, IndexError> {
+    ) -> Result<RecordsRead, IndexError> {
         let field = self
             .fields
             .keyword("trace_id")
-            .ok_or_else(|| IndexError::Query("schema has no trace_id field".into()))?;
+            .ok_or_else(|| IndexError::Internal("schema has no trace_id field".into()))?;
         self.oldest_first(field, &trace_id.to_string(), limit)
     }
 
@@ -115,9 +141,9 @@ impl RecordReader {
         field: Field,
         value: &str,
         limit: usize,
-    ) -> Result<Vec<Record>, IndexError> {
+    ) -> Result<RecordsRead, IndexError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(RecordsRead::default());
         }
         let query = TermQuery::new(
             Term::from_field_text(field, value),
@@ -126,7 +152,7 @@ impl RecordReader {
         let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp_us", Order::Asc);
         let searcher = self.reader.searcher();
         let hits = searcher.search(&query, &top)?;
-        load(&searcher, &self.fields, hits.into_iter().map(|(_, a)| a))
+        self.load(&searcher, hits.into_iter().map(|(_, a)| a))
     }
 
     /// The `limit` flows with the most recent activity, newest first.
@@ -141,12 +167,12 @@ impl RecordReader {
             }
         });
         let aggs: Aggregations = serde_json::from_value(request)
-            .map_err(|e| IndexError::Query(format!("flows aggregation: {e}")))?;
+            .map_err(|e| IndexError::Internal(format!("flows aggregation: {e}")))?;
         let collector = AggregationCollector::from_aggs(aggs, AggContextParams::default());
         let searcher = self.reader.searcher();
         let results: AggregationResults = searcher.search(&AllQuery, &collector)?;
         let value = serde_json::to_value(&results)
-            .map_err(|e| IndexError::Query(format!("flows aggregation result: {e}")))?;
+            .map_err(|e| IndexError::Internal(format!("flows aggregation result: {e}")))?;
         let buckets = value
             .pointer("/flows/buckets")
             .and_then(serde_json::Value::as_array)
@@ -170,21 +196,33 @@ impl RecordReader {
     }
 }
 
-fn load(
-    searcher: &Searcher,
-    fields: &Fields,
-    addresses: impl Iterator<Item = DocAddress>,
-) -> Result<Vec<Record>, IndexError> {
-    addresses
-        .map(|address| {
+impl RecordReader {
+    /// Reads the stored records at `addresses`, in order, until the byte
+    /// budget would be passed: a record is read whole or not at all, so a
+    /// cut answer is a prefix of the full one.
+    fn load(
+        &self,
+        searcher: &Searcher,
+        addresses: impl Iterator<Item = DocAddress>,
+    ) -> Result<RecordsRead, IndexError> {
+        let mut read = RecordsRead::default();
+        let mut bytes = 0usize;
+        for address in addresses {
             let doc: TantivyDocument = searcher.doc(address)?;
             let source = doc
-                .get_first(fields.source)
+                .get_first(self.fields.source)
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| IndexError::Source("document has no _source".into()))?;
-            serde_json::from_str(source).map_err(|e| IndexError::Source(e.to_string()))
-        })
-        .collect()
+            bytes = bytes.saturating_add(source.len());
+            if bytes > self.bounds.max_response_bytes {
+                read.truncated = true;
+                break;
+            }
+            read.records
+                .push(serde_json::from_str(source).map_err(|e| IndexError::Source(e.to_string()))?);
+        }
+        Ok(read)
+    }
 }
 
 #[cfg(test)]
@@ -219,9 +257,15 @@ mod tests {
         r.attributes.insert("order_id".into(), 1234.into());
         let (_dir, index) = index_with(std::slice::from_ref(&r));
         let reader = index.reader().unwrap();
-        assert_eq!(reader.flow_records("order-1", 10).unwrap(), vec![r.clone()]);
         assert_eq!(
-            reader.trace_records(r.trace_id.unwrap(), 10).unwrap(),
+            reader.flow_records("order-1", 10).unwrap().records,
+            vec![r.clone()]
+        );
+        assert_eq!(
+            reader
+                .trace_records(r.trace_id.unwrap(), 10)
+                .unwrap()
+                .records,
             vec![r]
         );
     }
@@ -237,9 +281,12 @@ mod tests {
         let reader = index.reader().unwrap();
         let (total, hits) = reader.search("card", 10).unwrap();
         assert_eq!(total, 2);
-        assert_eq!(hits[0].message, "card charged");
+        assert_eq!(hits.records[0].message, "card charged");
         let (total, hits) = reader.search("correlation_id:c", 10).unwrap();
-        assert_eq!((total, hits[0].message.as_str()), (1, "parcel shipped"));
+        assert_eq!(
+            (total, hits.records[0].message.as_str()),
+            (1, "parcel shipped")
+        );
         let (total, _) = reader.search("*", 1).unwrap();
         assert_eq!(total, 3);
         assert!(matches!(
@@ -259,7 +306,74 @@ mod tests {
             .search("attributes.order_id:1234", 10)
             .unwrap();
         assert_eq!(total, 1);
-        assert_eq!(hits[0].correlation_id.as_ref().unwrap().as_str(), "a");
+        assert_eq!(
+            hits.records[0].correlation_id.as_ref().unwrap().as_str(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn a_read_stops_at_its_byte_budget_and_says_so() {
+        let big = "x".repeat(10_000);
+        let records: Vec<_> = (0..10).map(|i| record(i, "f", &big)).collect();
+        let (_dir, index) = index_with(&records);
+        let reader = index.reader().unwrap().with_bounds(ReadBounds {
+            max_response_bytes: 35_000,
+            ..ReadBounds::default()
+        });
+        let (total, hits) = reader.search("*", 10).unwrap();
+        assert_eq!(total, 10);
+        assert_eq!(hits.records.len(), 3);
+        assert!(hits.truncated);
+        // Newest first: the cut keeps the newest.
+        assert_eq!(hits.records[0].timestamp.as_micros(), 9);
+        let flow = reader.flow_records("f", 100).unwrap();
+        assert_eq!(flow.records.len(), 3);
+        assert!(flow.truncated);
+        let whole = index.reader().unwrap().flow_records("f", 100).unwrap();
+        assert_eq!((whole.records.len(), whole.truncated), (10, false));
+    }
+
+    /// The deepest and longest queries the default bounds let through, on
+    /// a thread with a quarter of a tokio worker's stack: tantivy's parser
+    /// must come back from each, with a query or an error.
+    #[test]
+    fn queries_at_the_bounds_parse_on_a_small_stack() {
+        let (_dir, index) = index_with(&[record(1, "a", "x")]);
+        let reader = index.reader().unwrap();
+        let bounds = ReadBounds::default();
+        let depth = bounds.max_query_depth;
+        let long = |unit: &str| unit.repeat(bounds.max_query_bytes / unit.len());
+        let queries = [
+            format!("{}a{}", "(".repeat(depth), ")".repeat(depth)),
+            format!("{}a", "NOT ".repeat(depth)),
+            format!("{}a", "-".repeat(depth)),
+            format!("{}a", "+-".repeat(depth / 2)),
+            format!("{}a{}", "NOT (".repeat(depth / 2), ")".repeat(depth / 2)),
+            format!("{}a{}", "(a OR ".repeat(depth), ")".repeat(depth)),
+            long("a AND "),
+            long("a OR "),
+            long("a "),
+            long("message:a "),
+            long("\\"),
+            long("(a) "),
+            long("a:[b TO c] "),
+            long("\"a b\"~2 "),
+        ];
+        for query in queries {
+            let query = query[..query.len().min(bounds.max_query_bytes)].to_owned();
+            assert!(query.len() <= bounds.max_query_bytes);
+            let reader = reader.clone();
+            let parsed = std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn(move || reader.parse(&query).map(|_| ()).map_err(|e| e.to_string()))
+                .unwrap()
+                .join()
+                .unwrap();
+            if let Err(error) = parsed {
+                assert!(!error.contains("nests"), "within the bounds: {error}");
+            }
+        }
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub struct FlowDetail {
     pub roots: Vec<FlowEvent>,
     /// Every record of the flow, oldest first.
     pub records: Vec<Record>,
+    /// True when the flow has more records than one response may carry
+    /// (by count or by bytes): `records` holds the oldest ones.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// `GET /api/v1/traces/{trace_id}`.
@@ -141,6 +145,10 @@ pub struct TraceRecords {
     pub trace_id: TraceId,
     /// Oldest first.
     pub records: Vec<Record>,
+    /// True when the trace has more records than one response may carry
+    /// (by count or by bytes): `records` holds the oldest ones.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// `GET /api/v1/search`.
@@ -151,6 +159,10 @@ pub struct SearchHits {
     pub total: usize,
     /// The best matches, newest first, at most the requested limit.
     pub hits: Vec<Record>,
+    /// True when fewer hits than asked for were returned because they
+    /// would have passed the response's byte budget.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// The error body of every API: `{"error":{"code":...,"message":...}}`.

@@ -17,6 +17,11 @@ pub const BATCH_VERSION: u32 = 1;
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// The longest raw line kept in a malformed record, in bytes.
 pub const MAX_RAW_LEN: usize = 16 * 1024;
+/// The longest `source` a batch header keeps, in bytes; longer is cut.
+pub const MAX_SOURCE_LEN: usize = 256;
+/// The longest reason kept in a malformed record, in bytes: a parser's
+/// message can quote the whole bad value.
+pub const MAX_REASON_LEN: usize = 512;
 
 /// The first line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,26 +65,35 @@ pub fn encode(source: &str, records: &[Record]) -> String {
 /// Cuts `raw` to [`MAX_RAW_LEN`] bytes on a character boundary, with a
 /// marker saying how much was cut.
 pub fn cut_raw(raw: &str) -> String {
-    if raw.len() <= MAX_RAW_LEN {
-        return raw.to_owned();
+    cut_text(raw, MAX_RAW_LEN)
+}
+
+/// Cuts `text` to `max` bytes on a character boundary, with a marker saying
+/// how much was cut.
+pub fn cut_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
     }
-    let mut end = MAX_RAW_LEN;
-    while !raw.is_char_boundary(end) {
+    let mut end = max;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…[cut {} bytes]", &raw[..end], raw.len() - end)
+    format!("{}…[cut {} bytes]", &text[..end], text.len() - end)
 }
 
 /// Reads a batch. Record lines that fail to parse become malformed records
-/// from `header.source`, stamped `received_at`.
+/// from `header.source`, stamped `received_at`, each holding its own line
+/// (at most [`MAX_RAW_LEN`] bytes) and reason (at most [`MAX_REASON_LEN`]):
+/// what one batch can grow into is bounded by its own size. The header's
+/// `source` is cut to [`MAX_SOURCE_LEN`] bytes.
 pub fn decode(
     body: &str,
     received_at: Timestamp,
 ) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let mut lines = body.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().ok_or(BatchError::Empty)?;
-    let value: serde_json::Value =
-        serde_json::from_str(first).map_err(|e| BatchError::Header(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(first)
+        .map_err(|e| BatchError::Header(cut_text(&e.to_string(), MAX_REASON_LEN)))?;
     let version = value
         .get("causeway_batch")
         .and_then(serde_json::Value::as_u64)
@@ -89,8 +103,9 @@ pub fn decode(
             found: u32::try_from(version).unwrap_or(u32::MAX),
         });
     }
-    let header: BatchHeader =
-        serde_json::from_value(value).map_err(|e| BatchError::Header(e.to_string()))?;
+    let mut header: BatchHeader = serde_json::from_value(value)
+        .map_err(|e| BatchError::Header(cut_text(&e.to_string(), MAX_REASON_LEN)))?;
+    header.source = crate::text::strip_control(&cut_text(&header.source, MAX_SOURCE_LEN));
     let records: Vec<Record> = lines
         .map(|line| {
             serde_json::from_str::<Record>(line).unwrap_or_else(|e| {
@@ -98,7 +113,7 @@ pub fn decode(
                     received_at,
                     header.source.clone(),
                     cut_raw(line),
-                    e.to_string(),
+                    cut_text(&e.to_string(), MAX_REASON_LEN),
                 )
             })
         })
@@ -168,6 +183,41 @@ mod tests {
             })
         );
         assert_eq!(decode("\n\n", Timestamp::now()), Err(BatchError::Empty));
+    }
+
+    /// The reproduction: a 1 MiB `source` and lines that all fail to parse
+    /// once grew a 1 MB request into a gigabyte, one copy of the source per
+    /// malformed record.
+    #[test]
+    fn what_a_batch_decodes_into_is_bounded_by_its_own_size() {
+        let source = "s".repeat(1 << 20);
+        let long_value = format!("{{\"timestamp\":\"{}\"}}", "t".repeat(100_000));
+        let mut body = format!("{{\"causeway_batch\":1,\"source\":\"{source}\",\"count\":1001}}\n");
+        for _ in 0..1_000 {
+            body.push_str("x\n");
+        }
+        body.push_str(&long_value);
+        body.push('\n');
+        let (header, records) = decode(&body, Timestamp::from_micros(1)).unwrap();
+        assert!(header.source.len() <= MAX_SOURCE_LEN + 32);
+        assert!(
+            header
+                .source
+                .ends_with(&format!("[cut {} bytes]", (1 << 20) - MAX_SOURCE_LEN))
+        );
+        let decoded: usize = records.iter().map(|r| r.to_json_line().len()).sum();
+        assert!(
+            decoded < body.len() + 1_001 * 1_500,
+            "{decoded} bytes decoded from a {} byte body",
+            body.len()
+        );
+        let last = records[1_000].malformed.as_ref().unwrap();
+        assert!(
+            last.reason.len() <= MAX_REASON_LEN + 32,
+            "{}",
+            last.reason.len()
+        );
+        assert!(last.raw.len() <= MAX_RAW_LEN + 32);
     }
 
     #[test]

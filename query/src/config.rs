@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use causeway_index::ReadBounds;
 use causeway_server::HttpLimits;
 use serde::{Deserialize, Serialize};
 
@@ -56,5 +57,14 @@ impl QueryConfig {
     /// The index directory under the data directory.
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    /// The bounds every read of the index keeps.
+    pub fn read_bounds(&self) -> ReadBounds {
+        ReadBounds {
+            max_query_bytes: self.max_query_bytes,
+            max_query_depth: self.max_query_depth,
+            max_response_bytes: self.max_response_bytes,
+        }
     }
 }

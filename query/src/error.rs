@@ -1,68 +1,94 @@
-//! Query errors and their HTTP mapping: one enum, a stable code per
-//! variant, a JSON body, internals logged but never sent.
+//! Query errors, two kinds: [`QueryError`] is why the daemon could not
+//! start or serve; [`RequestError`] is why one request failed, with a stable
+//! code per variant and a JSON body. Internals are logged, never sent: no
+//! server path, no index message reaches a client.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use causeway_index::IndexError;
-use causeway_model::{ApiError, ApiErrorBody};
+use causeway_server::error_response;
 
-/// Why a query failed.
+/// Why the query daemon could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("the index is not there yet: {0}")]
-    IndexNotReady(String),
-    #[error("internal error")]
-    Internal(String),
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
 }
 
-impl From<IndexError> for QueryError {
+/// Why one request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the index is not there yet: start the collector, or wait for its first commit")]
+    IndexNotReady,
+    /// The detail is for our log only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<IndexError> for RequestError {
     fn from(error: IndexError) -> Self {
         match error {
-            IndexError::Query(message) => QueryError::BadRequest(message),
-            IndexError::Missing { .. } => QueryError::IndexNotReady(error.to_string()),
-            other => QueryError::Internal(other.to_string()),
+            IndexError::Query(message) => RequestError::BadRequest(message),
+            IndexError::Missing { .. } => {
+                tracing::debug!(%error, "query before the index exists");
+                RequestError::IndexNotReady
+            }
+            other => RequestError::Internal(other.to_string()),
         }
     }
 }
 
-impl QueryError {
+impl RequestError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            QueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            QueryError::IndexNotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "index_not_ready"),
-            QueryError::Internal(_) | QueryError::Serve(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            RequestError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            RequestError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            RequestError::IndexNotReady => (StatusCode::SERVICE_UNAVAILABLE, "index_not_ready"),
+            RequestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
 
-impl IntoResponse for QueryError {
+impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let QueryError::Internal(detail) = &self {
+        if let RequestError::Internal(detail) = &self {
             tracing::error!(error = %detail, "query failed");
         }
-        let body = ApiErrorBody {
-            error: ApiError {
-                code: code.to_owned(),
-                message: self.to_string(),
-            },
-        };
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        error_response(status, code, self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn index_errors_map_to_statuses_without_their_internals() {
+        let missing = RequestError::from(IndexError::Missing {
+            path: PathBuf::from("/srv/secret/data/index"),
+        });
+        assert_eq!(
+            missing.status_and_code(),
+            (StatusCode::SERVICE_UNAVAILABLE, "index_not_ready")
+        );
+        assert!(!missing.to_string().contains("/srv"), "{missing}");
+        let internal = RequestError::from(IndexError::Internal("flows aggregation: x".into()));
+        assert_eq!(
+            internal.status_and_code(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(internal.to_string(), "internal error");
+        let bad = RequestError::from(IndexError::Query("unexpected `(`".into()));
+        assert_eq!(
+            bad.status_and_code(),
+            (StatusCode::BAD_REQUEST, "bad_request")
+        );
     }
 }

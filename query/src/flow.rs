@@ -95,6 +95,7 @@ pub fn reconstruct(key: &str, mut records: Vec<Record>) -> FlowDetail {
         summary,
         roots: tree,
         records,
+        truncated: false,
     }
 }
 

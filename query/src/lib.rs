@@ -11,6 +11,6 @@ mod flow;
 mod server;
 
 pub use config::QueryConfig;
-pub use error::QueryError;
+pub use error::{QueryError, RequestError};
 pub use flow::reconstruct;
 pub use server::{QueryState, router, run};

@@ -8,6 +8,9 @@
 //!
 //! Index work is blocking and runs on the blocking pool. The index is
 //! opened lazily, so query may start before the collector created it.
+//! Every answer is bounded: a search query by length and nesting before it
+//! is parsed, a response by count and by bytes (a cut one says
+//! `"truncated": true`); clients by `causeway_server`'s limits.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,13 +20,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use causeway_index::{RecordIndex, RecordReader};
+use causeway_index::{RecordIndex, RecordReader, RecordsRead};
 use causeway_model::{FlowDetail, FlowsPage, SearchHits, TraceId, TraceRecords};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::QueryConfig;
-use crate::error::QueryError;
+use crate::error::{QueryError, RequestError};
 use crate::flow::reconstruct;
 
 /// Shared state of the API: the config and the (lazily opened) reader.
@@ -46,15 +49,17 @@ impl QueryState {
     }
 
     /// The reader, opening the index on first use. Blocking.
-    fn reader(&self) -> Result<RecordReader, QueryError> {
+    fn reader(&self) -> Result<RecordReader, RequestError> {
         let mut slot = self
             .reader
             .lock()
-            .map_err(|_| QueryError::Internal("reader lock poisoned".into()))?;
+            .map_err(|_| RequestError::Internal("reader lock poisoned".into()))?;
         if let Some(reader) = slot.as_ref() {
             return Ok(reader.clone());
         }
-        let reader = RecordIndex::open_existing(&self.index_dir())?.reader()?;
+        let reader = RecordIndex::open_existing(&self.index_dir())?
+            .reader()?
+            .with_bounds(self.config.read_bounds());
         *slot = Some(reader.clone());
         Ok(reader)
     }
@@ -62,28 +67,45 @@ impl QueryState {
     /// Runs `f` with the reader on the blocking pool.
     async fn with_reader<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&RecordReader, &QueryConfig) -> Result<T, QueryError> + Send + 'static,
-    ) -> Result<T, QueryError> {
+        f: impl FnOnce(&RecordReader, &QueryConfig) -> Result<T, RequestError> + Send + 'static,
+    ) -> Result<T, RequestError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let reader = state.reader()?;
             f(&reader, &state.config)
         })
         .await
-        .map_err(|e| QueryError::Internal(format!("query task: {e}")))?
+        .map_err(|e| RequestError::Internal(format!("query task: {e}")))?
     }
 }
 
-/// The API app.
+/// The API app, hardened: JSON errors everywhere, panics contained,
+/// request targets bounded.
 pub fn router(state: QueryState) -> Router {
-    Router::new()
+    let limits = state.config.http.clone();
+    let app = Router::new()
         .route("/api/v1/flows", get(list_flows))
         .route("/api/v1/flows/{correlation_id}", get(get_flow))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/search", get(search))
         .route("/healthz", get(healthz))
-        .fallback(|| async { QueryError::NotFound("no such endpoint".into()) })
-        .with_state(state)
+        .fallback(|| async { RequestError::NotFound("no such endpoint".into()) })
+        .with_state(state);
+    causeway_server::harden(app, &limits)
+}
+
+/// Reads at most `limit` records of one flow or trace, and says whether
+/// there were more (by count or by bytes).
+fn bounded(
+    read: impl FnOnce(usize) -> Result<RecordsRead, causeway_index::IndexError>,
+    limit: usize,
+) -> Result<RecordsRead, RequestError> {
+    let mut read = read(limit.saturating_add(1))?;
+    if read.records.len() > limit {
+        read.records.truncate(limit);
+        read.truncated = true;
+    }
+    Ok(read)
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +116,7 @@ struct LimitParams {
 async fn list_flows(
     State(state): State<QueryState>,
     Query(params): Query<LimitParams>,
-) -> Result<Json<FlowsPage>, QueryError> {
+) -> Result<Json<FlowsPage>, RequestError> {
     let page = state
         .with_reader(move |reader, config| {
             let limit = params.limit.unwrap_or(50).min(config.max_flows);
@@ -102,10 +124,10 @@ async fn list_flows(
                 .recent_flows(limit)?
                 .into_iter()
                 .map(|hit| {
-                    let records = reader.flow_records(&hit.key, config.max_flow_records)?;
-                    Ok(reconstruct(&hit.key, records).summary)
+                    let read = reader.flow_records(&hit.key, config.max_flow_records)?;
+                    Ok(reconstruct(&hit.key, read.records).summary)
                 })
-                .collect::<Result<Vec<_>, QueryError>>()?;
+                .collect::<Result<Vec<_>, RequestError>>()?;
             Ok(FlowsPage { flows })
         })
         .await?;
@@ -115,17 +137,24 @@ async fn list_flows(
 async fn get_flow(
     State(state): State<QueryState>,
     Path(correlation_id): Path<String>,
-) -> Result<Json<FlowDetail>, QueryError> {
+) -> Result<Json<FlowDetail>, RequestError> {
     let flow = state
         .with_reader(move |reader, config| {
-            let records = reader.flow_records(&correlation_id, config.max_flow_records)?;
-            if records.is_empty() {
-                return Err(QueryError::NotFound(format!(
+            let read = bounded(
+                |limit| reader.flow_records(&correlation_id, limit),
+                config.max_flow_records,
+            )?;
+            if read.records.is_empty() {
+                return Err(RequestError::NotFound(format!(
                     "no flow with correlation id {:?}",
-                    correlation_id.chars().take(128).collect::<String>()
+                    causeway_model::strip_control(
+                        &correlation_id.chars().take(128).collect::<String>()
+                    )
                 )));
             }
-            Ok(reconstruct(&correlation_id, records))
+            let mut flow = reconstruct(&correlation_id, read.records);
+            flow.truncated = read.truncated;
+            Ok(flow)
         })
         .await?;
     Ok(Json(flow))
@@ -134,19 +163,28 @@ async fn get_flow(
 async fn get_trace(
     State(state): State<QueryState>,
     Path(trace_id): Path<String>,
-) -> Result<Json<TraceRecords>, QueryError> {
+) -> Result<Json<TraceRecords>, RequestError> {
     let trace_id: TraceId = trace_id
         .parse()
-        .map_err(|e| QueryError::BadRequest(format!("invalid trace id: {e}")))?;
-    let records = state
+        .map_err(|e| RequestError::BadRequest(format!("invalid trace id: {e}")))?;
+    let read = state
         .with_reader(move |reader, config| {
-            Ok(reader.trace_records(trace_id, config.max_flow_records)?)
+            bounded(
+                |limit| reader.trace_records(trace_id, limit),
+                config.max_flow_records,
+            )
         })
         .await?;
-    if records.is_empty() {
-        return Err(QueryError::NotFound(format!("no trace with id {trace_id}")));
+    if read.records.is_empty() {
+        return Err(RequestError::NotFound(format!(
+            "no trace with id {trace_id}"
+        )));
     }
-    Ok(Json(TraceRecords { trace_id, records }))
+    Ok(Json(TraceRecords {
+        trace_id,
+        records: read.records,
+        truncated: read.truncated,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,15 +197,16 @@ struct SearchParams {
 async fn search(
     State(state): State<QueryState>,
     Query(params): Query<SearchParams>,
-) -> Result<Json<SearchHits>, QueryError> {
+) -> Result<Json<SearchHits>, RequestError> {
     let hits = state
         .with_reader(move |reader, config| {
             let limit = params.limit.unwrap_or(100).min(config.max_search_hits);
-            let (total, hits) = reader.search(&params.q, limit)?;
+            let (total, read) = reader.search(&params.q, limit)?;
             Ok(SearchHits {
                 query: params.q,
                 total,
-                hits,
+                hits: read.records,
+                truncated: read.truncated,
             })
         })
         .await?;
@@ -191,8 +230,8 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, index = %config.index_dir().display(), "query listening");
     }
-    axum::serve(listener, router(QueryState::new(config)))
-        .with_graceful_shutdown(shutdown)
+    let limits = config.http.clone();
+    causeway_server::serve(listener, router(QueryState::new(config)), limits, shutdown)
         .await
         .map_err(QueryError::Serve)
 }

@@ -176,5 +176,6 @@ pub(crate) fn failed_payment_detail() -> FlowDetail {
             vec![inventory, payment],
         )],
         records: vec![],
+        truncated: false,
     }
 }
