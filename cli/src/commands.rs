@@ -67,7 +67,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tui(args) => {
             // No stderr logging: it would scribble over the screen.
-            tokio::task::spawn_blocking(move || causeway_tui::run(&args.query_url))
+            let config = causeway_tui::TuiConfig {
+                query_url: args.query_url,
+                ..causeway_tui::TuiConfig::default()
+            };
+            tokio::task::spawn_blocking(move || causeway_tui::run(&config))
                 .await
                 .context("tui thread")??;
         }

@@ -3,6 +3,8 @@
 //! anything. It does no I/O, reads no clock and draws nothing, so it is
 //! tested as plain data; `ui::draw` reads it and never writes it.
 
+use std::time::Duration;
+
 use causeway_model::{FlowDetail, FlowSummary, Timestamp};
 use ratatui::layout::Rect;
 
@@ -15,6 +17,8 @@ use crate::{layout, tree};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct App {
     query_url: String,
+    /// How often the worker fetches again, for the footer to say.
+    refresh: Duration,
     flows: Vec<FlowSummary>,
     selected: usize,
     /// The first flow row on screen.
@@ -63,9 +67,10 @@ pub(crate) struct Connection {
 }
 
 impl App {
-    pub(crate) fn new(query_url: &str) -> Self {
+    pub(crate) fn new(query_url: &str, refresh: Duration) -> Self {
         Self {
             query_url: query_url.trim_end_matches('/').to_owned(),
+            refresh,
             flows: Vec::new(),
             selected: 0,
             list_offset: 0,
@@ -74,6 +79,10 @@ impl App {
             area: Rect::default(),
             should_quit: false,
         }
+    }
+
+    pub(crate) fn refresh(&self) -> Duration {
+        self.refresh
     }
 
     pub(crate) fn query_url(&self) -> &str {
@@ -276,7 +285,7 @@ mod tests {
     use crate::fixtures;
 
     fn app_with(flows: FlowsPage) -> App {
-        let mut app = App::new("http://127.0.0.1:8686/");
+        let mut app = App::new("http://127.0.0.1:8686/", Duration::from_secs(2));
         app.update(Action::Resize {
             width: 120,
             height: 30,

@@ -11,6 +11,9 @@ pub enum TuiError {
     /// The query API base URL could not be used.
     #[error("invalid query API URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A setting is unusable.
+    #[error("invalid tui setting `{field}`: {reason}")]
+    Config { field: &'static str, reason: String },
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client")]
     HttpClient(#[source] reqwest::Error),

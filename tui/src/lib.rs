@@ -11,6 +11,7 @@
 mod action;
 mod app;
 mod client;
+mod config;
 mod error;
 mod format;
 mod layout;
@@ -24,4 +25,4 @@ mod worker;
 #[cfg(test)]
 mod fixtures;
 
-pub use {error::TuiError, runner::run};
+pub use {config::TuiConfig, error::TuiError, runner::run};

@@ -1,4 +1,4 @@
-//! The entry point, [`run`]: checks the URL, starts the fetch worker, takes
+//! The entry point, [`run`]: checks the settings, starts the fetch worker, takes
 //! over the terminal and runs the event loop until the user quits. The loop
 //! only moves messages: terminal events and worker results become actions
 //! for `App::update`, its requests go to the worker, and every turn redraws.
@@ -11,6 +11,7 @@ use crossterm::event;
 use crate::action::{self, Action};
 use crate::app::App;
 use crate::client::Endpoints;
+use crate::config::TuiConfig;
 use crate::error::TuiError;
 use crate::terminal::{self, Term};
 use crate::ui;
@@ -19,17 +20,19 @@ use crate::worker::Worker;
 /// How long to wait for a key before looking for worker results again.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Runs the terminal UI against the query API at `query_url` (for example
-/// `http://127.0.0.1:8686`) until the user quits with `q` or Ctrl-C.
+/// Runs the terminal UI against the query API at `config.query_url` (for
+/// example `http://127.0.0.1:8686`) until the user quits with `q` or Ctrl-C.
 ///
 /// The terminal is put in raw mode on the alternate screen and restored on
 /// return and on panic. An unreachable query API is not an error: it is
-/// shown in the status line and retried every two seconds.
-pub fn run(query_url: &str) -> Result<(), TuiError> {
-    let endpoints = Endpoints::new(query_url)?;
-    let worker = Worker::spawn(endpoints)?;
+/// shown in the status line and retried every refresh interval.
+pub fn run(config: &TuiConfig) -> Result<(), TuiError> {
+    config.validate()?;
+    let endpoints = Endpoints::new(&config.query_url)?;
+    let worker = Worker::spawn(endpoints, config.refresh_interval())?;
     let mut terminal = terminal::enter()?;
-    let result = event_loop(&mut terminal, &worker, App::new(query_url));
+    let app = App::new(&config.query_url, config.refresh_interval());
+    let result = event_loop(&mut terminal, &worker, app);
     let restored = terminal::restore().map_err(|source| TuiError::Terminal {
         action: "restore the terminal",
         source,

@@ -4,6 +4,8 @@
 //! which `App::update` uses too, so paging and scrolling match what is on
 //! screen. `App` must not depend on this module.
 
+use std::time::Duration;
+
 use causeway_model::FlowSummary;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -14,7 +16,6 @@ use crate::app::{App, DetailView, View};
 use crate::client::FetchError;
 use crate::format::{clean, duration, fit_list, time_of_day, time_of_day_ms};
 use crate::layout::{detail_layout, list_layout};
-use crate::worker::REFRESH_EVERY;
 use crate::{theme, tree};
 
 const COLUMNS: [&str; 8] = [
@@ -228,6 +229,18 @@ fn draw_tree(frame: &mut Frame<'_>, view: &DetailView, area: Rect) {
 }
 
 /// A fetch error as safe text: its parts may come from the API.
+/// A refresh interval as the footer says it: `2s`, `1.5s`, `250ms`.
+fn interval(every: Duration) -> String {
+    let ms = every.as_millis();
+    if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else if ms > 1_000 {
+        format!("{:.1}s", every.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn error_text(error: &FetchError) -> String {
     match error {
         FetchError::Api { message, .. } if error.is_not_found() => clean(message),
@@ -253,7 +266,7 @@ fn draw_footer(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 Span::styled(format!("● {what}"), theme::ERROR),
                 Span::styled(error_text(problem), theme::ERROR),
                 Span::styled(
-                    format!(" · retrying every {}s · {last}", REFRESH_EVERY.as_secs()),
+                    format!(" · retrying every {} · {last}", interval(app.refresh())),
                     theme::DIM,
                 ),
             ])
@@ -311,7 +324,7 @@ mod tests {
     use crate::worker::Fetched;
 
     fn app(width: u16, height: u16) -> App {
-        let mut app = App::new("http://127.0.0.1:8686");
+        let mut app = App::new("http://127.0.0.1:8686", Duration::from_secs(2));
         app.update(Action::Resize { width, height });
         app
     }
@@ -389,6 +402,13 @@ mod tests {
             text.contains("flow not found: no records for this flow"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_refresh_interval_is_said_in_the_largest_fitting_unit() {
+        assert_eq!(interval(Duration::from_secs(2)), "2s");
+        assert_eq!(interval(Duration::from_millis(1_500)), "1.5s");
+        assert_eq!(interval(Duration::from_millis(250)), "250ms");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The background thread that talks to the query API. It refreshes the
-//! flows list, and the flow being followed, every [`REFRESH_EVERY`] or at
+//! flows list, and the flow being followed, every refresh interval or at
 //! once when asked, and reports each result as a [`Fetched`] message (like
 //! gitui's `AsyncGitNotification`). It owns the HTTP client and never
 //! touches the terminal or the app state.
@@ -18,8 +18,6 @@ use causeway_model::{FlowDetail, FlowsPage, Timestamp};
 use crate::client::{Endpoints, FetchError, QueryClient};
 use crate::error::TuiError;
 
-/// How often the list and the followed flow are fetched again.
-pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(2);
 const RESULTS_BOUND: usize = 8;
 
 /// What the worker reports back: one message per finished fetch.
@@ -57,8 +55,9 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Starts the thread, which builds its HTTP client first and reports
-    /// whether that worked before this returns.
-    pub(crate) fn spawn(endpoints: Endpoints) -> Result<Self, TuiError> {
+    /// whether that worked before this returns. It fetches again every
+    /// `refresh`.
+    pub(crate) fn spawn(endpoints: Endpoints, refresh: Duration) -> Result<Self, TuiError> {
         let (requests, requests_rx) = mpsc::channel();
         let (results_tx, results) = mpsc::sync_channel(RESULTS_BOUND);
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
@@ -67,7 +66,7 @@ impl Worker {
             .spawn(move || match QueryClient::new(endpoints) {
                 Ok(client) => {
                     if ready_tx.send(Ok(())).is_ok() {
-                        serve(&client, &requests_rx, &results_tx);
+                        serve(&client, refresh, &requests_rx, &results_tx);
                     }
                 }
                 Err(error) => {
@@ -99,7 +98,12 @@ impl Worker {
 }
 
 /// The worker's loop; returns when the UI has gone away.
-fn serve(client: &QueryClient, requests: &Receiver<Request>, results: &SyncSender<Fetched>) {
+fn serve(
+    client: &QueryClient,
+    refresh: Duration,
+    requests: &Receiver<Request>,
+    results: &SyncSender<Fetched>,
+) {
     let mut follow: Option<String> = None;
     let mut next_refresh = Instant::now();
     loop {
@@ -128,7 +132,7 @@ fn serve(client: &QueryClient, requests: &Receiver<Request>, results: &SyncSende
             {
                 return;
             }
-            next_refresh = Instant::now() + REFRESH_EVERY;
+            next_refresh = Instant::now() + refresh;
         }
     }
 }
@@ -172,7 +176,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_api_is_reported_and_a_followed_flow_is_fetched_at_once() {
-        let worker = Worker::spawn(closed_port_endpoints()).unwrap();
+        let worker = Worker::spawn(closed_port_endpoints(), Duration::from_secs(2)).unwrap();
         let Fetched::Flows { result, .. } = next(&worker) else {
             panic!("the list is fetched first");
         };
