@@ -196,10 +196,7 @@ impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Tracked {
-            inner: stream,
-            activity: activity.clone(),
-        });
+        let io = TokioIo::new(Tracked::new(stream, activity.clone()));
         let router = self.router.clone();
         let in_service = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -289,10 +286,84 @@ impl Activity {
     }
 }
 
-/// A socket that notes every byte it moves in its [`Activity`].
+/// A socket that notes every byte it moves in its [`Activity`], and turns
+/// hyper's own answers to a request it could not parse (a bodyless 400, 414
+/// or 431, written before any routing) into the JSON error every other
+/// answer is. Our router never writes an empty error (`json_errors` gives
+/// each one a body), so an error head with `content-length: 0` is hyper's.
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// A JSON answer standing in for hyper's, and how much of it is written.
+    replacement: Option<(Vec<u8>, usize)>,
+}
+
+impl Tracked {
+    fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            replacement: None,
+        }
+    }
+
+    /// Writes what is left of a replacement; `Ready(Ok(()))` once it is all
+    /// out (or there is none).
+    fn drain_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written == bytes.len() {
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    *written += n;
+                    self.activity.touch();
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether `first` starts one of hyper's bodyless error heads; if so,
+    /// the JSON replacement is set up.
+    fn replace_bare_error(&mut self, first: &[u8]) -> bool {
+        if self.replacement.is_some() {
+            return false;
+        }
+        let Some(status) = bare_error_status(first) else {
+            return false;
+        };
+        let (code, message) = code_for(status);
+        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        let head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+            body.len()
+        );
+        self.replacement = Some(([head.into_bytes(), body.into_bytes()].concat(), 0));
+        true
+    }
+}
+
+/// The status of a bodyless error head as hyper writes it for a request it
+/// could not parse.
+fn bare_error_status(bytes: &[u8]) -> Option<StatusCode> {
+    let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
+    let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    let bare = [
+        StatusCode::BAD_REQUEST,
+        StatusCode::URI_TOO_LONG,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    ]
+    .contains(&status);
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    (bare && head.contains("\r\ncontent-length: 0")).then_some(status)
 }
 
 impl AsyncRead for Tracked {
@@ -316,6 +387,11 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.replace_bare_error(buf) || self.replacement.is_some() {
+            // What hyper meant to write is swallowed whole: the JSON answer
+            // goes out in its place.
+            return self.drain_replacement(cx).map_ok(|()| buf.len());
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -328,6 +404,14 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if self.replace_bare_error(first) || self.replacement.is_some() {
+            let total = bufs.iter().map(|b| b.len()).sum();
+            return self.drain_replacement(cx).map_ok(|()| total);
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -340,10 +424,37 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.drain_replacement(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.drain_replacement(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_bodyless_parse_errors_are_replaced() {
+        let hyper =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(
+            bare_error_status(hyper),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        let ours = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n{}";
+        assert_eq!(bare_error_status(ours), None);
+        let empty_ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(bare_error_status(empty_ok), None);
+        let body_bytes = b"{\"HTTP/1.1 400 \r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(bare_error_status(body_bytes), None);
     }
 }
