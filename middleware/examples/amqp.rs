@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use causeway_middleware::amqp::{handle_delivery, publish_properties};
+use causeway_middleware::amqp;
 use causeway_middleware::{JsonLinesSink, Publish, RecordLayer, Service};
 use causeway_model::{CorrelationId, EventId};
 use futures_util::StreamExt;
@@ -60,12 +60,12 @@ async fn main() -> Result<(), Error> {
 
     // The order service starts the flow under the order's own id.
     let order = Service::new("order");
-    let (properties, _placed) = publish_properties(
+    let (properties, _placed) = amqp::publish_headers(
         &order,
         None,
         Publish::new("OrderPlaced", &orders).correlation_id(CorrelationId::new("order-1234")?),
-        Some("application/json"),
     );
+    let properties = properties.with_content_type("application/json".into());
     channel
         .basic_publish(
             "".into(),
@@ -92,16 +92,13 @@ async fn main() -> Result<(), Error> {
         .ok_or("the consumer was cancelled")??;
     let publisher = channel.clone();
     let next_queue = payments.clone();
-    let outcome = handle_delivery(&payment, &delivery, &orders, "payment", |handling| {
+    let outcome = amqp::handle(&payment, &delivery, "payment", |handling| {
         let payload = delivery.data.clone();
         async move {
             tracing::info!(bytes = payload.len(), "charging card");
-            let (properties, _charged) = publish_properties(
-                handling.service(),
-                Some(handling.context()),
-                Publish::new("PaymentCharged", &next_queue),
-                Some("application/json"),
-            );
+            let (properties, _charged) =
+                amqp::publish_child_headers(&handling, Publish::new("PaymentCharged", &next_queue));
+            let properties = properties.with_content_type("application/json".into());
             publisher
                 .basic_publish(
                     "".into(),

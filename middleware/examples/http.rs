@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Router};
-use causeway_middleware::http::{CausewayLayer, publish_request};
+use causeway_middleware::http::{CausewayLayer, publish_child_headers, publish_request};
 use causeway_middleware::{Handling, JsonLinesSink, Publish, RecordLayer, Service};
 use causeway_model::CorrelationId;
 use tracing_subscriber::Layer;
@@ -42,15 +42,14 @@ async fn charge(
         .no_proxy()
         .build()
         .map_err(bad_gateway)?;
-    let mut request = client.post(&webhook).build().map_err(bad_gateway)?;
-    publish_request(
-        handling.service(),
-        Some(handling.context()),
+    let (headers, _succeeded) = publish_child_headers(
+        &handling,
         Publish::new("PaymentSucceeded", "/hooks/payment-succeeded"),
-        request.headers_mut(),
     );
     client
-        .execute(request)
+        .post(&webhook)
+        .headers(headers)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(bad_gateway)?;

@@ -81,12 +81,11 @@ async fn run_flow(
     let message = timeout(WAIT, payment_sub.next())
         .await?
         .ok_or("subscription closed")?;
-    nats::handle_message(&payment, &message, "payment", |handling| async move {
+    nats::handle(&payment, &message, "payment", |handling| async move {
         tracing::info!(amount = 125, "charging card");
         // The child event goes to JetStream with Nats-Msg-Id = its event id.
-        let (headers, _child) = nats::jetstream_publish_headers(
-            handling.service(),
-            Some(handling.context()),
+        let (headers, _child) = nats::publish_child_jetstream_headers(
+            &handling,
             Publish::new("PaymentSucceeded", payments),
         );
         let first = js
@@ -119,7 +118,7 @@ async fn run_flow(
     let message = timeout(WAIT, messages.next())
         .await?
         .ok_or("consumer closed")??;
-    nats::handle_jetstream_message(&shipping, &message, "shipping", |_| async {
+    nats::handle_jetstream(&shipping, &message, "shipping", |_| async {
         tracing::info!("booking courier");
         Ok::<_, Error>(())
     })

@@ -6,10 +6,13 @@
 //! [`FieldTableInjector`] writes the context as long-string headers;
 //! [`PropertiesExtractor`] reads it back from a delivery's properties,
 //! taking text from long strings, short strings and UTF-8 byte arrays and
-//! ignoring every other AMQP type. [`publish_properties`] and
-//! [`handle_delivery`] wrap [`Service::publish`] and [`Service::handle`] for
-//! lapin's types; the application still declares, publishes, consumes and
-//! acknowledges with lapin itself.
+//! ignoring every other AMQP type. [`publish_headers`],
+//! [`publish_child_headers`] and [`handle`] (which also records a
+//! [`redelivery`]) wrap [`Service::publish`] and [`Service::handle`] for
+//! lapin's types, with the same names and shapes as in the other transport
+//! modules (see the [crate documentation](crate#one-api-for-every-transport));
+//! the application still declares, publishes, consumes and acknowledges
+//! with lapin itself.
 //!
 //! This module must not talk to the broker, and must not judge header
 //! values: what comes off the wire goes through [`extract`](crate::extract),
@@ -32,12 +35,9 @@
 //!
 //! // Publishing: the properties carry the context and AMQP's own ids.
 //! let order = Service::new("order");
-//! let (properties, _placed) = amqp::publish_properties(
-//!     &order,
-//!     None,
-//!     Publish::new("OrderPlaced", "orders"),
-//!     Some("application/json"),
-//! );
+//! let (properties, _placed) =
+//!     amqp::publish_headers(&order, None, Publish::new("OrderPlaced", "orders"));
+//! let properties = properties.with_content_type("application/json".into());
 //! channel
 //!     .basic_publish(
 //!         "".into(),
@@ -61,16 +61,14 @@
 //!     .await?;
 //! while let Some(delivery) = deliveries.next().await {
 //!     let delivery = delivery?;
-//!     let outcome = amqp::handle_delivery(&payment, &delivery, "orders", "payment", |handling| {
+//!     let outcome = amqp::handle(&payment, &delivery, "payment", |handling| {
 //!         let payload = delivery.data.clone();
 //!         async move {
 //!             tracing::info!(bytes = payload.len(), "charging card"); // carries the flow's ids
 //!             // A child event: same flow, causation = the event handled.
-//!             let (_properties, _charged) = amqp::publish_properties(
-//!                 handling.service(),
-//!                 Some(handling.context()),
+//!             let (_properties, _charged) = amqp::publish_child_headers(
+//!                 &handling,
 //!                 Publish::new("PaymentCharged", "payments"),
-//!                 None,
 //!             );
 //!             Ok::<_, std::io::Error>(())
 //!         }
@@ -85,6 +83,7 @@
 //! # }
 //! ```
 
+use std::fmt::Display;
 use std::future::Future;
 
 use causeway_model::{clean_header_value, headers};
@@ -94,10 +93,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::context::MessageContext;
-use crate::service::{Consume, Handling, Publish, Service};
+use crate::service::{Consume, Handler, Handling, Publish, Service};
 
 /// OpenTelemetry's `messaging.system` for AMQP 0-9-1.
-const SYSTEM: &str = "rabbitmq";
+pub const SYSTEM: &str = "rabbitmq";
 
 /// Writes context into a message's headers table, each value as an AMQP
 /// long string. A key longer than a short string allows (255 bytes) is
@@ -229,27 +228,27 @@ impl crate::Carrier for PropertiesExtractor<'_> {
 /// Publishes an event (see [`Service::publish`]: writes the `published`
 /// record) and returns the properties to hand to lapin's `basic_publish`:
 /// the causeway headers, `message_id` = the event id, `correlation_id` =
-/// the correlation id, `type` = the event type, `app_id` = the publishing
-/// service, and `content_type` when given and fit to send.
+/// the correlation id, `type` = the event type and `app_id` = the
+/// publishing service.
 ///
-/// `parent` is the handled event's context when publishing while handling
-/// (`Some(handling.context())`), else `None` to start a flow. The event's
+/// `parent` is a context the service already holds, else `None` to start a
+/// flow; inside a handler use [`publish_child_headers`]. The event's
 /// destination is the exchange, or the routing key when publishing to the
-/// default exchange. `messaging.system` becomes `rabbitmq` unless `event`
-/// names another system. Further properties (delivery mode, expiration,
-/// ...) can be chained onto the result with lapin's `with_*` methods.
-pub fn publish_properties(
+/// default exchange. `messaging.system` is `rabbitmq` unless `event` names
+/// another system. Further properties (content type, delivery mode,
+/// expiration, ...) can be chained onto the result with lapin's `with_*`
+/// methods.
+pub fn publish_headers(
     service: &Service,
     parent: Option<&MessageContext>,
-    mut event: Publish<'_>,
-    content_type: Option<&str>,
+    event: Publish<'_>,
 ) -> (BasicProperties, MessageContext) {
-    // Only `Publish::new`'s default is replaced, never a system the caller chose.
-    if event.system == Publish::new("", "").system {
-        event = event.system(SYSTEM);
-    }
     let mut table = FieldTable::default();
-    let context = service.publish(parent, event, &mut FieldTableInjector(&mut table));
+    let context = service.publish(
+        parent,
+        event.system_or(SYSTEM),
+        &mut FieldTableInjector(&mut table),
+    );
     let mut properties = BasicProperties::default().with_headers(table);
     // Correlation and event ids are at most 128 bytes (the model checks),
     // so they fit a short string; a failure would only leave one unset.
@@ -267,10 +266,16 @@ pub fn publish_properties(
     if let Some(app) = short_text(context.source.as_deref()) {
         properties = properties.with_app_id(app);
     }
-    if let Some(kind) = short_text(content_type) {
-        properties = properties.with_content_type(kind);
-    }
     (properties, context)
+}
+
+/// As [`publish_headers`], for an event caused by the one being handled
+/// (same correlation id and trace, causation id = the handled event).
+pub fn publish_child_headers(
+    handling: &Handling,
+    event: Publish<'_>,
+) -> (BasicProperties, MessageContext) {
+    publish_headers(handling.service(), Some(handling.context()), event)
 }
 
 /// `text` as a short string property, if it is fit to send and fits.
@@ -279,36 +284,95 @@ fn short_text(text: Option<&str>) -> Option<ShortString> {
 }
 
 /// Handles one lapin delivery through [`Service::handle`] (writes
-/// `received`, then `handled` or `failed`), consuming from `queue` as
-/// `consumer_group`. The context is read from the delivery before the
-/// returned future starts. Acknowledging stays with the caller.
+/// `received`, then `handled` or `failed`) as `consumer_group`. The
+/// destination is the delivery's exchange, or its routing key when it came
+/// through the default exchange (the queue's name), as on publish. The
+/// context is read from the delivery before the returned future starts.
+/// Acknowledging stays with the caller.
 ///
-/// A delivery the broker marks `redelivered` (an earlier delivery was not
-/// acknowledged: a nack with requeue, a crashed consumer) also writes
-/// `retried` before the handler runs, with the attempt from a quorum
-/// queue's `x-delivery-count` header, or 1 when the queue does not count.
-pub fn handle_delivery<F, Fut, T, E>(
+/// A delivery the broker marks `redelivered` also writes `retried` before
+/// the handler runs, with the attempt from [`redelivery`].
+pub fn handle<H, T, E>(
+    service: &Service,
+    delivery: &Delivery,
+    consumer_group: &str,
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
+where
+    H: Handler<T, E>,
+    E: Display,
+{
+    let destination = if delivery.exchange.as_str().is_empty() {
+        delivery.routing_key.as_str()
+    } else {
+        delivery.exchange.as_str()
+    };
+    handle_from(service, delivery, destination, consumer_group, handler)
+}
+
+/// The retry attempt of a delivery RabbitMQ marks `redelivered` (an
+/// earlier delivery was not acknowledged: a nack with requeue, a crashed
+/// consumer): a quorum queue's `x-delivery-count`, or 1 when the queue
+/// does not count. `None` for a first delivery.
+pub fn redelivery(delivery: &Delivery) -> Option<u32> {
+    delivery
+        .redelivered
+        .then(|| delivery_count(&delivery.properties).unwrap_or(1))
+}
+
+/// [`Service::handle`] for a delivery consumed from `destination`.
+fn handle_from<H, T, E>(
+    service: &Service,
+    delivery: &Delivery,
+    destination: &str,
+    consumer_group: &str,
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
+where
+    H: Handler<T, E>,
+    E: Display,
+{
+    service.handle(
+        &PropertiesExtractor(&delivery.properties),
+        Consume::new(destination, consumer_group)
+            .system(SYSTEM)
+            .redelivery(redelivery(delivery)),
+        handler,
+    )
+}
+
+/// The former [`publish_headers`], with a content type.
+#[deprecated(
+    note = "use amqp::publish_headers (or publish_child_headers) and chain \
+                     `with_content_type` onto the properties"
+)]
+pub fn publish_properties(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    event: Publish<'_>,
+    content_type: Option<&str>,
+) -> (BasicProperties, MessageContext) {
+    let (properties, context) = publish_headers(service, parent, event);
+    match short_text(content_type) {
+        Some(kind) => (properties.with_content_type(kind), context),
+        None => (properties, context),
+    }
+}
+
+/// The former [`handle`], with the queue as the destination.
+#[deprecated(note = "use amqp::handle")]
+pub fn handle_delivery<H, T, E>(
     service: &Service,
     delivery: &Delivery,
     queue: &str,
     consumer_group: &str,
-    handler: F,
-) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
 where
-    F: FnOnce(Handling) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    H: Handler<T, E>,
+    E: Display,
 {
-    let redelivery = delivery
-        .redelivered
-        .then(|| delivery_count(&delivery.properties).unwrap_or(1));
-    service.handle(
-        &PropertiesExtractor(&delivery.properties),
-        Consume::new(queue, consumer_group)
-            .system(SYSTEM)
-            .redelivery(redelivery),
-        handler,
-    )
+    handle_from(service, delivery, queue, consumer_group, handler)
 }
 
 /// RabbitMQ's count of earlier deliveries of a message (quorum queues).
@@ -348,12 +412,12 @@ mod tests {
 
     #[test]
     fn published_properties_carry_the_context_and_the_native_ids() {
-        let (properties, sent) = publish_properties(
+        let (properties, sent) = publish_headers(
             &Service::new("order"),
             None,
             Publish::new("OrderPlaced", "orders"),
-            Some("application/json"),
         );
+        assert_eq!(properties.content_type(), &None);
         let table = properties.headers().as_ref().unwrap();
         assert!(matches!(
             table.inner().get("traceparent"),
@@ -366,10 +430,6 @@ mod tests {
         assert_eq!(
             properties.correlation_id().as_ref().unwrap().as_str(),
             sent.correlation_id.as_str()
-        );
-        assert_eq!(
-            properties.content_type().as_ref().unwrap().as_str(),
-            "application/json"
         );
         assert_eq!(properties.kind().as_ref().unwrap().as_str(), "OrderPlaced");
         assert_eq!(properties.app_id().as_ref().unwrap().as_str(), "order");
@@ -483,30 +543,87 @@ mod tests {
         assert_eq!(table.inner().len(), 1);
     }
 
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     #[test]
     fn a_mock_delivery_is_handled_in_its_publisher_flow() {
+        let (properties, sent) = publish_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+        );
+        let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
+        delivery.properties = properties;
+        let got = block_on(handle(
+            &Service::new("payment"),
+            &delivery,
+            "payment",
+            |handling| async move {
+                let (_, child) =
+                    publish_child_headers(&handling, Publish::new("PaymentCharged", "payments"));
+                Ok::<_, std::io::Error>((handling.context().clone(), child))
+            },
+        ))
+        .unwrap();
+        let (handled, child) = got;
+        assert_eq!(handled.correlation_id, sent.correlation_id);
+        assert_eq!(handled.parent_span_id, Some(sent.span_id));
+        assert_eq!(child.correlation_id, sent.correlation_id);
+        assert_eq!(child.causation_id, Some(sent.event_id));
+    }
+
+    #[test]
+    fn a_system_the_caller_chose_is_kept_and_the_default_becomes_rabbitmq() {
+        assert_eq!(Publish::new("a", "b").system_or(SYSTEM).system, SYSTEM);
+        assert_eq!(
+            Publish::new("a", "b")
+                .system("activemq")
+                .system_or(SYSTEM)
+                .system,
+            "activemq"
+        );
+    }
+
+    #[test]
+    fn a_redelivered_delivery_reports_its_attempt() {
+        let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
+        assert_eq!(redelivery(&delivery), None);
+        delivery.redelivered = true;
+        assert_eq!(redelivery(&delivery), Some(1));
+        delivery.properties = properties(vec![("x-delivery-count", AMQPValue::LongInt(2))]);
+        assert_eq!(redelivery(&delivery), Some(2));
+    }
+
+    #[test]
+    #[allow(deprecated)] // the former names, kept as aliases
+    fn the_former_names_still_publish_and_handle() {
         let (properties, sent) = publish_properties(
             &Service::new("order"),
             None,
             Publish::new("OrderPlaced", "orders"),
-            None,
+            Some("application/json"),
+        );
+        assert_eq!(
+            properties.content_type().as_ref().unwrap().as_str(),
+            "application/json"
         );
         let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
         delivery.properties = properties;
-        let handled = handle_delivery(
+        let handled = block_on(handle_delivery(
             &Service::new("payment"),
             &delivery,
             "orders",
             "payment",
             |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
-        );
-        let got = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(handled)
-            .unwrap();
-        assert_eq!(got.correlation_id, sent.correlation_id);
-        assert_eq!(got.parent_span_id, Some(sent.span_id));
+        ))
+        .unwrap();
+        assert_eq!(handled.correlation_id, sent.correlation_id);
+        assert_eq!(handled.parent_span_id, Some(sent.span_id));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! HTTP as an event hop: a tower layer that treats each request reaching a
-//! server (axum, hyper) as a consumed event, and [`publish_request`] that
-//! puts the context on an outgoing request (reqwest, hyper), so a webhook or
-//! a service-to-service call stays in its flow.
+//! server (axum, hyper) as a consumed event (HTTP's form of `handle`), and
+//! [`publish_headers`], [`publish_child_headers`] and [`publish_request`]
+//! that put the context on an outgoing request (reqwest, hyper), so a
+//! webhook or a service-to-service call stays in its flow. The names and
+//! shapes are those of the other transport modules, see the
+//! [crate documentation](crate#one-api-for-every-transport); HTTP has no
+//! redelivery (a client's retry is a new request).
 //!
 //! On the server, [`CausewayLayer`] reads the context from the request
 //! headers (through [`extract`](crate::extract): bounded, cleaned,
 //! counted), writes `received`, runs the inner service inside the
-//! `causeway.handle` span with the [`Handling`](crate::Handling) in the request's extensions
+//! `causeway.handle` span with the [`Handling`] in the request's extensions
 //! (an axum handler takes `Extension<Handling>`), then writes `handled`
 //! (status below 500) or `failed` (status 500 and above, or an error of the
 //! inner service) with the duration, and answers with the flow's
@@ -74,21 +78,42 @@ use tower::{Layer, Service as TowerService};
 
 use crate::carriers::{HeaderMapExtractor, HeaderMapInjector};
 use crate::propagation::Carrier;
-use crate::{Consume, MessageContext, Publish, Service};
+use crate::{Consume, Handling, MessageContext, Publish, Service};
 
 /// `messaging.system` of HTTP hops.
-const SYSTEM: &str = "http";
+pub const SYSTEM: &str = "http";
 /// The longest request path kept as a destination, in bytes.
 const MAX_PATH_LEN: usize = 256;
 /// The longest method kept in an event type, in bytes.
 const MAX_METHOD_LEN: usize = 32;
 
-/// Publishes an event onto an outgoing request's headers: builds its
-/// context (a child of `parent` when called while handling an event, else a
-/// new flow), writes it into `headers` and the `published` record, with
-/// `messaging.system` set to `http` whatever `event` said.
-///
-/// Works with any `http::HeaderMap`: hyper's, and reqwest's (whose
+/// Publishes an event as the headers of an outgoing request: builds its
+/// context (a child of `parent`, a context the service already holds, else
+/// a new flow), writes the `published` record and returns the headers, for
+/// reqwest's `RequestBuilder::headers` or `headers_mut().extend(...)` on
+/// any `http` request. Inside a handler use [`publish_child_headers`].
+/// `messaging.system` is `http` unless `event` names another.
+pub fn publish_headers(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    let mut headers = HeaderMap::new();
+    let context = publish_request(service, parent, event, &mut headers);
+    (headers, context)
+}
+
+/// As [`publish_headers`], for a request caused by the event being handled
+/// (same correlation id and trace, causation id = the handled event).
+pub fn publish_child_headers(
+    handling: &Handling,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    publish_headers(handling.service(), Some(handling.context()), event)
+}
+
+/// As [`publish_headers`], written straight into a request's own
+/// `headers` (no second map to merge): hyper's, and reqwest's (whose
 /// `header::HeaderMap` is the same type).
 ///
 /// ```no_run
@@ -119,7 +144,7 @@ pub fn publish_request(
 ) -> MessageContext {
     service.publish(
         parent,
-        event.system(SYSTEM),
+        event.system_or(SYSTEM),
         &mut HeaderMapInjector(headers),
     )
 }
@@ -341,7 +366,7 @@ mod tests {
             assert_eq!(request.headers(), &sent_headers);
             assert_eq!(request.uri(), "/orders?id=7");
             assert_eq!(request.body(), "payload");
-            let handling = request.extensions().get::<crate::Handling>().unwrap();
+            let handling = request.extensions().get::<Handling>().unwrap();
             assert_eq!(handling.context().correlation_id.as_str(), "order-7");
             Ok::<_, std::io::Error>(Response::new("done".to_owned()))
         })
@@ -370,6 +395,39 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(error.to_string(), "connection reset");
+    }
+
+    #[test]
+    fn published_headers_carry_the_flow_and_a_child_its_cause() {
+        let (headers, sent) = publish_headers(
+            &Service::new("web"),
+            None,
+            Publish::new("CheckoutRequested", "/checkout"),
+        );
+        let got = crate::extract(&HeaderMapExtractor(&headers));
+        assert_eq!((got.trace_id, got.span_id), (sent.trace_id, sent.span_id));
+        let request = Request::post("/charge")
+            .header(headers::TRACEPARENT, &headers[headers::TRACEPARENT])
+            .header(headers::CORRELATION_ID, &headers[headers::CORRELATION_ID])
+            .header(headers::EVENT_ID, &headers[headers::EVENT_ID])
+            .body(String::new())
+            .unwrap();
+        let response = through_layer(request, move |request: Request<String>| {
+            let handling = request.extensions().get::<Handling>().unwrap();
+            let (child_headers, child) =
+                publish_child_headers(handling, Publish::new("ChargeRequested", "/pay"));
+            assert!(child_headers.contains_key(headers::CAUSATION_ID));
+            Ok::<_, std::io::Error>(Response::new(format!(
+                "{} {}",
+                child.correlation_id,
+                child.causation_id.unwrap()
+            )))
+        })
+        .unwrap();
+        assert_eq!(
+            response.body(),
+            &format!("{} {}", sent.correlation_id, sent.event_id)
+        );
     }
 
     #[test]

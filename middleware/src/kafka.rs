@@ -7,7 +7,12 @@
 //! back from any [`Headers`], borrowed from a consumed message or owned.
 //! [`publish_headers`] and [`publish_child_headers`] build the headers of
 //! one publish; [`handle`] runs a handler for one consumed message through
-//! [`Service::handle`] with `messaging.system` = `kafka`.
+//! [`Service::handle`] with `messaging.system` = `kafka` (the same names
+//! and shapes as in the other transport modules, see the
+//! [crate documentation](crate#one-api-for-every-transport)). Kafka does
+//! not redeliver a record by itself; an application that retries (a retry
+//! topic, a re-seek) reports the attempt with [`Consume::redelivery`] and
+//! [`Service::handle`] over a [`HeaderExtractor`].
 //!
 //! This module must not produce, consume, commit or configure clients:
 //! delivery, retries and offsets stay the application's. It never fails a
@@ -68,6 +73,7 @@
 //! # }
 //! ```
 
+use std::fmt::Display;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -76,10 +82,10 @@ use opentelemetry::propagation::{Extractor, Injector};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 use crate::context::MessageContext;
-use crate::service::{Consume, Handling, Publish, Service};
+use crate::service::{Consume, Handler, Handling, Publish, Service};
 
 /// OpenTelemetry `messaging.system` for Kafka.
-const SYSTEM: &str = "kafka";
+pub const SYSTEM: &str = "kafka";
 
 /// Writes context into Kafka record headers, each value as UTF-8 bytes.
 ///
@@ -278,29 +284,27 @@ impl crate::Carrier for HeaderExtractor<'_> {
 /// Builds the headers of a new event on `event.destination` (the topic):
 /// writes the `published` record and returns the headers, for
 /// `FutureRecord::to(topic).headers(headers)`, with the event's context.
-/// `messaging.system` is set to `kafka`. Pass `parent` when the event
-/// continues a context the service already holds; inside a handler use
-/// [`publish_child_headers`].
+/// `messaging.system` is `kafka` unless `event` names another. Pass
+/// `parent` when the event continues a context the service already holds;
+/// inside a handler use [`publish_child_headers`].
 pub fn publish_headers(
     service: &Service,
     parent: Option<&MessageContext>,
     event: Publish<'_>,
 ) -> (OwnedHeaders, MessageContext) {
     let mut injector = HeaderInjector::new();
-    let context = service.publish(parent, event.system(SYSTEM), &mut injector);
+    let context = service.publish(parent, event.system_or(SYSTEM), &mut injector);
     (injector.into_headers(), context)
 }
 
 /// Builds the headers of an event caused by the one being handled (same
 /// correlation id and trace, causation id = the handled event), writing
-/// its `published` record. `messaging.system` is set to `kafka`.
+/// its `published` record; as [`publish_headers`] otherwise.
 pub fn publish_child_headers(
     handling: &Handling,
     event: Publish<'_>,
 ) -> (OwnedHeaders, MessageContext) {
-    let mut injector = HeaderInjector::new();
-    let context = handling.publish(event.system(SYSTEM), &mut injector);
-    (injector.into_headers(), context)
+    publish_headers(handling.service(), Some(handling.context()), event)
 }
 
 /// Handles one consumed message through [`Service::handle`]: its topic is
@@ -308,16 +312,15 @@ pub fn publish_child_headers(
 /// `received`, then `handled` or `failed`; the handler's result is
 /// returned as is. The headers are read before the future starts, so the
 /// future does not borrow the message.
-pub fn handle<F, Fut, T, E>(
+pub fn handle<H, T, E>(
     service: &Service,
     message: &BorrowedMessage<'_>,
     consumer_group: &str,
-    handler: F,
-) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
 where
-    F: FnOnce(Handling) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    H: Handler<T, E>,
+    E: Display,
 {
     service.handle(
         &HeaderExtractor::from_message(message),

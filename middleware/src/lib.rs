@@ -20,7 +20,7 @@
 //! | feature | module | carrier |
 //! |---|---|---|
 //! | `bus` (default) | [`Bus`] | `HashMap<String, String>` |
-//! | `http` (default) | `http` | `http::HeaderMap`: a tower layer for servers, `publish_request` for clients |
+//! | `http` (default) | `http` | `http::HeaderMap`: a tower layer for servers, `publish_headers` for clients |
 //! | `axum` | `http` | events named after axum's matched route (`GET /orders/{id}`) behind `route_layer` |
 //! | `amqp` | `amqp` | lapin `FieldTable` + `message_id`/`correlation_id` properties |
 //! | `nats` | `nats` | async-nats `HeaderMap`, JetStream `Nats-Msg-Id` |
@@ -34,6 +34,41 @@
 //! [`Propagation`]; [`CausewayPropagator`] offers the same as an
 //! OpenTelemetry `TextMapPropagator` (for `global::set_text_map_propagator`
 //! and any instrumentation that propagates through OpenTelemetry).
+//!
+//! # One API for every transport
+//!
+//! Every transport module (`amqp`, `nats`, `kafka`, and `http` where it
+//! applies) names the same jobs the same way, with the same arguments:
+//!
+//! | job | function | returns |
+//! |---|---|---|
+//! | publish an event of a new flow (or of a context you hold) | `publish_headers(&service, parent: Option<&MessageContext>, Publish)` | the transport's headers (AMQP: `BasicProperties`) and the event's context |
+//! | publish an event caused by the one being handled | `publish_child_headers(&handling, Publish)` | the same |
+//! | handle a delivery | `handle(&service, &message, consumer_group, handler)` | the handler's result |
+//! | report a redelivery | `redelivery(&message) -> Option<u32>` where the broker redelivers (`amqp`, NATS JetStream); `handle` records it as `retried` | the retry attempt |
+//!
+//! NATS JetStream has its own forms, `publish_jetstream_headers`,
+//! `publish_child_jetstream_headers` (they also set `Nats-Msg-Id`) and
+//! `handle_jetstream` (which reads the delivery count); HTTP's handling is
+//! the `http::CausewayLayer`, and `http::publish_request` writes into a
+//! request's own `HeaderMap`. Kafka and core NATS do not redeliver.
+//!
+//! `messaging.system` is the transport's own (`amqp::SYSTEM`,
+//! `nats::SYSTEM`, `kafka::SYSTEM`, `http::SYSTEM`) unless the caller chose
+//! another with [`Publish::system`], which every `publish_*` function
+//! keeps. Anything else (another system or destination on the consumer
+//! side, your own retry count, a message type the module does not take):
+//! call [`Service::handle`] with the module's carrier and a [`Consume`]
+//! of your own. A handler is any [`Handler`]: a closure
+//! `|handling| async move { ... }` returning `Result<T, E>`.
+//!
+//! The former names still work, deprecated: `amqp::publish_properties`
+//! (now `publish_headers`, with `with_content_type` chained),
+//! `amqp::handle_delivery` (`handle`), `nats::handle_message` (`handle`),
+//! `nats::handle_jetstream_message` (`handle_jetstream`),
+//! `nats::jetstream_publish_headers` (`publish_jetstream_headers`).
+//!
+//! # A transport of your own
 //!
 //! A transport of your own needs a carrier each way: [`CarrierMut`] to
 //! write (any OpenTelemetry `Injector` through [`InjectorCarrier`]) and
@@ -101,7 +136,7 @@ pub use propagation::{
     Propagation, UNREADABLE, extract, inject,
 };
 pub use propagator::{CausewayPropagator, message_context};
-pub use service::{Consume, Handling, Publish, Service};
+pub use service::{Consume, Handler, Handling, Publish, Service};
 pub use sink::{
     DirectorySink, JsonLinesSink, MemorySink, RecordSink, RotatingFileSink, Rotation, write_record,
 };

@@ -1,6 +1,10 @@
 //! NATS and JetStream with async-nats: carriers over [`HeaderMap`], header
-//! builders for a publish, and handling of a received message through
-//! [`Service::handle`] with `messaging.system` = `nats`.
+//! builders for a publish ([`publish_headers`], [`publish_child_headers`],
+//! and their JetStream forms), and handling of a received message through
+//! [`Service::handle`] with `messaging.system` = `nats` ([`handle`],
+//! [`handle_jetstream`], which also records JetStream's [`redelivery`]):
+//! the same names and shapes as in the other transport modules, see the
+//! [crate documentation](crate#one-api-for-every-transport).
 //!
 //! NATS header names are case-sensitive on the wire. causeway writes its
 //! lowercase names ([`causeway_model::headers`]); reading looks the name up
@@ -17,7 +21,7 @@
 //! cleans and counts.
 //!
 //! ```no_run
-//! use causeway_middleware::nats::{self, HeaderInjector};
+//! use causeway_middleware::nats;
 //! use causeway_middleware::{Publish, Service};
 //! use futures_util::StreamExt;
 //!
@@ -33,13 +37,10 @@
 //!
 //! if let Some(message) = orders.next().await {
 //!     let client = client.clone();
-//!     nats::handle_message(&payment, &message, "payment", |handling| async move {
+//!     nats::handle(&payment, &message, "payment", |handling| async move {
 //!         // An event published while handling is caused by this one.
-//!         let mut headers = async_nats::HeaderMap::new();
-//!         handling.publish(
-//!             Publish::new("PaymentSucceeded", "payments").system(nats::SYSTEM),
-//!             &mut HeaderInjector(&mut headers),
-//!         );
+//!         let (headers, _charged) =
+//!             nats::publish_child_headers(&handling, Publish::new("PaymentSucceeded", "payments"));
 //!         client.publish_with_headers("payments", headers, "{}".into()).await
 //!     })
 //!     .await?;
@@ -49,7 +50,7 @@
 //! // again is a duplicate the server drops.
 //! let jetstream = async_nats::jetstream::new(client);
 //! let (headers, _placed) =
-//!     nats::jetstream_publish_headers(&order, None, Publish::new("OrderPlaced", "orders.new"));
+//!     nats::publish_jetstream_headers(&order, None, Publish::new("OrderPlaced", "orders.new"));
 //! let ack = jetstream
 //!     .publish_with_headers("orders.new", headers, "{}".into())
 //!     .await?
@@ -59,6 +60,7 @@
 //! # }
 //! ```
 
+use std::fmt::Display;
 use std::future::Future;
 use std::str::FromStr;
 
@@ -69,7 +71,7 @@ use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::context::MessageContext;
 use crate::propagation::{FIELDS, canonical_field, names_by_field};
-use crate::service::{Consume, Handling, Publish, Service};
+use crate::service::{Consume, Handler, Handling, Publish, Service};
 
 /// The OpenTelemetry `messaging.system` of NATS and JetStream.
 pub const SYSTEM: &str = "nats";
@@ -189,9 +191,9 @@ impl crate::Carrier for HeaderExtractor<'_> {
 
 /// Publishes `event` through `service` (writing the `published` record)
 /// and returns the headers to send with it on core NATS, and the event's
-/// context. `parent` is the handled event's context when publishing while
-/// handling (`Some(handling.context())`), else `None` for a new flow.
-/// `messaging.system` is set to `nats`.
+/// context. `parent` is a context the service already holds, else `None`
+/// for a new flow; inside a handler use [`publish_child_headers`].
+/// `messaging.system` is `nats` unless `event` names another.
 pub fn publish_headers(
     service: &Service,
     parent: Option<&MessageContext>,
@@ -200,17 +202,26 @@ pub fn publish_headers(
     let mut headers = HeaderMap::new();
     let context = service.publish(
         parent,
-        event.system(SYSTEM),
+        event.system_or(SYSTEM),
         &mut HeaderInjector(&mut headers),
     );
     (headers, context)
+}
+
+/// As [`publish_headers`], for an event caused by the one being handled
+/// (same correlation id and trace, causation id = the handled event).
+pub fn publish_child_headers(
+    handling: &Handling,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    publish_headers(handling.service(), Some(handling.context()), event)
 }
 
 /// As [`publish_headers`], for a JetStream publish: also sets
 /// `Nats-Msg-Id` to the event id. Publishing the same headers again (a
 /// retry after a lost ack) is then acknowledged with `duplicate: true`
 /// and stored once, within the stream's duplicate window.
-pub fn jetstream_publish_headers(
+pub fn publish_jetstream_headers(
     service: &Service,
     parent: Option<&MessageContext>,
     event: Publish<'_>,
@@ -218,6 +229,15 @@ pub fn jetstream_publish_headers(
     let (mut headers, context) = publish_headers(service, parent, event);
     set_message_id(&mut headers, &context);
     (headers, context)
+}
+
+/// As [`publish_jetstream_headers`], for an event caused by the one being
+/// handled.
+pub fn publish_child_jetstream_headers(
+    handling: &Handling,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    publish_jetstream_headers(handling.service(), Some(handling.context()), event)
 }
 
 /// Sets JetStream's dedupe id, `Nats-Msg-Id`, to the context's event id,
@@ -235,35 +255,71 @@ pub fn set_message_id(headers: &mut HeaderMap, context: &MessageContext) {
 /// read from its headers (a message without headers is handled in a fresh
 /// flow), the destination is its subject and `messaging.system` is `nats`.
 /// The handler's result is returned as is; replying is up to the caller.
+/// Core NATS does not redeliver; for JetStream use [`handle_jetstream`].
 ///
 /// The context is read before the future starts, so the future does not
 /// borrow `message`.
-pub fn handle_message<F, Fut, T, E>(
+pub fn handle<H, T, E>(
     service: &Service,
     message: &Message,
     consumer_group: &str,
-    handler: F,
-) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
 where
-    F: FnOnce(Handling) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    H: Handler<T, E>,
+    E: Display,
 {
     handle_delivered(service, message, consumer_group, None, handler)
 }
 
+/// Handles a JetStream message as [`handle`]; acking (after `Ok`) or
+/// nak-ing stays with the caller, so the ack policy is theirs.
+///
+/// A message JetStream delivers for the second time or later (after a nak
+/// or an ack wait that ran out) also writes `retried` before the handler
+/// runs, with the attempt from [`redelivery`].
+pub fn handle_jetstream<H, T, E>(
+    service: &Service,
+    message: &jetstream::Message,
+    consumer_group: &str,
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
+where
+    H: Handler<T, E>,
+    E: Display,
+{
+    handle_delivered(
+        service,
+        &message.message,
+        consumer_group,
+        redelivery(message),
+        handler,
+    )
+}
+
+/// The retry attempt of a message JetStream delivers again (its delivery
+/// count less one), or `None` for a first delivery or when JetStream's
+/// reply subject cannot be read.
+pub fn redelivery(message: &jetstream::Message) -> Option<u32> {
+    // JetStream counts deliveries from 1: the second is the first retry.
+    message
+        .info()
+        .ok()
+        .and_then(|info| u32::try_from(info.delivered.saturating_sub(1)).ok())
+        .filter(|earlier| *earlier > 0)
+}
+
 /// [`Service::handle`] for a NATS message, marked as a redelivery or not.
-fn handle_delivered<F, Fut, T, E>(
+fn handle_delivered<H, T, E>(
     service: &Service,
     message: &Message,
     consumer_group: &str,
     redelivery: Option<u32>,
-    handler: F,
-) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
 where
-    F: FnOnce(Handling) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    H: Handler<T, E>,
+    E: Display,
 {
     let empty = HeaderMap::new();
     let headers = message.headers.as_ref().unwrap_or(&empty);
@@ -276,36 +332,44 @@ where
     )
 }
 
-/// Handles a JetStream message as [`handle_message`]; acking (after `Ok`)
-/// or nak-ing stays with the caller, so the ack policy is theirs.
-///
-/// A message JetStream delivers for the second time or later (after a nak
-/// or an ack wait that ran out) also writes `retried` before the handler
-/// runs, with the attempt from the delivery count JetStream reports.
-pub fn handle_jetstream_message<F, Fut, T, E>(
+/// The former name of [`publish_jetstream_headers`].
+#[deprecated(note = "use nats::publish_jetstream_headers")]
+pub fn jetstream_publish_headers(
+    service: &Service,
+    parent: Option<&MessageContext>,
+    event: Publish<'_>,
+) -> (HeaderMap, MessageContext) {
+    publish_jetstream_headers(service, parent, event)
+}
+
+/// The former name of [`handle`].
+#[deprecated(note = "use nats::handle")]
+pub fn handle_message<H, T, E>(
+    service: &Service,
+    message: &Message,
+    consumer_group: &str,
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
+where
+    H: Handler<T, E>,
+    E: Display,
+{
+    handle(service, message, consumer_group, handler)
+}
+
+/// The former name of [`handle_jetstream`].
+#[deprecated(note = "use nats::handle_jetstream")]
+pub fn handle_jetstream_message<H, T, E>(
     service: &Service,
     message: &jetstream::Message,
     consumer_group: &str,
-    handler: F,
-) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+    handler: H,
+) -> impl Future<Output = Result<T, E>> + use<H, T, E>
 where
-    F: FnOnce(Handling) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    H: Handler<T, E>,
+    E: Display,
 {
-    // JetStream counts deliveries from 1: the second is the first retry.
-    let redelivery = message
-        .info()
-        .ok()
-        .and_then(|info| u32::try_from(info.delivered.saturating_sub(1)).ok())
-        .filter(|earlier| *earlier > 0);
-    handle_delivered(
-        service,
-        &message.message,
-        consumer_group,
-        redelivery,
-        handler,
-    )
+    handle_jetstream(service, message, consumer_group, handler)
 }
 
 #[cfg(test)]
@@ -407,6 +471,68 @@ mod tests {
 
     #[test]
     fn jetstream_headers_carry_the_event_id_as_nats_msg_id() {
+        let (headers, sent) = publish_jetstream_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+        );
+        assert_eq!(
+            headers.get(NATS_MESSAGE_ID).map(HeaderValue::as_str),
+            Some(sent.event_id.as_str())
+        );
+    }
+
+    fn message(subject: &str, headers: HeaderMap) -> Message {
+        Message {
+            subject: subject.into(),
+            reply: None,
+            payload: "{}".into(),
+            headers: Some(headers),
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_message_is_handled_in_its_publisher_flow_and_a_child_is_caused_by_it() {
+        let (headers, sent) = publish_headers(
+            &Service::new("order"),
+            None,
+            Publish::new("OrderPlaced", "orders"),
+        );
+        let (handled, child, child_headers) = block_on(handle(
+            &Service::new("payment"),
+            &message("orders", headers),
+            "payment",
+            |handling| async move {
+                let (headers, child) = publish_child_jetstream_headers(
+                    &handling,
+                    Publish::new("PaymentSucceeded", "payments"),
+                );
+                Ok::<_, std::io::Error>((handling.context().clone(), child, headers))
+            },
+        ))
+        .unwrap();
+        assert_eq!(handled.correlation_id, sent.correlation_id);
+        assert_eq!(handled.parent_span_id, Some(sent.span_id));
+        assert_eq!(child.causation_id, Some(sent.event_id));
+        assert_eq!(
+            child_headers.get(NATS_MESSAGE_ID).map(HeaderValue::as_str),
+            Some(child.event_id.as_str())
+        );
+    }
+
+    #[test]
+    #[allow(deprecated)] // the former names, kept as aliases
+    fn the_former_names_still_publish_and_handle() {
         let (headers, sent) = jetstream_publish_headers(
             &Service::new("order"),
             None,
@@ -416,6 +542,14 @@ mod tests {
             headers.get(NATS_MESSAGE_ID).map(HeaderValue::as_str),
             Some(sent.event_id.as_str())
         );
+        let handled = block_on(handle_message(
+            &Service::new("payment"),
+            &message("orders", headers),
+            "payment",
+            |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
+        ))
+        .unwrap();
+        assert_eq!(handled.correlation_id, sent.correlation_id);
     }
 
     #[test]

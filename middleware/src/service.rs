@@ -40,22 +40,37 @@ pub struct Publish<'a> {
     pub correlation_id: Option<CorrelationId>,
 }
 
+/// `messaging.system` of the in-process bus, the default of [`Publish`] and
+/// [`Consume`]: a transport module replaces it with its own system, and
+/// keeps any other the caller chose.
+pub(crate) const DEFAULT_SYSTEM: &str = "inproc";
+
 impl<'a> Publish<'a> {
     /// An event on the in-process bus (`messaging.system` = `inproc`).
     pub fn new(event_type: &'a str, destination: &'a str) -> Self {
         Self {
             event_type,
             destination,
-            system: "inproc",
+            system: DEFAULT_SYSTEM,
             schema_version: None,
             correlation_id: None,
         }
     }
 
-    /// Sets `messaging.system` (`rabbitmq`, `nats`, `kafka`, ...).
+    /// Sets `messaging.system` (`rabbitmq`, `nats`, `kafka`, ...). The
+    /// transport modules set their own unless the caller chose one here.
     pub fn system(mut self, system: &'a str) -> Self {
         self.system = system;
         self
+    }
+
+    /// `messaging.system` = `system`, unless the caller already chose one.
+    pub(crate) fn system_or(self, system: &'a str) -> Self {
+        if self.system == DEFAULT_SYSTEM {
+            self.system(system)
+        } else {
+            self
+        }
     }
 
     /// Starts the flow under a business id (`order-1234`) instead of a
@@ -83,7 +98,7 @@ impl<'a> Consume<'a> {
         Self {
             destination,
             consumer_group,
-            system: "inproc",
+            system: DEFAULT_SYSTEM,
             redelivery: None,
         }
     }
@@ -99,6 +114,24 @@ impl<'a> Consume<'a> {
         self.redelivery = attempt;
         self
     }
+}
+
+/// An event handler: what [`Service::handle`] and each transport module's
+/// `handle` run. Every `FnOnce(Handling) -> impl Future<Output =
+/// Result<T, E>>` is one (a closure `|handling| async move { ... }`, an
+/// `async fn(Handling) -> Result<T, E>`); the trait only spells that bound
+/// once, so no signature has to repeat it.
+pub trait Handler<T, E>: FnOnce(Handling) -> <Self as Handler<T, E>>::Future {
+    /// The future the handler returns.
+    type Future: Future<Output = Result<T, E>>;
+}
+
+impl<F, Fut, T, E> Handler<T, E> for F
+where
+    F: FnOnce(Handling) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Future = Fut;
 }
 
 /// The event being handled, given to the handler.
@@ -268,15 +301,14 @@ impl Service {
     ///
     /// The context is read before the returned future starts, so the future
     /// does not borrow the carrier and is `Send` whenever the handler is.
-    pub fn handle<F, Fut, T, E>(
+    pub fn handle<H, T, E>(
         &self,
         carrier: &dyn Carrier,
         consume: Consume<'_>,
-        handler: F,
-    ) -> impl Future<Output = Result<T, E>> + use<F, Fut, T, E>
+        handler: H,
+    ) -> impl Future<Output = Result<T, E>> + use<H, T, E>
     where
-        F: FnOnce(Handling) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        H: Handler<T, E>,
         E: Display,
     {
         let incoming = self.propagation.extract(carrier);

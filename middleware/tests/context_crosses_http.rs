@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use causeway_middleware::http::{CausewayLayer, publish_request};
+use causeway_middleware::http::{CausewayLayer, publish_child_headers, publish_request};
 use causeway_middleware::{ContextStats, Handling, MemorySink, Publish, RecordLayer, Service};
 use causeway_model::{CorrelationId, Level, Record, Stage};
 use serde_json::{Value, json};
@@ -146,16 +146,12 @@ async fn a_webhook_published_while_handling_a_request_is_caused_by_it() {
             .route(
                 "/orders",
                 post(|Extension(handling): Extension<Handling>| async move {
-                    let client = client();
-                    let mut request = client.post(charge_url).build().unwrap();
-                    let child = publish_request(
-                        handling.service(),
-                        Some(handling.context()),
+                    let (headers, child) = publish_child_headers(
+                        &handling,
                         Publish::new("ChargeRequested", "/charge"),
-                        request.headers_mut(),
                     );
-                    let charged: Value =
-                        client.execute(request).await.unwrap().json().await.unwrap();
+                    let response = client().post(charge_url).headers(headers).send();
+                    let charged: Value = response.await.unwrap().json().await.unwrap();
                     Json(json!({ "child_event_id": child.event_id.as_str(), "charged": charged }))
                 }),
             )

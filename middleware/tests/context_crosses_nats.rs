@@ -137,21 +137,19 @@ async fn core_nats_carries_the_flow_from_publisher_to_handler_and_its_child_even
     let message = next(&mut order_sub).await;
     let publisher = client.clone();
     let child_subject = payments.clone();
-    let (handled, child) =
-        nats::handle_message(&payment, &message, "payment", |handling| async move {
-            let (headers, child) = nats::publish_headers(
-                handling.service(),
-                Some(handling.context()),
-                Publish::new("PaymentSucceeded", &child_subject),
-            );
-            publisher
-                .publish_with_headers(child_subject.clone(), headers, "{}".into())
-                .await
-                .map_err(|e| PublishFailed(e.to_string()))?;
-            Ok::<_, PublishFailed>((handling.context().clone(), child))
-        })
-        .await
-        .unwrap();
+    let (handled, child) = nats::handle(&payment, &message, "payment", |handling| async move {
+        let (headers, child) = nats::publish_child_headers(
+            &handling,
+            Publish::new("PaymentSucceeded", &child_subject),
+        );
+        publisher
+            .publish_with_headers(child_subject.clone(), headers, "{}".into())
+            .await
+            .map_err(|e| PublishFailed(e.to_string()))?;
+        Ok::<_, PublishFailed>((handling.context().clone(), child))
+    })
+    .await
+    .unwrap();
 
     assert_eq!(handled.trace_id, placed.trace_id);
     assert_eq!(handled.correlation_id, correlation);
@@ -222,7 +220,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
         let shipping = Service::new("shipping");
 
         let (headers, placed) =
-            nats::jetstream_publish_headers(&order, None, Publish::new("OrderPlaced", &orders));
+            nats::publish_jetstream_headers(&order, None, Publish::new("OrderPlaced", &orders));
         let first = js
             .publish_with_headers(orders.clone(), headers.clone(), "{\"order\":1}".into())
             .await
@@ -261,10 +259,9 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
         let publisher = js.clone();
         let child_subject = payments.clone();
         let (handled, child) =
-            nats::handle_jetstream_message(&payment, &message, "payment", |handling| async move {
-                let (headers, child) = nats::jetstream_publish_headers(
-                    handling.service(),
-                    Some(handling.context()),
+            nats::handle_jetstream(&payment, &message, "payment", |handling| async move {
+                let (headers, child) = nats::publish_child_jetstream_headers(
+                    &handling,
                     Publish::new("PaymentSucceeded", &child_subject),
                 );
                 publisher
@@ -292,7 +289,7 @@ async fn jetstream_carries_the_flow_and_drops_a_republished_event() {
             .unwrap()
             .unwrap()
             .unwrap();
-        let shipped = nats::handle_jetstream_message(
+        let shipped = nats::handle_jetstream(
             &shipping,
             &child_message,
             "shipping",
@@ -363,7 +360,7 @@ async fn a_foreign_traceparent_alone_continues_its_trace_in_either_casing() {
             message.headers.as_ref().unwrap().get(name).is_some(),
             "the server kept the header name {name} as sent"
         );
-        let handled = nats::handle_message(&payment, &message, "payment", |handling| async move {
+        let handled = nats::handle(&payment, &message, "payment", |handling| async move {
             Ok::<_, PublishFailed>(handling.context().clone())
         })
         .await
@@ -415,7 +412,7 @@ async fn a_message_without_headers_is_handled_in_a_fresh_flow() {
     );
 
     let payment = Service::new("payment");
-    let handled = nats::handle_message(&payment, &message, "payment", |handling| async move {
+    let handled = nats::handle(&payment, &message, "payment", |handling| async move {
         Ok::<_, PublishFailed>(handling.context().clone())
     })
     .await
@@ -461,7 +458,7 @@ async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
 
     let outcome = AssertUnwindSafe(async {
         let orders = format!("causeway.test.{run}.orders");
-        let (headers, placed) = nats::jetstream_publish_headers(
+        let (headers, placed) = nats::publish_jetstream_headers(
             &Service::new("order"),
             None,
             Publish::new("OrderPlaced", &orders),
@@ -482,7 +479,7 @@ async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
             .unwrap()
             .unwrap();
         assert_eq!(first.info().unwrap().delivered, 1);
-        let failed = nats::handle_jetstream_message(&payment, &first, "payment", |_| async {
+        let failed = nats::handle_jetstream(&payment, &first, "payment", |_| async {
             Err::<(), _>(PublishFailed("card service down".into()))
         })
         .await;
@@ -495,7 +492,7 @@ async fn a_message_jetstream_redelivers_after_a_nak_is_recorded_as_retried() {
             .unwrap()
             .unwrap();
         assert_eq!(second.info().unwrap().delivered, 2);
-        nats::handle_jetstream_message(&payment, &second, "payment", |_| async {
+        nats::handle_jetstream(&payment, &second, "payment", |_| async {
             Ok::<_, PublishFailed>(())
         })
         .await

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use causeway_middleware::amqp::{PropertiesExtractor, handle_delivery, publish_properties};
+use causeway_middleware::amqp::{self, PropertiesExtractor};
 use causeway_middleware::{
     ContextStats, LIFECYCLE_TARGET, MemorySink, MessageContext, Publish, RecordLayer, Service,
     extract,
@@ -145,7 +145,10 @@ async fn handle_as_payment(delivery: &Delivery, queue: &str) -> MessageContext {
 }
 
 async fn handle_as(service: &Service, delivery: &Delivery, queue: &str) -> MessageContext {
-    let context = handle_delivery(service, delivery, queue, "payment", |handling| async move {
+    // Published to the default exchange: the routing key, the queue, is
+    // the destination.
+    assert_eq!(delivery.routing_key.as_str(), queue);
+    let context = amqp::handle(service, delivery, "payment", |handling| async move {
         Ok::<_, std::io::Error>(handling.context().clone())
     })
     .await
@@ -172,11 +175,10 @@ async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
     let payments = producer.fresh_queue("payments").await;
 
     let correlation = CorrelationId::new(format!("order-{}", EventId::generate())).unwrap();
-    let (properties, placed) = publish_properties(
+    let (properties, placed) = amqp::publish_headers(
         &Service::new("order"),
         None,
         Publish::new("OrderPlaced", &orders).correlation_id(correlation.clone()),
-        Some("application/json"),
     );
     producer.publish(&orders, properties).await;
 
@@ -188,17 +190,14 @@ async fn a_consumer_continues_the_producers_flow_through_rabbitmq() {
     );
     let channel = consumer.channel.clone();
     let payments_queue = payments.clone();
-    let child = handle_delivery(
+    let child = amqp::handle(
         &Service::new("payment"),
         &delivery,
-        &orders,
         "payment",
         |handling| async move {
-            let (properties, child) = publish_properties(
-                handling.service(),
-                Some(handling.context()),
+            let (properties, child) = amqp::publish_child_headers(
+                &handling,
                 Publish::new("PaymentCharged", &payments_queue),
-                None,
             );
             channel
                 .basic_publish(
@@ -406,24 +405,19 @@ async fn a_message_the_broker_redelivers_after_a_failure_is_recorded_as_retried(
     let _guard = record_lifecycle(&buffer);
     let mut rabbit = Rabbit::connect().await;
     let orders = rabbit.fresh_queue("redelivered").await;
-    let (properties, placed) = publish_properties(
+    let (properties, placed) = amqp::publish_headers(
         &Service::new("order"),
         None,
         Publish::new("OrderPlaced", &orders),
-        None,
     );
     rabbit.publish(&orders, properties).await;
 
     // The first attempt fails and is handed back to the broker.
     let first = rabbit.next_delivery(&orders).await;
     assert!(!first.redelivered);
-    let failed = handle_delivery(
-        &Service::new("payment"),
-        &first,
-        &orders,
-        "payment",
-        |_| async { Err::<(), _>(std::io::Error::other("card service down")) },
-    )
+    let failed = amqp::handle(&Service::new("payment"), &first, "payment", |_| async {
+        Err::<(), _>(std::io::Error::other("card service down"))
+    })
     .await;
     assert!(failed.is_err());
     first
@@ -437,6 +431,8 @@ async fn a_message_the_broker_redelivers_after_a_failure_is_recorded_as_retried(
     // The broker delivers it again, marked as such.
     let second = rabbit.next_delivery(&orders).await;
     assert!(second.redelivered, "RabbitMQ marks a requeued message");
+    assert_eq!(amqp::redelivery(&first), None);
+    assert!(amqp::redelivery(&second).is_some_and(|attempt| attempt >= 1));
     let context = handle_as_payment(&second, &orders).await;
     second.ack(BasicAckOptions::default()).await.unwrap();
     assert_eq!(context.correlation_id, placed.correlation_id);
