@@ -1,9 +1,8 @@
 //! Collector errors: start-up failures and the HTTP error responses.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use causeway_model::{ApiError, ApiErrorBody};
+use causeway_server::error_response;
 
 /// Why the collector could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -45,24 +44,14 @@ impl IntoResponse for IngestError {
                 "the batch could not be made durable, retry it".to_owned(),
             ),
         };
-        let body = ApiErrorBody {
-            error: ApiError {
-                code: code.to_owned(),
-                message,
-            },
-        };
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        error_response(status, code, message)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     #[test]
