@@ -8,22 +8,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
 
-/// Settings of one agent.
+/// Settings of one agent, the `[agent]` section of `causeway.toml`.
 ///
-/// In a config file every field but `collector_url` and `checkpoint_path`
-/// may be left out; unknown keys are rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// In a config file every field may be left out (the defaults are those of
+/// [`AgentConfig::default`]); unknown keys are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Files and directories to tail. A directory means every `*.log`,
     /// `*.json`, `*.jsonl` and `*.ndjson` file directly in it, looked for
     /// again at every poll, so files created later are picked up. A path
     /// that does not exist yet is waited for.
-    #[serde(default)]
     pub paths: Vec<PathBuf>,
     /// The collector's base URL, such as `http://127.0.0.1:4318`; batches
     /// are sent to `POST {collector_url}/v1/ingest`.
@@ -33,28 +32,27 @@ pub struct AgentConfig {
     /// missing file means every file is read from its start.
     pub checkpoint_path: PathBuf,
     /// The agent's name in each batch header, for diagnostics on the
-    /// collector. Defaults to `agent@<hostname>`.
-    #[serde(default = "default_source")]
+    /// collector. Defaults to `agent@<hostname>`, the host's name.
     pub source: String,
     /// The most records sent in one batch.
-    #[serde(default = "default_batch_max_records")]
     pub batch_max_records: usize,
     /// The largest batch body, in bytes. A single record larger than this
     /// is still sent, alone.
-    #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
     /// The longest line read as a record, in bytes (without the newline).
     /// A longer line is kept as a malformed record holding its cut start.
-    #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// How often files are checked for new lines, in milliseconds.
-    #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
     /// The service name of lines that do not say which service wrote them.
     /// When unset, the file name without its extension is used.
-    #[serde(default)]
     pub default_service: Option<String>,
 }
+
+/// Where a default agent ships: the collector's default address.
+const DEFAULT_COLLECTOR_URL: &str = "http://127.0.0.1:4318";
+/// A default agent's checkpoint, in the working directory.
+const DEFAULT_CHECKPOINT_PATH: &str = "causeway-agent.checkpoint.json";
 
 fn default_source() -> String {
     format!("agent@{}", hostname())
@@ -87,6 +85,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+impl Default for AgentConfig {
+    /// Every default: no paths yet, the collector on its default loopback
+    /// address, the checkpoint in the working directory.
+    fn default() -> Self {
+        Self::new(DEFAULT_COLLECTOR_URL, DEFAULT_CHECKPOINT_PATH)
+    }
+}
+
 impl AgentConfig {
     /// A configuration with every default and no paths yet.
     pub fn new(collector_url: impl Into<String>, checkpoint_path: impl Into<PathBuf>) -> Self {
@@ -115,13 +121,22 @@ impl AgentConfig {
 
     /// Checks the settings that `run` would otherwise trip over later.
     pub fn validate(&self) -> Result<(), AgentError> {
+        if self.paths.is_empty() {
+            return Err(AgentError::Config {
+                field: "paths",
+                reason: "no file or directory to tail".to_owned(),
+            });
+        }
+        self.validate_settings()
+    }
+
+    /// Everything [`Self::validate`] checks but the paths, which a command
+    /// line may still supply (for checking a config file on its own).
+    pub fn validate_settings(&self) -> Result<(), AgentError> {
         let invalid = |field: &'static str, reason: &str| AgentError::Config {
             field,
             reason: reason.to_owned(),
         };
-        if self.paths.is_empty() {
-            return Err(invalid("paths", "no file or directory to tail"));
-        }
         let url = reqwest::Url::parse(&self.ingest_url())
             .map_err(|e| invalid("collector_url", &format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -163,6 +178,22 @@ mod tests {
         assert!(config.source.starts_with("agent@"), "{}", config.source);
         assert_eq!(config.ingest_url(), "http://127.0.0.1:4318/v1/ingest");
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_section_is_every_default_and_round_trips() {
+        let config: AgentConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, AgentConfig::default());
+        assert_eq!(config.collector_url, "http://127.0.0.1:4318");
+        assert_eq!(
+            config.checkpoint_path,
+            PathBuf::from("causeway-agent.checkpoint.json")
+        );
+        let written = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AgentConfig>(&written).unwrap(),
+            config
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The agent's one error type: what can stop [`crate::run`].
+//! The agent's start-up error type: what can stop [`crate::run`].
 //!
 //! Only conditions the agent cannot work around end up here (bad settings,
-//! an unreadable or unwritable checkpoint at start). A collector that is
-//! down or refuses a batch is never an error: the batch is retried, so this
-//! enum must not grow a variant that would make `run` drop records.
+//! an unreadable or unwritable checkpoint at start, a file task that died).
+//! What goes wrong with one request is kept apart: a collector that is down
+//! or refuses a batch is an attempt to retry (`ship::Attempt`), logged and
+//! never returned, so this enum must not grow a variant that would make
+//! `run` drop records.
 
 use std::path::PathBuf;
 

@@ -1,10 +1,19 @@
-//! Command-line arguments. Every setting has a flag and a `CAUSEWAY_*`
-//! environment variable; flags win.
+//! Command-line arguments, and how they lay over `causeway.toml`.
+//!
+//! Every setting is a key in the config file (see `config`); the common ones
+//! (data dir, listen addresses, collector and query URLs, the agent's
+//! checkpoint and service) are also a flag and a `CAUSEWAY_*` variable. A
+//! flag wins over its variable, a variable over the file, the file over the
+//! defaults: an argument left out here is `None` and leaves the file's value
+//! alone. This module only parses and overlays; it must not read files,
+//! bind or start anything.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::CausewayConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,6 +22,11 @@ use clap::{Args, Parser, Subcommand};
     about = "Correlation tracing for event-driven systems"
 )]
 pub struct Cli {
+    /// The configuration file (TOML, a section per daemon). Without it no
+    /// file is read: a `causeway.toml` in the working directory is not
+    /// picked up on its own.
+    #[arg(long, global = true, env = "CAUSEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,38 +45,57 @@ pub enum Command {
     Tui(TuiArgs),
     /// Run `up`, the orders example and an agent, place orders, show flows.
     Demo(DemoArgs),
+    /// Check a configuration and print it as it takes effect (file,
+    /// variables and flags applied), every section, as TOML.
+    CheckConfig(CheckConfigArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArg {
-    /// Where the collector keeps its index.
-    #[arg(long, env = "CAUSEWAY_DATA_DIR", default_value = "causeway-data")]
-    pub data_dir: PathBuf,
+    /// Where the collector keeps its index and query reads it
+    /// (`collector.data_dir` and `query.data_dir`).
+    #[arg(long, env = "CAUSEWAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CollectorAddrs {
-    /// Native ingest (and, later, OTLP/HTTP) address.
-    #[arg(
-        long,
-        env = "CAUSEWAY_COLLECTOR_HTTP_ADDR",
-        default_value = "127.0.0.1:4318"
-    )]
-    pub collector_http_addr: SocketAddr,
-    /// OTLP/gRPC address; reserved until OTLP/gRPC ingest lands.
-    #[arg(
-        long,
-        env = "CAUSEWAY_COLLECTOR_GRPC_ADDR",
-        default_value = "127.0.0.1:4317"
-    )]
-    pub collector_grpc_addr: SocketAddr,
+    /// Native ingest (and, later, OTLP/HTTP) address (`collector.http_addr`).
+    #[arg(long, env = "CAUSEWAY_COLLECTOR_HTTP_ADDR")]
+    pub collector_http_addr: Option<SocketAddr>,
+    /// OTLP/gRPC address, reserved until OTLP/gRPC ingest lands
+    /// (`collector.grpc_addr`).
+    #[arg(long, env = "CAUSEWAY_COLLECTOR_GRPC_ADDR")]
+    pub collector_grpc_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct QueryAddr {
-    /// Query API address.
-    #[arg(long, env = "CAUSEWAY_QUERY_ADDR", default_value = "127.0.0.1:8686")]
-    pub query_addr: SocketAddr,
+    /// Query API address (`query.addr`).
+    #[arg(long, env = "CAUSEWAY_QUERY_ADDR")]
+    pub query_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentSettings {
+    /// The collector's base URL (`agent.collector_url`).
+    #[arg(long, env = "CAUSEWAY_COLLECTOR_URL")]
+    pub collector_url: Option<String>,
+    /// Where the agent remembers how far it shipped each file
+    /// (`agent.checkpoint_path`).
+    #[arg(long, env = "CAUSEWAY_AGENT_CHECKPOINT")]
+    pub checkpoint: Option<PathBuf>,
+    /// Service name for lines that carry none, instead of the file name
+    /// (`agent.default_service`).
+    #[arg(long, env = "CAUSEWAY_AGENT_SERVICE")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TuiSettings {
+    /// The query API's base URL (`tui.query_url`).
+    #[arg(long, env = "CAUSEWAY_QUERY_URL")]
+    pub query_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -94,54 +127,228 @@ pub struct QueryArgs {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Files or directories to tail (directories: every *.log, *.json,
-    /// *.jsonl, *.ndjson inside, including files created later).
-    #[arg(required = true)]
+    /// *.jsonl, *.ndjson inside, including files created later); replaces
+    /// `agent.paths`.
     pub paths: Vec<PathBuf>,
-    /// The collector's base URL.
-    #[arg(
-        long,
-        env = "CAUSEWAY_COLLECTOR_URL",
-        default_value = "http://127.0.0.1:4318"
-    )]
-    pub collector_url: String,
-    /// Where the agent remembers how far it shipped each file.
-    #[arg(
-        long,
-        env = "CAUSEWAY_AGENT_CHECKPOINT",
-        default_value = "causeway-agent.checkpoint.json"
-    )]
-    pub checkpoint: PathBuf,
-    /// Service name for lines that carry none (default: the file name).
-    #[arg(long)]
-    pub service: Option<String>,
+    #[command(flatten)]
+    pub agent: AgentSettings,
 }
 
 #[derive(Debug, Args)]
 pub struct TuiArgs {
-    /// The query API's base URL.
-    #[arg(
-        long,
-        env = "CAUSEWAY_QUERY_URL",
-        default_value = "http://127.0.0.1:8686"
-    )]
-    pub query_url: String,
+    #[command(flatten)]
+    pub tui: TuiSettings,
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How many orders to place (every fourth is declined by payment).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub orders: u64,
-    /// Exit once the query API shows every flow settled: 0 if all did, 1 if not.
+    /// How many orders to place, every fourth declined by payment
+    /// (`demo.orders`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub orders: Option<u64>,
+    /// Exit once the query API shows every flow settled: 0 if all did, 1 if
+    /// not (`demo.exit`).
     #[arg(long)]
     pub exit: bool,
-    /// With `--exit`: how long to wait for the flows, in seconds.
-    #[arg(long, default_value_t = 120)]
-    pub timeout_secs: u64,
+    /// How long to wait for the flows, in seconds (`demo.timeout_secs`).
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub data: DataDirArg,
     #[command(flatten)]
     pub collector: CollectorAddrs,
     #[command(flatten)]
     pub query: QueryAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check; `--config` / `CAUSEWAY_CONFIG` when left out, and
+    /// the defaults when neither names one.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(flatten)]
+    pub collector: CollectorAddrs,
+    #[command(flatten)]
+    pub query: QueryAddr,
+    #[command(flatten)]
+    pub agent: AgentSettings,
+    #[command(flatten)]
+    pub tui: TuiSettings,
+}
+
+fn set<T: Clone>(target: &mut T, value: Option<&T>) {
+    if let Some(value) = value {
+        target.clone_from(value);
+    }
+}
+
+impl DataDirArg {
+    fn apply(&self, config: &mut CausewayConfig) {
+        set(&mut config.collector.data_dir, self.data_dir.as_ref());
+        set(&mut config.query.data_dir, self.data_dir.as_ref());
+    }
+}
+
+impl CollectorAddrs {
+    fn apply(&self, config: &mut CausewayConfig) {
+        set(
+            &mut config.collector.http_addr,
+            self.collector_http_addr.as_ref(),
+        );
+        set(
+            &mut config.collector.grpc_addr,
+            self.collector_grpc_addr.as_ref(),
+        );
+    }
+}
+
+impl QueryAddr {
+    fn apply(&self, config: &mut CausewayConfig) {
+        set(&mut config.query.addr, self.query_addr.as_ref());
+    }
+}
+
+impl AgentSettings {
+    fn apply(&self, config: &mut CausewayConfig) {
+        set(&mut config.agent.collector_url, self.collector_url.as_ref());
+        set(&mut config.agent.checkpoint_path, self.checkpoint.as_ref());
+        if let Some(service) = &self.service {
+            config.agent.default_service = Some(service.clone());
+        }
+    }
+}
+
+impl TuiSettings {
+    fn apply(&self, config: &mut CausewayConfig) {
+        set(&mut config.tui.query_url, self.query_url.as_ref());
+    }
+}
+
+impl Cli {
+    /// The config file to read: `check-config FILE` first, then `--config`
+    /// / `CAUSEWAY_CONFIG`.
+    pub fn config_file(&self) -> Option<&PathBuf> {
+        match &self.command {
+            Command::CheckConfig(CheckConfigArgs {
+                file: Some(file), ..
+            }) => Some(file),
+            _ => self.config.as_ref(),
+        }
+    }
+}
+
+impl Command {
+    /// Lays this command's variables and flags over `config`.
+    pub fn apply(&self, config: &mut CausewayConfig) {
+        match self {
+            Self::Up(args) => {
+                args.data.apply(config);
+                args.collector.apply(config);
+                args.query.apply(config);
+            }
+            Self::Collector(args) => {
+                args.data.apply(config);
+                args.collector.apply(config);
+            }
+            Self::Query(args) => {
+                args.data.apply(config);
+                args.query.apply(config);
+            }
+            Self::Agent(args) => {
+                if !args.paths.is_empty() {
+                    config.agent.paths.clone_from(&args.paths);
+                }
+                args.agent.apply(config);
+            }
+            Self::Tui(args) => args.tui.apply(config),
+            Self::Demo(args) => {
+                set(&mut config.demo.orders, args.orders.as_ref());
+                config.demo.exit |= args.exit;
+                set(&mut config.demo.timeout_secs, args.timeout_secs.as_ref());
+                args.data.apply(config);
+                args.collector.apply(config);
+                args.query.apply(config);
+            }
+            Self::CheckConfig(args) => {
+                args.data.apply(config);
+                args.collector.apply(config);
+                args.query.apply(config);
+                args.agent.apply(config);
+                args.tui.apply(config);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn effective(file: &str, args: &[&str]) -> CausewayConfig {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let mut config = CausewayConfig::from_toml(file).unwrap();
+        cli.command.apply(&mut config);
+        config
+    }
+
+    #[test]
+    fn a_flag_overrides_the_file_and_a_left_out_flag_keeps_it() {
+        let file = "[query]\naddr = \"127.0.0.1:9000\"\ndata_dir = \"from-file\"\n";
+        let config = effective(file, &["causeway", "query"]);
+        assert_eq!(config.query.addr.port(), 9000);
+        assert_eq!(config.query.data_dir, PathBuf::from("from-file"));
+
+        let config = effective(
+            file,
+            &["causeway", "query", "--query-addr", "127.0.0.1:9001"],
+        );
+        assert_eq!(config.query.addr.port(), 9001);
+        assert_eq!(config.query.data_dir, PathBuf::from("from-file"));
+    }
+
+    #[test]
+    fn data_dir_sets_both_collector_and_query() {
+        let config = effective("", &["causeway", "up", "--data-dir", "/srv/cw"]);
+        assert_eq!(config.collector.data_dir, PathBuf::from("/srv/cw"));
+        assert_eq!(config.query.data_dir, PathBuf::from("/srv/cw"));
+    }
+
+    #[test]
+    fn agent_paths_on_the_command_line_replace_the_files() {
+        let file = "[agent]\npaths = [\"/a\"]\nbatch_max_records = 3\n";
+        let config = effective(file, &["causeway", "agent"]);
+        assert_eq!(config.agent.paths, vec![PathBuf::from("/a")]);
+        let config = effective(file, &["causeway", "agent", "/b", "--service", "svc"]);
+        assert_eq!(config.agent.paths, vec![PathBuf::from("/b")]);
+        assert_eq!(config.agent.default_service.as_deref(), Some("svc"));
+        assert_eq!(config.agent.batch_max_records, 3);
+    }
+
+    #[test]
+    fn demo_flags_override_the_demo_section() {
+        let file = "[demo]\norders = 9\ntimeout_secs = 7\n";
+        let config = effective(file, &["causeway", "demo", "--orders", "2", "--exit"]);
+        assert_eq!(
+            (
+                config.demo.orders,
+                config.demo.exit,
+                config.demo.timeout_secs
+            ),
+            (2, true, 7)
+        );
+    }
+
+    #[test]
+    fn check_config_reads_its_own_file_argument_first() {
+        let cli = Cli::try_parse_from(["causeway", "--config", "a.toml", "check-config", "b.toml"])
+            .unwrap();
+        assert_eq!(cli.config_file(), Some(&PathBuf::from("b.toml")));
+        let cli = Cli::try_parse_from(["causeway", "check-config", "--config", "a.toml"]).unwrap();
+        assert_eq!(cli.config_file(), Some(&PathBuf::from("a.toml")));
+    }
 }

@@ -1,81 +1,65 @@
-//! The subcommands: bind, start the daemons' libraries, wait for shutdown.
+//! The subcommands: load the configuration, bind, start the daemons'
+//! libraries, wait for shutdown; `check-config` prints the configuration.
 //! The shared start-up pieces live in `daemons`, which `demo` uses too;
 //! neither of those may import this module.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use causeway_agent::AgentConfig;
-use causeway_collector::CollectorConfig;
-use causeway_query::QueryConfig;
 
 use crate::args::{Cli, Command};
+use crate::config::{CausewayConfig, Listener};
 use crate::daemons::{Up, bind, init_logging};
 use crate::shutdown::Shutdown;
 
+/// Loads the configuration (defaults, then the file, then variables and
+/// flags), checks what the command needs, and runs it.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = CausewayConfig::load(cli.config_file().map(PathBuf::as_path))?;
+    cli.command.apply(&mut config);
     let shutdown = Shutdown::new();
     match cli.command {
-        Command::Up(args) => {
+        Command::Up(_) => {
             init_logging("info");
-            let collector = bind(
-                args.collector.collector_http_addr,
-                "collector",
-                "CAUSEWAY_COLLECTOR_HTTP_ADDR",
-            )
-            .await?;
-            let query = bind(args.query.query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+            config.check_one_data_dir()?;
+            Listener::CollectorGrpc.check(&config)?;
+            let collector = bind(Listener::CollectorHttp, &config).await?;
+            let query = bind(Listener::Query, &config).await?;
             shutdown.on_signals();
-            Up::start(&args.data.data_dir, collector, query, &shutdown)
+            Up::start(config.collector, config.query, collector, query, &shutdown)
                 .join()
                 .await?;
         }
-        Command::Collector(args) => {
+        Command::Collector(_) => {
             init_logging("info");
-            let listener = bind(
-                args.collector.collector_http_addr,
-                "collector",
-                "CAUSEWAY_COLLECTOR_HTTP_ADDR",
-            )
-            .await?;
+            Listener::CollectorGrpc.check(&config)?;
+            let listener = bind(Listener::CollectorHttp, &config).await?;
             shutdown.on_signals();
-            causeway_collector::run(
-                listener,
-                CollectorConfig::new(&args.data.data_dir),
-                shutdown.wait(),
-            )
-            .await?;
+            causeway_collector::run(listener, config.collector, shutdown.wait()).await?;
         }
-        Command::Query(args) => {
+        Command::Query(_) => {
             init_logging("info");
-            let listener = bind(args.query.query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+            let listener = bind(Listener::Query, &config).await?;
             shutdown.on_signals();
-            causeway_query::run(
-                listener,
-                QueryConfig::new(&args.data.data_dir),
-                shutdown.wait(),
-            )
-            .await?;
+            causeway_query::run(listener, config.query, shutdown.wait()).await?;
         }
-        Command::Agent(args) => {
+        Command::Agent(_) => {
             init_logging("info");
-            let mut config = AgentConfig::new(args.collector_url, args.checkpoint);
-            config.paths = args.paths;
-            config.default_service = args.service;
             shutdown.on_signals();
-            causeway_agent::run(config, shutdown.wait()).await?;
+            causeway_agent::run(config.agent, shutdown.wait()).await?;
         }
-        Command::Tui(args) => {
+        Command::Tui(_) => {
             // No stderr logging: it would scribble over the screen.
-            let config = causeway_tui::TuiConfig {
-                query_url: args.query_url,
-                ..causeway_tui::TuiConfig::default()
-            };
-            tokio::task::spawn_blocking(move || causeway_tui::run(&config))
+            tokio::task::spawn_blocking(move || causeway_tui::run(&config.tui))
                 .await
                 .context("tui thread")??;
         }
-        Command::Demo(args) => return crate::demo::run(args, shutdown).await,
+        Command::Demo(_) => return crate::demo::run(config, shutdown).await,
+        Command::CheckConfig(_) => {
+            config.validate()?;
+            print!("{}", config.to_toml()?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,18 +1,17 @@
 //! What `up`, `collector`, `query` and `demo` share to start daemons:
-//! logging on stderr, binding a listener (loopback only), and running
+//! logging on stderr, binding a listener (loopback only, checked however
+//! the address was set), and running
 //! collector and query side by side. It starts what it is handed and parses
 //! no arguments; it must not import `commands` or `demo`, which both use it.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use causeway_collector::CollectorConfig;
 use causeway_query::QueryConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing_subscriber::EnvFilter;
 
+use crate::config::{CausewayConfig, Listener};
 use crate::shutdown::Shutdown;
 
 /// Our own logs: human-readable on stderr, `RUST_LOG` overrides `default`.
@@ -24,18 +23,15 @@ pub fn init_logging(default: &str) {
         .try_init();
 }
 
-/// Binds `addr`, refusing anything but loopback: token auth for wider
-/// binds is not built yet, and an open ingest or query port must not be
-/// the default.
-pub async fn bind(addr: SocketAddr, what: &str, env: &str) -> anyhow::Result<TcpListener> {
-    if !addr.ip().is_loopback() {
-        bail!(
-            "refusing to bind the {what} to {addr}: only loopback addresses are allowed until \
-             token authentication lands (set {env} to a 127.0.0.1 address)"
-        );
-    }
+/// Binds `listener`'s address after the one loopback check every listener
+/// address goes through ([`Listener::check`]): token auth for wider binds
+/// is not built yet, and an open ingest or query port must not be the
+/// default.
+pub async fn bind(listener: Listener, config: &CausewayConfig) -> anyhow::Result<TcpListener> {
+    let addr = listener.check(config)?;
+    let setting = listener.setting();
     TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot bind the {what} to {addr} (is another causeway running? set {env})")
+        format!("cannot bind `{setting}` to {addr} (is another causeway running?)")
     })
 }
 
@@ -46,15 +42,14 @@ pub struct Up {
 }
 
 impl Up {
-    /// Starts collector and query on bound listeners over one data dir.
+    /// Starts collector and query on bound listeners.
     pub fn start(
-        data_dir: &Path,
+        collector_config: CollectorConfig,
+        query_config: QueryConfig,
         collector: TcpListener,
         query: TcpListener,
         shutdown: &Shutdown,
     ) -> Self {
-        let collector_config = CollectorConfig::new(data_dir);
-        let query_config = QueryConfig::new(data_dir);
         let stop = shutdown.wait();
         let collector = tokio::spawn(async move {
             causeway_collector::run(collector, collector_config, stop)

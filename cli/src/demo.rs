@@ -22,7 +22,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::args::DemoArgs;
+use crate::config::{CausewayConfig, Listener};
 use crate::daemons::{Up, bind};
 use crate::shutdown::Shutdown;
 
@@ -116,29 +116,34 @@ fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
     }
 }
 
-pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    let data_dir = args.data.data_dir.clone();
+/// Runs the demo with `config`: `[demo]` for what it does, `[collector]`
+/// and `[query]` for `up`, and `[agent]` for the agent's limits (its
+/// paths, collector URL and checkpoint are the demo's own).
+pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let demo = config.demo.clone();
+    demo.validate()?;
+    config.check_one_data_dir()?;
+    Listener::CollectorGrpc.check(&config)?;
+    let data_dir = config.collector.data_dir.clone();
     let log_dir = data_dir.join("demo-logs");
     init_tracing(&log_dir)?;
 
-    let collector = bind(
-        args.collector.collector_http_addr,
-        "collector",
-        "CAUSEWAY_COLLECTOR_HTTP_ADDR",
-    )
-    .await?;
-    let query = bind(args.query.query_addr, "query API", "CAUSEWAY_QUERY_ADDR").await?;
+    let collector = bind(Listener::CollectorHttp, &config).await?;
+    let query = bind(Listener::Query, &config).await?;
     // Port 0 means "any free port": the URLs use the bound addresses.
     let collector_addr = collector.local_addr()?;
     let query_addr = query.local_addr()?;
     shutdown.on_signals();
-    let up = Up::start(&data_dir, collector, query, &shutdown);
+    let up = Up::start(config.collector, config.query, collector, query, &shutdown);
     let collector_url = format!("http://{collector_addr}");
     let query_url = format!("http://{query_addr}");
 
-    let mut agent_config =
-        AgentConfig::new(&collector_url, data_dir.join("demo-agent.checkpoint.json"));
-    agent_config.paths = vec![log_dir.clone()];
+    let agent_config = AgentConfig {
+        paths: vec![log_dir.clone()],
+        collector_url: collector_url.clone(),
+        checkpoint_path: data_dir.join("demo-agent.checkpoint.json"),
+        ..config.agent
+    };
     let stop = shutdown.wait();
     let agent = tokio::spawn(async move { causeway_agent::run(agent_config, stop).await });
 
@@ -150,12 +155,12 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         .build()
         .context("building the HTTP client")?;
     let first_id = first_free_order_id(&client, &query_url).await;
-    let orders = sample_orders(usize::try_from(args.orders).unwrap_or(usize::MAX), first_id);
+    let orders = sample_orders(usize::try_from(demo.orders).unwrap_or(usize::MAX), first_id);
     println!(
         "causeway demo: placing {} orders (order-{} .. order-{}), logs in {}",
         orders.len(),
         first_id,
-        first_id + args.orders - 1,
+        first_id + demo.orders - 1,
         log_dir.display()
     );
     for order in &orders {
@@ -163,7 +168,7 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     }
 
     // Wait until the query API shows every flow as the example says it ends.
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let deadline = Instant::now() + Duration::from_secs(demo.timeout_secs);
     let mut flows: BTreeMap<u64, FlowDetail> = BTreeMap::new();
     let mut pending: Vec<&Order> = orders.iter().collect();
     while !pending.is_empty() && Instant::now() < deadline {
@@ -194,11 +199,11 @@ pub async fn run(args: DemoArgs, shutdown: Shutdown) -> anyhow::Result<ExitCode>
             "\n{} of {} flows did not settle in {}s",
             pending.len(),
             orders.len(),
-            args.timeout_secs
+            demo.timeout_secs
         );
     }
 
-    if !args.exit {
+    if !demo.exit {
         println!(
             "\ncauseway is up (Ctrl-C to stop):\n  \
              query API  {query_url}/api/v1/flows\n  \

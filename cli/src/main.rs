@@ -1,9 +1,10 @@
 //! The `causeway` binary: parses arguments, sets up logging, binds, and
 //! hands over to the daemons' libraries. No logic of its own lives here
-//! beyond wiring; see `commands.rs` and `demo.rs`.
+//! beyond wiring; see `commands.rs`, `config.rs` and `demo.rs`.
 
 mod args;
 mod commands;
+mod config;
 mod daemons;
 mod demo;
 mod shutdown;

@@ -1,5 +1,9 @@
-//! Collector settings. Field docs are the user docs.
+//! Collector settings, the `[collector]` section of `causeway.toml`. Field
+//! docs are the user docs. This module only describes settings; it must not
+//! open files or sockets (the binary binds the addresses and hands `run` the
+//! listener).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +16,12 @@ use serde::{Deserialize, Serialize};
 pub struct CollectorConfig {
     /// Where the index lives (`<data_dir>/index`).
     pub data_dir: PathBuf,
+    /// Where the ingest API (`POST /v1/ingest`) listens. Loopback only
+    /// until token authentication lands; port 0 picks a free port.
+    pub http_addr: SocketAddr,
+    /// Where OTLP/gRPC ingest will listen; reserved, not bound yet, but
+    /// checked like every listener address (loopback only).
+    pub grpc_addr: SocketAddr,
     /// Longest time an acknowledged-pending batch waits for the commit that
     /// makes it durable, in milliseconds. Commits happen at least this often
     /// while records arrive.
@@ -31,6 +41,8 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("causeway-data"),
+            http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 4318)),
+            grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 4317)),
             commit_interval_ms: 500,
             max_body_bytes: 16 * 1024 * 1024,
             queue_capacity: 64,

@@ -1,5 +1,9 @@
-//! Query settings. Field docs are the user docs.
+//! Query settings, the `[query]` section of `causeway.toml`. Field docs are
+//! the user docs. This module only describes settings; it must not open
+//! files or sockets (the binary binds the address and hands `run` the
+//! listener).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use causeway_index::ReadBounds;
@@ -12,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct QueryConfig {
     /// The collector's data directory; the index is `<data_dir>/index`.
     pub data_dir: PathBuf,
+    /// Where the query API listens. Loopback only until token
+    /// authentication lands; port 0 picks a free port.
+    pub addr: SocketAddr,
     /// Most records read for one flow or trace.
     pub max_flow_records: usize,
     /// Most flows one `GET /api/v1/flows` returns (`limit` is capped to it).
@@ -34,6 +41,7 @@ impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("causeway-data"),
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8686)),
             max_flow_records: 10_000,
             max_flows: 500,
             max_search_hits: 1_000,
