@@ -9,6 +9,9 @@ mod daemons;
 mod demo;
 mod shutdown;
 
+#[cfg(test)]
+mod settings_table;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,139 @@
+//! The real binary: `causeway check-config` layers the file, `CAUSEWAY_*`
+//! variables and flags in that order, prints every section, refuses an
+//! unknown key with its line, and refuses a wide listener address however
+//! it was set.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `causeway ARGS` with only the given `CAUSEWAY_*` variables set.
+fn causeway(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CAUSEWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, text: &str) -> String {
+    let path = dir.join("causeway.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn line<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("{key} not printed:\n{stdout}"))
+}
+
+#[test]
+fn flags_win_over_variables_which_win_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "[query]\naddr = \"127.0.0.1:1001\"\nmax_flows = 7\n\n\
+         [tui]\nquery_url = \"http://127.0.0.1:1001\"\n\n\
+         [collector]\nhttp_addr = \"127.0.0.1:1002\"\n",
+    );
+    let output = causeway(
+        &["check-config", &file, "--query-addr", "127.0.0.1:3001"],
+        &[
+            ("CAUSEWAY_QUERY_ADDR", "127.0.0.1:2001"),
+            ("CAUSEWAY_QUERY_URL", "http://127.0.0.1:2001"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // flag > variable > file
+    assert_eq!(line(&stdout, "addr"), "addr = \"127.0.0.1:3001\"");
+    // variable > file
+    assert_eq!(
+        line(&stdout, "query_url"),
+        "query_url = \"http://127.0.0.1:2001\""
+    );
+    // file > default
+    assert_eq!(line(&stdout, "http_addr"), "http_addr = \"127.0.0.1:1002\"");
+    assert_eq!(line(&stdout, "max_flows"), "max_flows = 7");
+    // default
+    assert_eq!(
+        line(&stdout, "refresh_interval_ms"),
+        "refresh_interval_ms = 2000"
+    );
+    for section in [
+        "[collector]",
+        "[collector.http]",
+        "[query]",
+        "[query.http]",
+        "[agent]",
+        "[tui]",
+        "[demo]",
+    ] {
+        assert!(stdout.lines().any(|l| l == section), "{section}:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_config_file_is_named_by_the_variable_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "[demo]\norders = 42\n");
+    let output = causeway(&["check-config"], &[("CAUSEWAY_CONFIG", &file)]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(line(&stdout, "orders"), "orders = 42");
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "[agent]\npaths = []\nbatch_max_record = 5\n");
+    let output = causeway(&["--config", &file, "agent", "/tmp"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("batch_max_record"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains(&file), "{stderr}");
+}
+
+#[test]
+fn a_wide_grpc_address_is_refused_from_the_variable_and_from_the_file() {
+    let output = causeway(
+        &["check-config"],
+        &[("CAUSEWAY_COLLECTOR_GRPC_ADDR", "0.0.0.0:4317")],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("collector.grpc_addr"), "{stderr}");
+    assert!(stderr.contains("only loopback"), "{stderr}");
+
+    // `causeway collector` refuses it before binding anything.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "[collector]\ngrpc_addr = \"0.0.0.0:4317\"\n");
+    let output = causeway(
+        &[
+            "--config",
+            &file,
+            "collector",
+            "--collector-http-addr",
+            "127.0.0.1:0",
+        ],
+        &[("CAUSEWAY_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("collector.grpc_addr"), "{stderr}");
+    assert!(!dir.path().join("index").exists(), "nothing may start");
+}
