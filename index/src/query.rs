@@ -46,6 +46,17 @@ pub fn check_query(query: &str, bounds: &ReadBounds) -> Result<(), IndexError> {
             bounds.max_query_bytes
         )));
     }
+    if let Some(c) = query
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        // tantivy joins JSON paths with control bytes; one inside a field
+        // name trips an assertion in its term builder.
+        return Err(IndexError::Query(format!(
+            "the query contains the control character U+{:04X}",
+            u32::from(c)
+        )));
+    }
     let depth = nesting_depth(query);
     if depth > bounds.max_query_depth {
         return Err(IndexError::Query(format!(
@@ -215,6 +226,18 @@ mod tests {
         assert!(error.contains("nests 100 levels"), "{error}");
         let signs = format!("{}a", "-".repeat(100));
         assert!(check_query(&signs, &bounds).is_err());
+    }
+
+    /// Found by the `search_query` fuzz target: a NUL inside a JSON field
+    /// path made tantivy's term builder panic.
+    #[test]
+    fn control_characters_are_refused_before_the_parser() {
+        let bounds = ReadBounds::default();
+        let query = "timestamp_us:[1?4 TO 2] +attributes.order\0@_id:1234 -level:DEBUG";
+        let error = check_query(query, &bounds).unwrap_err().to_string();
+        assert!(error.contains("U+0000"), "{error}");
+        assert!(check_query("attributes.a\u{1}b:x", &bounds).is_err());
+        assert!(check_query("a\tb\nc", &bounds).is_ok());
     }
 
     #[test]

@@ -108,13 +108,19 @@ impl RecordReader {
     /// `query` as tantivy's parser reads it, once it is within the bounds.
     pub fn parse(&self, query: &str) -> Result<Box<dyn Query>, IndexError> {
         check_query(query, &self.bounds)?;
-        Ok(match query.trim() {
-            "" | "*" => Box::new(AllQuery),
-            q => self
-                .parser
-                .parse_query(q)
-                .map_err(|e| IndexError::Query(e.to_string()))?,
-        })
+        let q = match query.trim() {
+            "" | "*" => return Ok(Box::new(AllQuery)),
+            q => q,
+        };
+        // tantivy asserts on some inputs instead of returning an error; a
+        // query it cannot take is the client's 400, not the server's 500.
+        let parser = std::panic::AssertUnwindSafe(&self.parser);
+        match std::panic::catch_unwind(|| parser.parse_query(q)) {
+            Ok(parsed) => parsed.map_err(|e| IndexError::Query(e.to_string())),
+            Err(_) => Err(IndexError::Query(
+                "the query could not be parsed".to_owned(),
+            )),
+        }
     }
 
     /// Every record of one flow (by correlation id, or trace id for flows
