@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, map_response};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -33,7 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::TimeoutBody;
 
 use crate::errors::{code_for, error_response, json_errors, panic_response};
 use crate::limits::HttpLimits;
@@ -48,8 +49,11 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// on the whole router, after its routes and fallback.
 pub fn harden(router: Router, limits: &HttpLimits) -> Router {
     let max_uri_bytes = limits.max_uri_bytes;
+    let body_read_timeout = limits.body_read_timeout();
     router
-        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout()))
+        .layer(from_fn(move |request: Request, next: Next| {
+            limit_body_time(body_read_timeout, request, next)
+        }))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(move |request: Request, next: Next| {
             limit_uri(max_uri_bytes, request, next)
@@ -71,6 +75,32 @@ async fn limit_uri(max_uri_bytes: usize, request: Request, next: Next) -> Respon
         );
     }
     next.run(request).await
+}
+
+/// A body that stalls past `timeout` fails the read, and the request is
+/// answered 408 whatever the handler made of the failed read.
+async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Response {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let flag = timed_out.clone();
+    let request = request.map(|body| {
+        Body::new(TimeoutBody::new(timeout, body).map_err(move |error| {
+            flag.store(true, Ordering::Relaxed);
+            error
+        }))
+    });
+    let response = next.run(request).await;
+    if timed_out.load(Ordering::Relaxed) {
+        let (code, _) = code_for(StatusCode::REQUEST_TIMEOUT);
+        return error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            code,
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        );
+    }
+    response
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
