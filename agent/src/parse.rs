@@ -371,6 +371,17 @@ mod tests {
         parse_line(&value.to_string(), "file-stem", read_at())
     }
 
+    /// Found by the `agent_line` fuzz target: an integer too large for 64
+    /// bits becomes a float, and without exact float parsing it read back
+    /// one unit in the last place off.
+    #[test]
+    fn a_huge_number_reads_back_as_it_was_written() {
+        let line = r#"{"name":"svc","levle":1111111111111111111111110}"#;
+        let once = parse_line(line, "file-stem", read_at()).to_json_line();
+        let again: Record = serde_json::from_str(&once).unwrap();
+        assert_eq!(again.to_json_line(), once);
+    }
+
     #[test]
     fn a_line_in_our_own_shape_round_trips() {
         let mut record = Record::new(
