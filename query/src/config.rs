@@ -30,8 +30,10 @@ pub struct QueryConfig {
     pub max_response_bytes: usize,
     /// Longest search query string, in bytes; a longer one is answered 400.
     pub max_query_bytes: usize,
-    /// Deepest nesting of a search query (parentheses and chained `NOT`,
-    /// `+`, `-`); a deeper one is answered 400 before it reaches the parser.
+    /// Most nesting operators in a search query: every `(`, `NOT` and
+    /// leading `+` or `-` counts, wherever it stands, since each could open a
+    /// level of tantivy's recursive parser; more is answered 400 before the
+    /// query reaches the parser.
     pub max_query_depth: usize,
     /// What one client may hold of the HTTP listener.
     pub http: HttpLimits,
@@ -47,7 +49,7 @@ impl Default for QueryConfig {
             max_search_hits: 1_000,
             max_response_bytes: 32 * 1024 * 1024,
             max_query_bytes: 4 * 1024,
-            max_query_depth: 32,
+            max_query_depth: 64,
             http: HttpLimits::default(),
         }
     }
