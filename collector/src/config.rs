@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use causeway_model::wire;
 use causeway_server::HttpLimits;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,10 @@ pub struct CollectorConfig {
     pub commit_interval_ms: u64,
     /// Largest accepted request body, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Most records in one ingest batch; a larger batch is answered 413
+    /// before it is decoded (a record costs a few hundred bytes in memory
+    /// however short its line, so the body limit alone does not bound it).
+    pub max_batch_records: usize,
     /// Batches waiting for the indexer; when full, ingest answers 503 with
     /// `Retry-After` instead of buffering without bound.
     pub queue_capacity: usize,
@@ -45,6 +50,7 @@ impl Default for CollectorConfig {
             grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 4317)),
             commit_interval_ms: 500,
             max_body_bytes: 16 * 1024 * 1024,
+            max_batch_records: wire::DEFAULT_MAX_BATCH_RECORDS,
             queue_capacity: 64,
             writer_heap_bytes: 64 * 1024 * 1024,
             http: HttpLimits::default(),

@@ -19,6 +19,9 @@ pub enum CollectorError {
 #[derive(Debug)]
 pub(crate) enum IngestError {
     BadBatch(String),
+    TooLarge(String),
+    /// The detail is for our log only.
+    Internal(String),
     Overloaded,
     ShuttingDown,
     IndexFailed,
@@ -28,6 +31,15 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             IngestError::BadBatch(m) => (StatusCode::BAD_REQUEST, "bad_batch", m),
+            IngestError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", m),
+            IngestError::Internal(detail) => {
+                tracing::error!(error = %detail, "ingest failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_owned(),
+                )
+            }
             IngestError::Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",

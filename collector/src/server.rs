@@ -13,7 +13,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
-use causeway_model::{Timestamp, wire};
+use causeway_model::Timestamp;
+use causeway_model::wire::{self, BatchError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -37,19 +38,40 @@ pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(indexer);
+        .with_state(IngestState {
+            indexer,
+            max_batch_records: config.max_batch_records,
+        });
     causeway_server::harden(app, &config.http)
 }
 
+/// What the ingest handler needs.
+#[derive(Debug, Clone)]
+struct IngestState {
+    indexer: Indexer,
+    max_batch_records: usize,
+}
+
 async fn ingest(
-    State(indexer): State<Indexer>,
+    State(IngestState {
+        indexer,
+        max_batch_records,
+    }): State<IngestState>,
     body: Bytes,
 ) -> Result<Json<IngestReply>, IngestError> {
-    // Invalid UTF-8 is replaced rather than refused, so the line survives as
-    // text (and, failing to parse, as a malformed record).
-    let text = String::from_utf8_lossy(&body);
-    let (_, records) =
-        wire::decode(&text, Timestamp::now()).map_err(|e| IngestError::BadBatch(e.to_string()))?;
+    // Decoding a 16 MiB body is CPU work: off the async workers.
+    let decoded = tokio::task::spawn_blocking(move || {
+        // Invalid UTF-8 is replaced rather than refused, so the line
+        // survives as text (and, failing to parse, as a malformed record).
+        let text = String::from_utf8_lossy(&body);
+        wire::decode_at_most(&text, Timestamp::now(), max_batch_records)
+    })
+    .await
+    .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
+    let (_, records) = decoded.map_err(|error| match error {
+        BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
+        other => IngestError::BadBatch(other.to_string()),
+    })?;
     let reply = IngestReply {
         accepted: records.len(),
         malformed: records.iter().filter(|r| r.malformed.is_some()).count(),

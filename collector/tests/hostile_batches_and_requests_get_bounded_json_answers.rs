@@ -104,6 +104,15 @@ async fn bodies_past_the_limit_unknown_routes_and_methods_answer_json() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
 
+    // Two bytes a line, eight million lines: once 7 GiB decoded.
+    let daemon_16m = start(16 << 20).await;
+    let mut many = "{\"causeway_batch\":1,\"source\":\"a\",\"count\":8000000}\n".to_owned();
+    many.push_str(&"x\n".repeat(8_000_000));
+    let (status, body) = daemon_16m.post("/v1/ingest", many).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "batch_too_large");
+    daemon_16m.stop().await;
+
     let (status, body) = daemon.post("/v1/nowhere", String::new()).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -22,6 +22,10 @@ pub const MAX_SOURCE_LEN: usize = 256;
 /// The longest reason kept in a malformed record, in bytes: a parser's
 /// message can quote the whole bad value.
 pub const MAX_REASON_LEN: usize = 512;
+/// The most records [`decode`] takes in one batch. A record costs a few
+/// hundred bytes in memory even when its line is two bytes long, so the
+/// count, not only the body's size, bounds what a batch decodes into.
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
 
 /// The first line of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,8 @@ pub enum BatchError {
     Version { found: u32 },
     #[error("batch header announces {announced} records but {found} lines follow")]
     Count { announced: usize, found: usize },
+    #[error("a batch holds at most {max} records; send smaller batches")]
+    TooManyRecords { max: usize },
 }
 
 /// Writes a batch: header line, then one line per record.
@@ -85,10 +91,21 @@ pub fn cut_text(text: &str, max: usize) -> String {
 /// from `header.source`, stamped `received_at`, each holding its own line
 /// (at most [`MAX_RAW_LEN`] bytes) and reason (at most [`MAX_REASON_LEN`]):
 /// what one batch can grow into is bounded by its own size. The header's
-/// `source` is cut to [`MAX_SOURCE_LEN`] bytes.
+/// `source` is cut to [`MAX_SOURCE_LEN`] bytes. A batch of more than
+/// [`DEFAULT_MAX_BATCH_RECORDS`] records is refused whole.
 pub fn decode(
     body: &str,
     received_at: Timestamp,
+) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+    decode_at_most(body, received_at, DEFAULT_MAX_BATCH_RECORDS)
+}
+
+/// [`decode`], refusing a batch of more than `max_records` records (by its
+/// header or by its lines) before decoding them.
+pub fn decode_at_most(
+    body: &str,
+    received_at: Timestamp,
+    max_records: usize,
 ) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let mut lines = body.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().ok_or(BatchError::Empty)?;
@@ -106,7 +123,12 @@ pub fn decode(
     let mut header: BatchHeader = serde_json::from_value(value)
         .map_err(|e| BatchError::Header(cut_text(&e.to_string(), MAX_REASON_LEN)))?;
     header.source = crate::text::strip_control(&cut_text(&header.source, MAX_SOURCE_LEN));
+    if header.count > max_records {
+        return Err(BatchError::TooManyRecords { max: max_records });
+    }
     let records: Vec<Record> = lines
+        .by_ref()
+        .take(max_records)
         .map(|line| {
             serde_json::from_str::<Record>(line).unwrap_or_else(|e| {
                 Record::malformed(
@@ -118,6 +140,9 @@ pub fn decode(
             })
         })
         .collect();
+    if lines.next().is_some() {
+        return Err(BatchError::TooManyRecords { max: max_records });
+    }
     if records.len() != header.count {
         return Err(BatchError::Count {
             announced: header.count,
@@ -183,6 +208,24 @@ mod tests {
             })
         );
         assert_eq!(decode("\n\n", Timestamp::now()), Err(BatchError::Empty));
+    }
+
+    #[test]
+    fn a_batch_past_the_record_limit_is_refused_before_it_is_decoded() {
+        let header =
+            |count: usize| format!("{{\"causeway_batch\":1,\"source\":\"a\",\"count\":{count}}}\n");
+        assert_eq!(
+            decode_at_most(&format!("{}x\nx\nx\n", header(3)), Timestamp::now(), 2),
+            Err(BatchError::TooManyRecords { max: 2 })
+        );
+        // A header that under-announces does not get its lines decoded.
+        assert_eq!(
+            decode_at_most(&format!("{}x\nx\nx\n", header(2)), Timestamp::now(), 2),
+            Err(BatchError::TooManyRecords { max: 2 })
+        );
+        let (_, records) =
+            decode_at_most(&format!("{}x\nx\n", header(2)), Timestamp::now(), 2).unwrap();
+        assert_eq!(records.len(), 2);
     }
 
     /// The reproduction: a 1 MiB `source` and lines that all fail to parse
