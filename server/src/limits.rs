@@ -17,8 +17,9 @@ pub struct HttpLimits {
     /// Longest time a client may take to send a request's headers, in
     /// milliseconds.
     pub header_read_timeout_ms: u64,
-    /// Longest time a client may take to send a request's body, in
-    /// milliseconds; past it the request is answered 408.
+    /// Longest time a client may take to send a request's whole body,
+    /// counted from when its head arrived, in milliseconds; past it the
+    /// request is answered 408 (a byte now and then does not extend it).
     pub body_read_timeout_ms: u64,
     /// A connection with no request in flight and no byte sent either way
     /// for this long is closed, in milliseconds.

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, map_response};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -34,13 +34,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutBody;
 
 use crate::errors::{code_for, error_response, json_errors, panic_response};
 use crate::limits::HttpLimits;
 
 /// How long connections may take to finish once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Requests one HTTP/2 connection may have open at once (hyper's default
+/// is 200).
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 /// How long a refused connection gets to take its 503.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -77,16 +79,19 @@ async fn limit_uri(max_uri_bytes: usize, request: Request, next: Next) -> Respon
     next.run(request).await
 }
 
-/// A body that stalls past `timeout` fails the read, and the request is
-/// answered 408 whatever the handler made of the failed read.
+/// A body not wholly in `timeout` after the request head fails the read,
+/// and the request is answered 408 whatever the handler made of the failed
+/// read. The deadline is fixed when the head arrives: a client that sends a
+/// byte now and then does not move it.
 async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Response {
     let timed_out = Arc::new(AtomicBool::new(false));
     let flag = timed_out.clone();
     let request = request.map(|body| {
-        Body::new(TimeoutBody::new(timeout, body).map_err(move |error| {
-            flag.store(true, Ordering::Relaxed);
-            error
-        }))
+        Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timed_out: flag,
+        })
     });
     let response = next.run(request).await;
     if timed_out.load(Ordering::Relaxed) {
@@ -101,6 +106,38 @@ async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Res
         );
     }
     response
+}
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.timed_out.store(true, Ordering::Relaxed);
+            let late = io::Error::new(io::ErrorKind::TimedOut, "the request body came too late");
+            return Poll::Ready(Some(Err(axum::Error::new(late))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
@@ -121,6 +158,7 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let (stop, stopping) = watch::channel(false);
@@ -230,12 +268,13 @@ impl Connection {
         let router = self.router.clone();
         let in_service = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let activity = in_service.clone();
-            activity.begin();
+            // Held by the handler's future: dropped when it ends or when
+            // hyper drops it (an HTTP/2 stream reset), either way.
+            let in_flight = InFlight::begin(in_service.clone());
             let call = router.clone().oneshot(request.map(Body::new));
             async move {
                 let response = call.await;
-                activity.end();
+                drop(in_flight);
                 response.map(IntoResponse::into_response)
             }
         });
@@ -313,6 +352,22 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
         self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+/// One request in a handler, for as long as this lives.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> Self {
+        activity.begin();
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

@@ -28,6 +28,13 @@ fn app(limits: &HttpLimits) -> Router {
     let router = Router::new()
         .route("/ok", get(|| async { "fine" }))
         .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
             "/panic",
             get(|| async {
                 if std::hint::black_box(true) {
@@ -80,7 +87,9 @@ async fn exchange(addr: SocketAddr, request: &str) -> (u16, String, serde_json::
     read_response(&mut stream).await
 }
 
-async fn read_response(stream: &mut TcpStream) -> (u16, String, serde_json::Value) {
+async fn read_response(
+    stream: &mut (impl AsyncReadExt + Unpin),
+) -> (u16, String, serde_json::Value) {
     // A server that closes with part of a huge request unread resets the
     // connection: what arrived before the reset is the answer.
     let mut raw = Vec::new();
@@ -257,5 +266,61 @@ async fn a_body_that_stops_coming_is_refused_and_the_connection_freed() {
     let (status, head, body) = read_response(&mut stream).await;
     assert_eq!(status, 408, "{head}\n{body}");
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_a_byte_at_a_time_still_meets_its_deadline() {
+    let server = Running::start(small_limits()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /ingest HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 100 ms: never a gap as long as the 400 ms timeout,
+    // but the whole body would take ten seconds (and then be answered 200:
+    // a timeout that waited for a gap would never fire).
+    let (mut reading, mut writing) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writing.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (status, head, body) = read_response(&mut reading).await;
+    trickle.abort();
+    assert_eq!(status, 408, "{head}\n{body}");
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_stream_reset_mid_handler_leaves_the_connection_idle_and_closed() {
+    let server = Running::start(small_limits()).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::get(format!("http://{}/slow", server.addr))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    // Give up on the slow answer: the client resets the stream.
+    let answer = tokio::time::timeout(Duration::from_millis(100), sender.send_request(request));
+    assert!(
+        answer.await.is_err(),
+        "the slow handler has not answered yet"
+    );
+    // Nothing in flight any more: the idle timeout (400 ms) closes it.
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the server closes the idle HTTP/2 connection")
+        .unwrap()
+        .ok();
     server.stop().await;
 }
