@@ -35,6 +35,10 @@ pub struct QueryConfig {
     /// level of tantivy's recursive parser; more is answered 400 before the
     /// query reaches the parser.
     pub max_query_depth: usize,
+    /// Index reads (searches, flows, traces) under way at once; one more
+    /// is answered 503 with `Retry-After` rather than queued. `/healthz` is
+    /// not counted.
+    pub max_concurrent_reads: usize,
     /// What one client may hold of the HTTP listener.
     pub http: HttpLimits,
 }
@@ -50,6 +54,7 @@ impl Default for QueryConfig {
             max_response_bytes: 32 * 1024 * 1024,
             max_query_bytes: 4 * 1024,
             max_query_depth: 64,
+            max_concurrent_reads: 16,
             http: HttpLimits::default(),
         }
     }

@@ -24,6 +24,8 @@ pub enum RequestError {
     BadRequest(String),
     #[error("the index is not there yet: start the collector, or wait for its first commit")]
     IndexNotReady,
+    #[error("too many reads in progress, retry shortly")]
+    Busy,
     /// The detail is for our log only.
     #[error("internal error")]
     Internal(String),
@@ -48,6 +50,7 @@ impl RequestError {
             RequestError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             RequestError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             RequestError::IndexNotReady => (StatusCode::SERVICE_UNAVAILABLE, "index_not_ready"),
+            RequestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             RequestError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

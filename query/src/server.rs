@@ -24,6 +24,7 @@ use causeway_index::{RecordIndex, RecordReader, RecordsRead};
 use causeway_model::{FlowDetail, FlowsPage, SearchHits, TraceId, TraceRecords};
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::QueryConfig;
 use crate::error::{QueryError, RequestError};
@@ -34,11 +35,14 @@ use crate::flow::reconstruct;
 pub struct QueryState {
     config: Arc<QueryConfig>,
     reader: Arc<Mutex<Option<RecordReader>>>,
+    /// Index reads running or queued on the blocking pool.
+    reads: Arc<Semaphore>,
 }
 
 impl QueryState {
     pub fn new(config: QueryConfig) -> Self {
         Self {
+            reads: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
             config: Arc::new(config),
             reader: Arc::new(Mutex::new(None)),
         }
@@ -64,18 +68,43 @@ impl QueryState {
         Ok(reader)
     }
 
-    /// Runs `f` with the reader on the blocking pool.
+    /// Runs `f` with the reader on the blocking pool, if fewer than
+    /// `max_concurrent_reads` reads are under way; otherwise answers 503
+    /// with `Retry-After` at once, so reads never queue without bound.
     async fn with_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&RecordReader, &QueryConfig) -> Result<T, RequestError> + Send + 'static,
     ) -> Result<T, RequestError> {
+        let permit = self
+            .reads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RequestError::Busy)?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let reader = state.reader()?;
             f(&reader, &state.config)
         })
         .await
         .map_err(|e| RequestError::Internal(format!("query task: {e}")))?
+    }
+
+    /// Whether the index can be read; cheap once it has been opened, and
+    /// never held up by reads in progress.
+    async fn index_ready(&self) -> bool {
+        let opened = self
+            .reader
+            .lock()
+            .map(|slot| slot.is_some())
+            .unwrap_or(false);
+        if opened {
+            return true;
+        }
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.reader().is_ok())
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -214,7 +243,7 @@ async fn search(
 }
 
 async fn healthz(State(state): State<QueryState>) -> Json<serde_json::Value> {
-    let ready = state.with_reader(|_, _| Ok(())).await.is_ok();
+    let ready = state.index_ready().await;
     Json(serde_json::json!({
         "status": "ok",
         "index": if ready { "ready" } else { "waiting for the collector" },
@@ -234,4 +263,49 @@ pub async fn run(
     causeway_server::serve(listener, router(QueryState::new(config)), limits, shutdown)
         .await
         .map_err(QueryError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_past_the_limit_is_answered_503_and_health_still_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = QueryConfig {
+            max_concurrent_reads: 1,
+            ..QueryConfig::new(dir.path())
+        };
+        RecordIndex::open_or_create(&config.index_dir()).unwrap();
+        let state = QueryState::new(config);
+        // The one read allowed is under way.
+        let _busy = state.reads.clone().try_acquire_owned().unwrap();
+        let app = router(state);
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+
+        let response = app
+            .clone()
+            .oneshot(get("/api/v1/search?q=x"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "busy");
+
+        let response = app.oneshot(get("/healthz")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["index"], "ready");
+    }
 }
