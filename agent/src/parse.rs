@@ -294,8 +294,9 @@ fn epoch_to_timestamp(n: &serde_json::Number) -> Result<Timestamp, String> {
             _ => i / 1_000,
         };
         return i64::try_from(micros)
-            .map(Timestamp::from_micros)
-            .map_err(|_| format!("epoch {i} is out of range"));
+            .ok()
+            .and_then(Timestamp::from_micros_checked)
+            .ok_or_else(|| format!("epoch {i} is past the year 9999"));
     }
     match n.as_f64() {
         Some(f) if f.is_finite() && f >= 0.0 => {
@@ -308,8 +309,10 @@ fn epoch_to_timestamp(n: &serde_json::Number) -> Result<Timestamp, String> {
             } else {
                 f / 1e3
             };
-            // `as` saturates on overflow; the value is finite and non-negative.
-            Ok(Timestamp::from_micros(micros.round() as i64))
+            // `as` saturates on overflow; the value is finite and non-negative,
+            // and a saturated one is past the range RFC 3339 can write.
+            Timestamp::from_micros_checked(micros.round() as i64)
+                .ok_or_else(|| format!("epoch {n} is past the year 9999"))
         }
         _ => Err(format!("epoch {n} is negative or not a number")),
     }
@@ -369,6 +372,24 @@ mod tests {
 
     fn parse(value: Value) -> Record {
         parse_line(&value.to_string(), "file-stem", read_at())
+    }
+
+    /// Found by the `agent_line` fuzz target: an epoch past the year 9999
+    /// became a timestamp RFC 3339 cannot write, so the record no longer
+    /// read back. It is now an invalid field, kept with its reason.
+    #[test]
+    fn an_epoch_past_the_year_9999_is_an_invalid_field() {
+        for line in [
+            r#"{"time":2E29,"message":"m"}"#,
+            r#"{"ts":990000000000000000000}"#,
+        ] {
+            let record = parse_line(line, "file-stem", read_at());
+            assert_eq!(record.timestamp, read_at(), "{line}");
+            let once = record.to_json_line();
+            assert!(once.contains("year 9999"), "{once}");
+            let again: Record = serde_json::from_str(&once).unwrap();
+            assert_eq!(again.to_json_line(), once);
+        }
     }
 
     /// Found by the `agent_line` fuzz target: an integer too large for 64

@@ -34,6 +34,19 @@ impl Timestamp {
         Self(micros)
     }
 
+    /// The earliest instant RFC 3339 can write: 0000-01-01T00:00:00Z.
+    pub const MIN_RFC3339_MICROS: i64 = -62_167_219_200_000_000;
+    /// The latest instant RFC 3339 can write: 9999-12-31T23:59:59.999999Z.
+    pub const MAX_RFC3339_MICROS: i64 = 253_402_300_799_999_999;
+
+    /// `micros` as a timestamp if RFC 3339 can write it (years 0 to 9999),
+    /// so that it reads back as itself; `None` past either end.
+    pub fn from_micros_checked(micros: i64) -> Option<Self> {
+        (Self::MIN_RFC3339_MICROS..=Self::MAX_RFC3339_MICROS)
+            .contains(&micros)
+            .then_some(Self(micros))
+    }
+
     pub fn as_micros(self) -> i64 {
         self.0
     }
@@ -96,6 +109,26 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rfc3339_range_writes_and_reads_back_and_past_it_is_refused() {
+        for micros in [
+            Timestamp::MIN_RFC3339_MICROS,
+            0,
+            Timestamp::MAX_RFC3339_MICROS,
+        ] {
+            let t = Timestamp::from_micros_checked(micros).unwrap();
+            assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t, "{t}");
+        }
+        assert_eq!(
+            Timestamp::from_micros_checked(Timestamp::MAX_RFC3339_MICROS + 1),
+            None
+        );
+        assert_eq!(
+            Timestamp::from_micros_checked(Timestamp::MIN_RFC3339_MICROS - 1),
+            None
+        );
+    }
     use proptest::prelude::*;
 
     #[test]
