@@ -24,6 +24,11 @@ pub struct HttpLimits {
     /// A connection with no request in flight and no byte sent either way
     /// for this long is closed, in milliseconds.
     pub idle_timeout_ms: u64,
+    /// Longest a connection is kept, in milliseconds: past it, it finishes
+    /// the requests it has (at most ten seconds more) and is closed, so a
+    /// client that is never idle (HTTP/2 pings, a request now and then)
+    /// cannot hold a connection for good. Clients reconnect.
+    pub max_connection_age_ms: u64,
     /// Longest request target (path and query string), in bytes; a longer
     /// one is answered 414.
     pub max_uri_bytes: usize,
@@ -39,6 +44,7 @@ impl Default for HttpLimits {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
+            max_connection_age_ms: 600_000,
             max_uri_bytes: 16 * 1024,
             max_header_bytes: 64 * 1024,
         }
@@ -56,6 +62,10 @@ impl HttpLimits {
 
     pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.max(1))
+    }
+
+    pub(crate) fn max_connection_age(&self) -> Duration {
+        Duration::from_millis(self.max_connection_age_ms.max(1))
     }
 }
 

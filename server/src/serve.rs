@@ -183,6 +183,7 @@ pub async fn serve(
                     builder: builder.clone(),
                     router: router.clone(),
                     idle_timeout: limits.idle_timeout(),
+                    max_age: limits.max_connection_age(),
                     stopping: stopping.clone(),
                     _permit: permit,
                 };
@@ -256,6 +257,7 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     router: Router,
     idle_timeout: Duration,
+    max_age: Duration,
     stopping: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -287,6 +289,11 @@ impl Connection {
         if stop_asked {
             connection.as_mut().graceful_shutdown();
         }
+        // Past its age a connection winds down like at shutdown, and is
+        // closed outright if it has not finished within the grace period.
+        let aged = tokio::time::sleep(self.max_age);
+        tokio::pin!(aged);
+        let mut winding_down = false;
         loop {
             tokio::select! {
                 served = connection.as_mut() => {
@@ -300,6 +307,16 @@ impl Connection {
                         stop_asked = true;
                         connection.as_mut().graceful_shutdown();
                     }
+                }
+                () = &mut aged => {
+                    if winding_down {
+                        tracing::debug!("closing a connection that outlived its grace period");
+                        return;
+                    }
+                    winding_down = true;
+                    stop_asked = true;
+                    connection.as_mut().graceful_shutdown();
+                    aged.as_mut().reset(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                 }
                 _ = watchdog.tick() => {
                     if activity.idle_for() >= self.idle_timeout {

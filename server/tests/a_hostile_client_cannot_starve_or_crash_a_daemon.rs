@@ -324,3 +324,43 @@ async fn an_http2_stream_reset_mid_handler_leaves_the_connection_idle_and_closed
         .ok();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_that_is_never_idle_is_still_closed_at_its_age() {
+    let server = Running::start(HttpLimits {
+        max_connection_age_ms: 500,
+        ..small_limits()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    // A request every 100 ms keeps it busy: never idle for 400 ms. Over the
+    // ten seconds this could go on, the age of 500 ms must end it.
+    let mut served = 0;
+    let mut closed = false;
+    for _ in 0..100 {
+        if stream
+            .write_all(b"GET /ok HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        let mut answer = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await {
+            Ok(Ok(n)) if n > 0 => {
+                served += 1;
+                let text = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+                assert!(text.starts_with("http/1.1 200"), "{text}");
+            }
+            _ => {
+                closed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "still open after {served} requests");
+    assert!(served >= 1);
+    server.stop().await;
+}
