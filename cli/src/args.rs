@@ -147,9 +147,10 @@ pub struct DemoArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub orders: Option<u64>,
     /// Exit once the query API shows every flow settled: 0 if all did, 1 if
-    /// not (`demo.exit`).
-    #[arg(long)]
-    pub exit: bool,
+    /// not (`demo.exit`); `--exit=false` stays up even if the file says
+    /// otherwise.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub exit: Option<bool>,
     /// How long to wait for the flows, in seconds (`demo.timeout_secs`).
     #[arg(long)]
     pub timeout_secs: Option<u64>,
@@ -266,7 +267,7 @@ impl Command {
             Self::Tui(args) => args.tui.apply(config),
             Self::Demo(args) => {
                 set(&mut config.demo.orders, args.orders.as_ref());
-                config.demo.exit |= args.exit;
+                set(&mut config.demo.exit, args.exit.as_ref());
                 set(&mut config.demo.timeout_secs, args.timeout_secs.as_ref());
                 args.data.apply(config);
                 args.collector.apply(config);
@@ -340,6 +341,13 @@ mod tests {
                 config.demo.timeout_secs
             ),
             (2, true, 7)
+        );
+        let file = "[demo]\nexit = true\n";
+        assert!(effective(file, &["causeway", "demo"]).demo.exit);
+        assert!(
+            !effective(file, &["causeway", "demo", "--exit=false"])
+                .demo
+                .exit
         );
     }
 
