@@ -150,7 +150,7 @@ impl Shipper {
             // lose records: say why, loudly, and keep trying.
             let body = response.text().await.unwrap_or_default();
             let body = strip_control(&body);
-            let body = truncate(&body, ERROR_BODY_LOG_LEN);
+            let body = causeway_model::char_prefix(&body, ERROR_BODY_LOG_LEN);
             warn!(%status, batch_len, attempt, body, "ship failed, collector refused the batch");
         }
         Attempt::Retry { retry_after }
@@ -167,14 +167,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds))
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Waits between attempts: doubling from [`BACKOFF_START`] to

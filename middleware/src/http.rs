@@ -72,7 +72,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ::http::{HeaderMap, Request, Response};
-use causeway_model::headers;
+use causeway_model::{char_prefix, headers};
 use opentelemetry::propagation::{Extractor, Injector};
 use tower::{Layer, Service as TowerService};
 
@@ -249,16 +249,6 @@ fn route_of(parts: &::http::request::Parts) -> &str {
     parts.uri.path()
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a
-/// character boundary.
-fn bounded(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 impl<S, ReqBody, ResBody> TowerService<Request<ReqBody>> for CausewayService<S>
 where
     S: TowerService<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -282,8 +272,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let (mut parts, body) = request.into_parts();
-        let path = bounded(route_of(&parts), MAX_PATH_LEN).to_owned();
-        let event_type = format!("{} {path}", bounded(parts.method.as_str(), MAX_METHOD_LEN));
+        let path = char_prefix(route_of(&parts), MAX_PATH_LEN).to_owned();
+        let event_type = format!(
+            "{} {path}",
+            char_prefix(parts.method.as_str(), MAX_METHOD_LEN)
+        );
         // `Service::handle` reads the context before its future starts, so
         // the headers are only borrowed for that call; the handler gets them
         // back without a copy (the other `Arc` is gone by then; should it
@@ -432,9 +425,9 @@ mod tests {
 
     #[test]
     fn paths_are_bounded_on_a_character_boundary() {
-        assert_eq!(bounded("/orders", MAX_PATH_LEN), "/orders");
+        assert_eq!(char_prefix("/orders", MAX_PATH_LEN), "/orders");
         let long = format!("/{}", "é".repeat(MAX_PATH_LEN));
-        let cut = bounded(&long, MAX_PATH_LEN);
+        let cut = char_prefix(&long, MAX_PATH_LEN);
         assert!(cut.len() <= MAX_PATH_LEN && cut.len() >= MAX_PATH_LEN - 1);
         assert!(long.starts_with(cut));
     }

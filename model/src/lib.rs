@@ -25,8 +25,8 @@ pub use field::{FieldKind, FieldValue, NestedField, RecordField};
 pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
 pub use text::{
-    MAX_HEADER_VALUE_LEN, clean_header_value, has_control_chars, human_duration, strip_control,
-    trim_blanks,
+    MAX_HEADER_VALUE_LEN, char_prefix, clean_header_value, has_control_chars, human_duration,
+    strip_control, trim_blanks,
 };
 pub use timestamp::{Timestamp, TimestampError};
 pub use traceparent::{TraceFlags, TraceParent, TraceParentError};

@@ -45,6 +45,16 @@ pub fn trim_blanks(value: &str) -> &str {
     value.get(start..end).unwrap_or_default()
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn char_prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Removes ANSI escape sequences and control characters (keeping none, not
 /// even newlines) so that text from logs cannot move a cursor, change
 /// colours or retitle a terminal. Tabs and newlines become spaces.

@@ -80,11 +80,8 @@ pub fn cut_text(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[cut {} bytes]", &text[..end], text.len() - end)
+    let kept = crate::text::char_prefix(text, max);
+    format!("{kept}…[cut {} bytes]", text.len() - kept.len())
 }
 
 /// Reads a batch. Record lines that fail to parse become malformed records

@@ -8,41 +8,65 @@ use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use causeway_model::{ApiError, ApiErrorBody, strip_control};
+use causeway_model::{ApiError, ApiErrorBody, char_prefix, strip_control};
 
 /// The longest message kept from a rejection text written by axum.
 const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// A JSON error response with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorResponse {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl IntoResponse for ErrorResponse {
-    fn into_response(self) -> Response {
-        error_response(self.status, self.code, self.message)
-    }
-}
-
 /// `{"error":{"code","message"}}` with `status`; 503 and 429 also say
 /// `Retry-After: 1`.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ApiErrorBody {
-        error: ApiError {
-            code: code.to_owned(),
-            message: message.into(),
-        },
-    };
-    let mut response = (status, Json(body)).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+    let mut response = (status, Json(error_body(code, message))).into_response();
+    if asks_for_retry(status) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// [`error_response`] with the status's own code.
+pub(crate) fn status_response(status: StatusCode, message: impl Into<String>) -> Response {
+    error_response(status, code_for(status).0, message)
+}
+
+/// The same answer as raw HTTP/1.1 bytes that close the connection, for
+/// the places that write to the socket themselves (a refused connection,
+/// hyper's own parse errors), with the status's default message.
+pub(crate) fn raw_status_response(status: StatusCode, detail: &str) -> Vec<u8> {
+    let (code, message) = code_for(status);
+    let message = if detail.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}: {detail}")
+    };
+    let body = serde_json::to_string(&error_body(code, message)).unwrap_or_default();
+    let retry = if asks_for_retry(status) {
+        "retry-after: 1\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{retry}connection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn error_body(code: &str, message: impl Into<String>) -> ApiErrorBody {
+    ApiErrorBody {
+        error: ApiError {
+            code: code.to_owned(),
+            message: message.into(),
+        },
+    }
+}
+
+fn asks_for_retry(status: StatusCode) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// The stable code and a default message for a status.
@@ -84,7 +108,7 @@ pub(crate) async fn json_errors(response: Response) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let (code, default_message) = code_for(status);
+    let (_, default_message) = code_for(status);
     let message = if status.is_client_error() {
         match to_bytes(body, 4 * MAX_MESSAGE_BYTES).await {
             Ok(bytes) if !bytes.is_empty() => bounded(&String::from_utf8_lossy(&bytes)),
@@ -93,7 +117,7 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     } else {
         default_message.to_owned()
     };
-    let fresh = error_response(status, code, message);
+    let fresh = status_response(status, message);
     let (fresh_parts, fresh_body) = fresh.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     for (name, value) in &fresh_parts.headers {
@@ -116,11 +140,7 @@ fn bounded(text: &str) -> String {
     if clean.len() <= MAX_MESSAGE_BYTES {
         return clean;
     }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &clean[..end])
+    format!("{}…", char_prefix(&clean, MAX_MESSAGE_BYTES))
 }
 
 /// The answer to a handler that panicked: 500, generic; the panic is logged.
@@ -131,8 +151,8 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned());
     tracing::error!(panic = %detail, "request handler panicked");
-    let (code, message) = code_for(StatusCode::INTERNAL_SERVER_ERROR);
-    error_response(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    status_response(status, code_for(status).1)
 }
 
 #[cfg(test)]

@@ -17,6 +17,6 @@ mod errors;
 mod limits;
 mod serve;
 
-pub use errors::{ErrorResponse, error_response};
+pub use errors::error_response;
 pub use limits::{HttpLimits, ListenAddrError, check_listen_addr};
 pub use serve::{harden, serve};

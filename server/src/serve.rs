@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::errors::{code_for, error_response, json_errors, panic_response};
+use crate::errors::{json_errors, panic_response, raw_status_response, status_response};
 use crate::limits::HttpLimits;
 
 /// How long connections may take to finish once shutdown began.
@@ -69,10 +69,8 @@ async fn limit_uri(max_uri_bytes: usize, request: Request, next: Next) -> Respon
         .path_and_query()
         .map_or(0, |target| target.as_str().len());
     if target > max_uri_bytes {
-        let (code, _) = code_for(StatusCode::URI_TOO_LONG);
-        return error_response(
+        return status_response(
             StatusCode::URI_TOO_LONG,
-            code,
             format!("the request target is {target} bytes, the limit is {max_uri_bytes}"),
         );
     }
@@ -84,6 +82,10 @@ async fn limit_uri(max_uri_bytes: usize, request: Request, next: Next) -> Respon
 /// read. The deadline is fixed when the head arrives: a client that sends a
 /// byte now and then does not move it.
 async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        // No body to wait for (most GETs): no timer either.
+        return next.run(request).await;
+    }
     let timed_out = Arc::new(AtomicBool::new(false));
     let flag = timed_out.clone();
     let request = request.map(|body| {
@@ -95,10 +97,8 @@ async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Res
     });
     let response = next.run(request).await;
     if timed_out.load(Ordering::Relaxed) {
-        let (code, _) = code_for(StatusCode::REQUEST_TIMEOUT);
-        return error_response(
+        return status_response(
             StatusCode::REQUEST_TIMEOUT,
-            code,
             format!(
                 "the request body did not arrive within {} ms",
                 timeout.as_millis()
@@ -235,19 +235,9 @@ impl AcceptErrors {
 
 /// One more connection than the limit: a 503 it can read, then close.
 async fn refuse(mut stream: TcpStream) {
-    let (code, message) = code_for(StatusCode::SERVICE_UNAVAILABLE);
-    let body = serde_json::json!({
-        "error": { "code": code, "message": format!("{message}: too many connections") }
-    })
-    .to_string();
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let answer = raw_status_response(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
+        stream.write_all(&answer).await?;
         stream.shutdown().await
     })
     .await;
@@ -438,16 +428,7 @@ impl Tracked {
         let Some(status) = bare_error_status(first) else {
             return false;
         };
-        let (code, message) = code_for(status);
-        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
-        let head = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nconnection: close\r\n\
-             content-length: {}\r\n\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("Error"),
-            body.len()
-        );
-        self.replacement = Some(([head.into_bytes(), body.into_bytes()].concat(), 0));
+        self.replacement = Some((raw_status_response(status, ""), 0));
         true
     }
 }
