@@ -31,12 +31,13 @@ pub struct FlowKeyHit {
     pub record_count: u64,
 }
 
-/// Records read back, oldest or newest first, and whether the read stopped
-/// at its byte budget before the count it was asked for.
+/// Records read back, oldest or newest first, and whether more matched
+/// than were returned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordsRead {
     pub records: Vec<Record>,
-    /// True when more records matched than fit in the byte budget.
+    /// True when the read stopped at its byte budget, or (for a flow or a
+    /// trace) at the count it was asked for, with more records left.
     pub truncated: bool,
 }
 
@@ -139,12 +140,13 @@ impl RecordReader {
     }
 
     /// Every record of one flow (by correlation id, or trace id for flows
-    /// without one), oldest first, at most `limit`.
+    /// without one), oldest first, at most `limit` and the byte budget;
+    /// `truncated` says whether there were more.
     pub fn flow_records(&self, key: &str, limit: usize) -> Result<RecordsRead, IndexError> {
         self.oldest_first(self.fields.flow, key, limit)
     }
 
-    /// Every record of one trace, oldest first, at most `limit`.
+    /// Every record of one trace, oldest first, as [`Self::flow_records`].
     pub fn trace_records(
         &self,
         trace_id: TraceId,
@@ -170,10 +172,15 @@ impl RecordReader {
             Term::from_field_text(field, value),
             IndexRecordOption::Basic,
         );
-        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp_us", Order::Asc);
+        // One more than asked tells whether the answer is cut by count.
+        let top = TopDocs::with_limit(limit.saturating_add(1))
+            .order_by_fast_field::<i64>("timestamp_us", Order::Asc);
         let searcher = self.reader.searcher();
         let hits = searcher.search(&query, &top)?;
-        self.load(&searcher, hits.into_iter().map(|(_, a)| a))
+        let more = hits.len() > limit;
+        let mut read = self.load(&searcher, hits.into_iter().take(limit).map(|(_, a)| a))?;
+        read.truncated |= more;
+        Ok(read)
     }
 
     /// The `limit` flows with the most recent activity, newest first.
@@ -353,6 +360,10 @@ mod tests {
         assert!(flow.truncated);
         let whole = index.reader().unwrap().flow_records("f", 100).unwrap();
         assert_eq!((whole.records.len(), whole.truncated), (10, false));
+        let by_count = index.reader().unwrap().flow_records("f", 4).unwrap();
+        assert_eq!((by_count.records.len(), by_count.truncated), (4, true));
+        let exactly = index.reader().unwrap().flow_records("f", 10).unwrap();
+        assert_eq!((exactly.records.len(), exactly.truncated), (10, false));
     }
 
     /// The deepest and longest queries the default bounds let through go

@@ -45,15 +45,16 @@ pub struct QueryConfig {
 
 impl Default for QueryConfig {
     fn default() -> Self {
+        let bounds = ReadBounds::default();
         Self {
             data_dir: PathBuf::from("causeway-data"),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8686)),
             max_flow_records: 10_000,
             max_flows: 500,
             max_search_hits: 1_000,
-            max_response_bytes: 32 * 1024 * 1024,
-            max_query_bytes: 4 * 1024,
-            max_query_depth: 64,
+            max_response_bytes: bounds.max_response_bytes,
+            max_query_bytes: bounds.max_query_bytes,
+            max_query_depth: bounds.max_query_depth,
             max_concurrent_reads: 16,
             http: HttpLimits::default(),
         }

@@ -20,7 +20,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use causeway_index::{RecordIndex, RecordReader, RecordsRead};
+use causeway_index::{RecordIndex, RecordReader};
 use causeway_model::{FlowDetail, FlowsPage, SearchHits, TraceId, TraceRecords};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -123,20 +123,6 @@ pub fn router(state: QueryState) -> Router {
     causeway_server::harden(app, &limits)
 }
 
-/// Reads at most `limit` records of one flow or trace, and says whether
-/// there were more (by count or by bytes).
-fn bounded(
-    read: impl FnOnce(usize) -> Result<RecordsRead, causeway_index::IndexError>,
-    limit: usize,
-) -> Result<RecordsRead, RequestError> {
-    let mut read = read(limit.saturating_add(1))?;
-    if read.records.len() > limit {
-        read.records.truncate(limit);
-        read.truncated = true;
-    }
-    Ok(read)
-}
-
 #[derive(Debug, Deserialize)]
 struct LimitParams {
     limit: Option<usize>,
@@ -169,10 +155,7 @@ async fn get_flow(
 ) -> Result<Json<FlowDetail>, RequestError> {
     let flow = state
         .with_reader(move |reader, config| {
-            let read = bounded(
-                |limit| reader.flow_records(&correlation_id, limit),
-                config.max_flow_records,
-            )?;
+            let read = reader.flow_records(&correlation_id, config.max_flow_records)?;
             if read.records.is_empty() {
                 return Err(RequestError::NotFound(format!(
                     "no flow with correlation id {:?}",
@@ -198,10 +181,7 @@ async fn get_trace(
         .map_err(|e| RequestError::BadRequest(format!("invalid trace id: {e}")))?;
     let read = state
         .with_reader(move |reader, config| {
-            bounded(
-                |limit| reader.trace_records(trace_id, limit),
-                config.max_flow_records,
-            )
+            Ok(reader.trace_records(trace_id, config.max_flow_records)?)
         })
         .await?;
     if read.records.is_empty() {
