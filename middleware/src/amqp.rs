@@ -543,15 +543,8 @@ mod tests {
         assert_eq!(table.inner().len(), 1);
     }
 
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    #[test]
-    fn a_mock_delivery_is_handled_in_its_publisher_flow() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_mock_delivery_is_handled_in_its_publisher_flow() {
         let (properties, sent) = publish_headers(
             &Service::new("order"),
             None,
@@ -559,7 +552,7 @@ mod tests {
         );
         let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
         delivery.properties = properties;
-        let got = block_on(handle(
+        let got = handle(
             &Service::new("payment"),
             &delivery,
             "payment",
@@ -568,25 +561,14 @@ mod tests {
                     publish_child_headers(&handling, Publish::new("PaymentCharged", "payments"));
                 Ok::<_, std::io::Error>((handling.context().clone(), child))
             },
-        ))
+        )
+        .await
         .unwrap();
         let (handled, child) = got;
         assert_eq!(handled.correlation_id, sent.correlation_id);
         assert_eq!(handled.parent_span_id, Some(sent.span_id));
         assert_eq!(child.correlation_id, sent.correlation_id);
         assert_eq!(child.causation_id, Some(sent.event_id));
-    }
-
-    #[test]
-    fn a_system_the_caller_chose_is_kept_and_the_default_becomes_rabbitmq() {
-        assert_eq!(Publish::new("a", "b").system_or(SYSTEM).system, SYSTEM);
-        assert_eq!(
-            Publish::new("a", "b")
-                .system("activemq")
-                .system_or(SYSTEM)
-                .system,
-            "activemq"
-        );
     }
 
     #[test]
@@ -599,9 +581,9 @@ mod tests {
         assert_eq!(redelivery(&delivery), Some(2));
     }
 
-    #[test]
+    #[tokio::test(flavor = "current_thread")]
     #[allow(deprecated)] // the former names, kept as aliases
-    fn the_former_names_still_publish_and_handle() {
+    async fn the_former_names_still_publish_and_handle() {
         let (properties, sent) = publish_properties(
             &Service::new("order"),
             None,
@@ -614,13 +596,14 @@ mod tests {
         );
         let mut delivery = Delivery::mock(1, "".into(), "orders".into(), false, Vec::new());
         delivery.properties = properties;
-        let handled = block_on(handle_delivery(
+        let handled = handle_delivery(
             &Service::new("payment"),
             &delivery,
             "orders",
             "payment",
             |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
-        ))
+        )
+        .await
         .unwrap();
         assert_eq!(handled.correlation_id, sent.correlation_id);
         assert_eq!(handled.parent_span_id, Some(sent.span_id));

@@ -190,9 +190,7 @@ const fn lifecycle_field(field: RecordField) -> bool {
 }
 
 fn is_lifecycle_field(name: &str) -> bool {
-    RecordField::ALL
-        .into_iter()
-        .any(|field| lifecycle_field(field) && field.name() == name)
+    RecordField::from_name(name).is_some_and(lifecycle_field)
 }
 
 /// Reused per thread: the line being built, its attributes, the service.

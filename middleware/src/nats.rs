@@ -494,21 +494,14 @@ mod tests {
         }
     }
 
-    fn block_on<F: Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    #[test]
-    fn a_message_is_handled_in_its_publisher_flow_and_a_child_is_caused_by_it() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_message_is_handled_in_its_publisher_flow_and_a_child_is_caused_by_it() {
         let (headers, sent) = publish_headers(
             &Service::new("order"),
             None,
             Publish::new("OrderPlaced", "orders"),
         );
-        let (handled, child, child_headers) = block_on(handle(
+        let (handled, child, child_headers) = handle(
             &Service::new("payment"),
             &message("orders", headers),
             "payment",
@@ -519,7 +512,8 @@ mod tests {
                 );
                 Ok::<_, std::io::Error>((handling.context().clone(), child, headers))
             },
-        ))
+        )
+        .await
         .unwrap();
         assert_eq!(handled.correlation_id, sent.correlation_id);
         assert_eq!(handled.parent_span_id, Some(sent.span_id));
@@ -530,9 +524,9 @@ mod tests {
         );
     }
 
-    #[test]
+    #[tokio::test(flavor = "current_thread")]
     #[allow(deprecated)] // the former names, kept as aliases
-    fn the_former_names_still_publish_and_handle() {
+    async fn the_former_names_still_publish_and_handle() {
         let (headers, sent) = jetstream_publish_headers(
             &Service::new("order"),
             None,
@@ -542,12 +536,13 @@ mod tests {
             headers.get(NATS_MESSAGE_ID).map(HeaderValue::as_str),
             Some(sent.event_id.as_str())
         );
-        let handled = block_on(handle_message(
+        let handled = handle_message(
             &Service::new("payment"),
             &message("orders", headers),
             "payment",
             |handling| async move { Ok::<_, std::io::Error>(handling.context().clone()) },
-        ))
+        )
+        .await
         .unwrap();
         assert_eq!(handled.correlation_id, sent.correlation_id);
     }

@@ -121,8 +121,9 @@ pub const DEFAULT_FOREIGN_NAMES: [(&str, ContextField); 23] = [
 /// counters at zero.
 #[derive(Debug)]
 pub struct Propagation {
-    /// Foreign names in order of preference.
-    foreign: Vec<(String, ContextField)>,
+    /// Foreign names in order of preference; shared until changed, so a
+    /// `Service` per handler or per message costs no copy of the table.
+    foreign: Arc<Vec<(String, ContextField)>>,
     cloudevents: bool,
     counters: ContextCounters,
 }
@@ -130,10 +131,7 @@ pub struct Propagation {
 impl Default for Propagation {
     fn default() -> Self {
         Self {
-            foreign: DEFAULT_FOREIGN_NAMES
-                .iter()
-                .map(|(name, field)| ((*name).to_owned(), *field))
-                .collect(),
+            foreign: Arc::clone(&DEFAULT_FOREIGN),
             cloudevents: false,
             counters: ContextCounters::default(),
         }
@@ -144,7 +142,7 @@ impl Default for Propagation {
 impl Clone for Propagation {
     fn clone(&self) -> Self {
         Self {
-            foreign: self.foreign.clone(),
+            foreign: Arc::clone(&self.foreign),
             cloudevents: self.cloudevents,
             counters: ContextCounters::default(),
         }
@@ -152,6 +150,16 @@ impl Clone for Propagation {
 }
 
 static DEFAULT: LazyLock<Arc<Propagation>> = LazyLock::new(|| Arc::new(Propagation::default()));
+
+/// [`DEFAULT_FOREIGN_NAMES`] as the table a [`Propagation`] reads, built once.
+static DEFAULT_FOREIGN: LazyLock<Arc<Vec<(String, ContextField)>>> = LazyLock::new(|| {
+    Arc::new(
+        DEFAULT_FOREIGN_NAMES
+            .iter()
+            .map(|(name, field)| ((*name).to_owned(), *field))
+            .collect(),
+    )
+});
 
 impl Propagation {
     /// The shared default (all foreign spellings, no CloudEvents output),
@@ -164,7 +172,7 @@ impl Propagation {
     /// Understands causeway's own header names only.
     pub fn canonical_only() -> Self {
         Self {
-            foreign: Vec::new(),
+            foreign: Arc::default(),
             cloudevents: false,
             counters: ContextCounters::default(),
         }
@@ -180,13 +188,13 @@ impl Propagation {
     /// Also reads `name` (any ASCII case) as `field`, after the names
     /// already known for that field.
     pub fn with_foreign_name(mut self, name: impl Into<String>, field: ContextField) -> Self {
-        self.foreign.push((name.into(), field));
+        Arc::make_mut(&mut self.foreign).push((name.into(), field));
         self
     }
 
     /// Stops reading `name` as anything.
     pub fn without_foreign_name(mut self, name: &str) -> Self {
-        self.foreign.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        Arc::make_mut(&mut self.foreign).retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self
     }
 

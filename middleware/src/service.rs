@@ -472,3 +472,23 @@ impl Handling {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_system_the_caller_chose_is_kept_over_a_transports_default() {
+        assert_eq!(
+            Publish::new("a", "b").system_or("rabbitmq").system,
+            "rabbitmq"
+        );
+        assert_eq!(
+            Publish::new("a", "b")
+                .system("activemq")
+                .system_or("rabbitmq")
+                .system,
+            "activemq"
+        );
+    }
+}

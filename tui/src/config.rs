@@ -40,14 +40,18 @@ impl TuiConfig {
     /// Checks what [`crate::run`] would otherwise trip over: the URL and
     /// the refresh interval.
     pub fn validate(&self) -> Result<(), TuiError> {
-        crate::client::Endpoints::new(&self.query_url)?;
+        self.endpoints().map(drop)
+    }
+
+    /// The query API's endpoints, once the settings are checked.
+    pub(crate) fn endpoints(&self) -> Result<crate::client::Endpoints, TuiError> {
         if self.refresh_interval_ms < MIN_REFRESH_INTERVAL_MS {
             return Err(TuiError::Config {
                 field: "refresh_interval_ms",
                 reason: format!("must be at least {MIN_REFRESH_INTERVAL_MS}"),
             });
         }
-        Ok(())
+        Ok(crate::client::Endpoints::new(&self.query_url)?)
     }
 }
 

@@ -10,7 +10,6 @@ use crossterm::event;
 
 use crate::action::{self, Action};
 use crate::app::App;
-use crate::client::Endpoints;
 use crate::config::TuiConfig;
 use crate::error::TuiError;
 use crate::terminal::{self, Term};
@@ -27,8 +26,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// return and on panic. An unreachable query API is not an error: it is
 /// shown in the status line and retried every refresh interval.
 pub fn run(config: &TuiConfig) -> Result<(), TuiError> {
-    config.validate()?;
-    let endpoints = Endpoints::new(&config.query_url)?;
+    let endpoints = config.endpoints()?;
     let worker = Worker::spawn(endpoints, config.refresh_interval())?;
     let mut terminal = terminal::enter()?;
     let app = App::new(&config.query_url, config.refresh_interval());

@@ -228,7 +228,6 @@ fn draw_tree(frame: &mut Frame<'_>, view: &DetailView, area: Rect) {
     frame.render_widget(Paragraph::new(Text::from(visible)).block(block), area);
 }
 
-/// A fetch error as safe text: its parts may come from the API.
 /// A refresh interval as the footer says it: `2s`, `1.5s`, `250ms`.
 fn interval(every: Duration) -> String {
     let ms = every.as_millis();
@@ -241,6 +240,7 @@ fn interval(every: Duration) -> String {
     }
 }
 
+/// A fetch error as safe text: its parts may come from the API.
 fn error_text(error: &FetchError) -> String {
     match error {
         FetchError::Api { message, .. } if error.is_not_found() => clean(message),
