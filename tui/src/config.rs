@@ -51,7 +51,7 @@ impl TuiConfig {
                 reason: format!("must be at least {MIN_REFRESH_INTERVAL_MS}"),
             });
         }
-        Ok(crate::client::Endpoints::new(&self.query_url)?)
+        crate::client::Endpoints::new(&self.query_url)
     }
 }
 
