@@ -18,5 +18,5 @@ pub use error::IndexError;
 pub use query::{ReadBounds, check_query, nesting_depth};
 pub use reader::{FlowKeyHit, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
-pub use schema::{DEFAULT_SEARCH_FIELDS, SCHEMA_VERSION};
+pub use schema::SCHEMA_VERSION;
 pub use writer::RecordWriter;

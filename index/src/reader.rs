@@ -4,7 +4,7 @@
 //! A reader reloads by itself when a commit lands (tantivy watches
 //! `meta.json`, also across processes); [`RecordReader::reload`] forces it.
 
-use causeway_model::{Record, Timestamp, TraceId};
+use causeway_model::{Record, RecordField, Timestamp, TraceId};
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
@@ -17,7 +17,7 @@ use tantivy::{
 
 use crate::error::IndexError;
 use crate::query::{ReadBounds, check_query};
-use crate::schema::{DEFAULT_SEARCH_FIELDS, Fields};
+use crate::schema::{FLOW, Fields, TIMESTAMP_US};
 
 /// The stack of the thread a query string is parsed on. Only the pages a
 /// parse touches are ever allocated.
@@ -63,11 +63,7 @@ impl RecordReader {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
-        let default_fields = DEFAULT_SEARCH_FIELDS
-            .iter()
-            .filter_map(|name| index.schema().get_field(name).ok())
-            .collect();
-        let mut parser = QueryParser::for_index(index, default_fields);
+        let mut parser = QueryParser::for_index(index, fields.default_search());
         parser.set_conjunction_by_default();
         Ok(Self {
             reader,
@@ -103,8 +99,7 @@ impl RecordReader {
         if limit == 0 {
             return Ok((searcher.search(&query, &Count)?, RecordsRead::default()));
         }
-        let top =
-            TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp_us", Order::Desc);
+        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_US, Order::Desc);
         let (total, hits) = searcher.search(&query, &(Count, top))?;
         let read = self.load(&searcher, hits.into_iter().map(|(_, a)| a))?;
         Ok((total, read))
@@ -154,7 +149,7 @@ impl RecordReader {
     ) -> Result<RecordsRead, IndexError> {
         let field = self
             .fields
-            .keyword("trace_id")
+            .keyword(RecordField::TraceId)
             .ok_or_else(|| IndexError::Internal("schema has no trace_id field".into()))?;
         self.oldest_first(field, &trace_id.to_string(), limit)
     }
@@ -174,7 +169,7 @@ impl RecordReader {
         );
         // One more than asked tells whether the answer is cut by count.
         let top = TopDocs::with_limit(limit.saturating_add(1))
-            .order_by_fast_field::<i64>("timestamp_us", Order::Asc);
+            .order_by_fast_field::<i64>(TIMESTAMP_US, Order::Asc);
         let searcher = self.reader.searcher();
         let hits = searcher.search(&query, &top)?;
         let more = hits.len() > limit;
@@ -190,8 +185,8 @@ impl RecordReader {
         }
         let request = serde_json::json!({
             "flows": {
-                "terms": { "field": "flow", "size": limit, "order": { "last": "desc" } },
-                "aggs": { "last": { "max": { "field": "timestamp_us" } } }
+                "terms": { "field": FLOW, "size": limit, "order": { "last": "desc" } },
+                "aggs": { "last": { "max": { "field": TIMESTAMP_US } } }
             }
         });
         let aggs: Aggregations = serde_json::from_value(request)

@@ -31,7 +31,10 @@ use crate::error::IndexError;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The field holding the flow key.
-const FLOW: &str = "flow";
+pub(crate) const FLOW: &str = "flow";
+/// The fast field of the record's timestamp, in microseconds, which reads
+/// sort on.
+pub(crate) const TIMESTAMP_US: &str = "timestamp_us";
 /// The field holding the whole record as JSON.
 const SOURCE: &str = "_source";
 
@@ -79,55 +82,6 @@ pub(crate) const fn nested_indexed(field: NestedField) -> Indexed {
         NestedField::MalformedReason => Indexed::SourceOnly,
     }
 }
-
-const fn count_text_fields() -> usize {
-    let mut count = 0;
-    let mut i = 0;
-    while i < RecordField::COUNT {
-        if matches!(indexed(RecordField::ALL[i]), Indexed::Text) {
-            count += 1;
-        }
-        i += 1;
-    }
-    let mut i = 0;
-    while i < NestedField::COUNT {
-        if matches!(nested_indexed(NestedField::ALL[i]), Indexed::Text) {
-            count += 1;
-        }
-        i += 1;
-    }
-    count
-}
-
-const TEXT_FIELD_COUNT: usize = count_text_fields();
-
-const fn text_field_names() -> [&'static str; TEXT_FIELD_COUNT] {
-    let mut names = [""; TEXT_FIELD_COUNT];
-    let mut next = 0;
-    let mut i = 0;
-    while i < RecordField::COUNT {
-        let field = RecordField::ALL[i];
-        if matches!(indexed(field), Indexed::Text) {
-            names[next] = field.name();
-            next += 1;
-        }
-        i += 1;
-    }
-    let mut i = 0;
-    while i < NestedField::COUNT {
-        let field = NestedField::ALL[i];
-        if matches!(nested_indexed(field), Indexed::Text) {
-            names[next] = field.name();
-            next += 1;
-        }
-        i += 1;
-    }
-    names
-}
-
-/// Fields searched when a query names none: every field indexed as text,
-/// record fields first, in declaration order.
-pub const DEFAULT_SEARCH_FIELDS: [&str; TEXT_FIELD_COUNT] = text_field_names();
 
 /// The index field name of a record or nested field (times get `_us`).
 fn index_name(name: &'static str, indexed: Indexed) -> Cow<'static, str> {
@@ -224,13 +178,26 @@ impl Fields {
         })
     }
 
-    /// The untokenized index field of a keyword record field, by name.
-    pub(crate) fn keyword(&self, name: &str) -> Option<Field> {
-        let field = RecordField::from_name(name)?;
+    /// The untokenized index field of a keyword record field.
+    pub(crate) fn keyword(&self, field: RecordField) -> Option<Field> {
         match indexed(field) {
             Indexed::Keyword => self.record[field.index()],
             _ => None,
         }
+    }
+
+    /// The fields searched when a query names none: every field indexed as
+    /// text, record fields first, in declaration order.
+    pub(crate) fn default_search(&self) -> Vec<Field> {
+        let record = RecordField::ALL
+            .into_iter()
+            .filter(|f| indexed(*f) == Indexed::Text)
+            .filter_map(|f| self.record[f.index()]);
+        let nested = NestedField::ALL
+            .into_iter()
+            .filter(|f| nested_indexed(*f) == Indexed::Text)
+            .filter_map(|f| self.nested[f.index()]);
+        record.chain(nested).collect()
     }
 
     pub(crate) fn document(&self, record: &Record) -> TantivyDocument {
@@ -314,9 +281,15 @@ mod tests {
 
     #[test]
     fn default_search_fields_are_the_text_fields() {
-        assert_eq!(DEFAULT_SEARCH_FIELDS, ["message", "error_message", "raw"]);
         let schema = build_schema();
-        for name in DEFAULT_SEARCH_FIELDS {
+        let fields = Fields::resolve(&schema).unwrap();
+        let names: Vec<&str> = fields
+            .default_search()
+            .into_iter()
+            .map(|f| schema.get_field_name(f))
+            .collect();
+        assert_eq!(names, ["message", "error_message", "raw"]);
+        for name in names {
             let field = schema.get_field(name).unwrap();
             let indexing = schema
                 .get_field_entry(field)
@@ -373,11 +346,23 @@ mod tests {
             );
         }
         let keyword = |name| doc.get_first(fields.keyword(name).unwrap())?.as_str();
-        assert_eq!(keyword("span_id"), Some("00f067aa0ba902b7"));
-        assert_eq!(keyword("level"), Some("ERROR"));
-        assert_eq!(keyword("stage"), Some("failed"));
-        assert_eq!(fields.keyword("message"), None, "text is not a keyword");
-        let timestamp = schema.get_field("timestamp_us").unwrap();
+        assert_eq!(keyword(RecordField::SpanId), Some("00f067aa0ba902b7"));
+        assert_eq!(keyword(RecordField::Level), Some("ERROR"));
+        assert_eq!(keyword(RecordField::Stage), Some("failed"));
+        assert_eq!(
+            fields.keyword(RecordField::Message),
+            None,
+            "text is not a keyword"
+        );
+        // The name reads sort by is the one the declarations give the time.
+        assert_eq!(
+            index_name(
+                RecordField::Timestamp.name(),
+                indexed(RecordField::Timestamp)
+            ),
+            TIMESTAMP_US
+        );
+        let timestamp = schema.get_field(TIMESTAMP_US).unwrap();
         assert_eq!(doc.get_first(timestamp).and_then(|v| v.as_i64()), Some(42));
     }
 

@@ -169,14 +169,6 @@ impl FieldValue<'_> {
     pub fn is_absent(&self) -> bool {
         matches!(self, FieldValue::Absent)
     }
-
-    /// The string of a keyword or text value.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            FieldValue::Str(s) => Some(s),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
