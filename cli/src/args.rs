@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::CausewayConfig;
+use crate::config::{CausewayConfig, MAX_DEMO_ORDERS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,7 +144,7 @@ pub struct TuiArgs {
 pub struct DemoArgs {
     /// How many orders to place, every fourth declined by payment
     /// (`demo.orders`).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_ORDERS))]
     pub orders: Option<u64>,
     /// Exit once the query API shows every flow settled: 0 if all did, 1 if
     /// not (`demo.exit`); `--exit=false` stays up even if the file says
@@ -155,11 +155,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     #[command(flatten)]
-    pub data: DataDirArg,
-    #[command(flatten)]
-    pub collector: CollectorAddrs,
-    #[command(flatten)]
-    pub query: QueryAddr,
+    pub up: UpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -169,11 +165,7 @@ pub struct CheckConfigArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
-    pub data: DataDirArg,
-    #[command(flatten)]
-    pub collector: CollectorAddrs,
-    #[command(flatten)]
-    pub query: QueryAddr,
+    pub up: UpArgs,
     #[command(flatten)]
     pub agent: AgentSettings,
     #[command(flatten)]
@@ -212,6 +204,14 @@ impl QueryAddr {
     }
 }
 
+impl UpArgs {
+    fn apply(&self, config: &mut CausewayConfig) {
+        self.data.apply(config);
+        self.collector.apply(config);
+        self.query.apply(config);
+    }
+}
+
 impl AgentSettings {
     fn apply(&self, config: &mut CausewayConfig) {
         set(&mut config.agent.collector_url, self.collector_url.as_ref());
@@ -245,11 +245,7 @@ impl Command {
     /// Lays this command's variables and flags over `config`.
     pub fn apply(&self, config: &mut CausewayConfig) {
         match self {
-            Self::Up(args) => {
-                args.data.apply(config);
-                args.collector.apply(config);
-                args.query.apply(config);
-            }
+            Self::Up(args) => args.apply(config),
             Self::Collector(args) => {
                 args.data.apply(config);
                 args.collector.apply(config);
@@ -269,14 +265,10 @@ impl Command {
                 set(&mut config.demo.orders, args.orders.as_ref());
                 set(&mut config.demo.exit, args.exit.as_ref());
                 set(&mut config.demo.timeout_secs, args.timeout_secs.as_ref());
-                args.data.apply(config);
-                args.collector.apply(config);
-                args.query.apply(config);
+                args.up.apply(config);
             }
             Self::CheckConfig(args) => {
-                args.data.apply(config);
-                args.collector.apply(config);
-                args.query.apply(config);
+                args.up.apply(config);
                 args.agent.apply(config);
                 args.tui.apply(config);
             }

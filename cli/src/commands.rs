@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::args::{Cli, Command};
 use crate::config::{CausewayConfig, Listener};
-use crate::daemons::{Up, bind, init_logging};
+use crate::daemons::{Up, bind, bind_collector, bind_up, init_logging};
 use crate::shutdown::Shutdown;
 
 /// Loads the configuration (defaults, then the file, then variables and
@@ -22,10 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(_) => {
             init_logging("info");
-            config.check_one_data_dir()?;
-            Listener::CollectorGrpc.check(&config)?;
-            let collector = bind(Listener::CollectorHttp, &config).await?;
-            let query = bind(Listener::Query, &config).await?;
+            let (collector, query) = bind_up(&config).await?;
             shutdown.on_signals();
             Up::start(config.collector, config.query, collector, query, &shutdown)
                 .join()
@@ -33,8 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Collector(_) => {
             init_logging("info");
-            Listener::CollectorGrpc.check(&config)?;
-            let listener = bind(Listener::CollectorHttp, &config).await?;
+            let listener = bind_collector(&config).await?;
             shutdown.on_signals();
             causeway_collector::run(listener, config.collector, shutdown.wait()).await?;
         }

@@ -57,7 +57,7 @@ impl Default for DemoConfig {
 }
 
 /// The most orders one demo places.
-const MAX_DEMO_ORDERS: u64 = 10_000;
+pub(crate) const MAX_DEMO_ORDERS: u64 = 10_000;
 
 impl DemoConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -92,7 +92,7 @@ impl Listener {
     }
 
     /// The flag and the variable that set it too.
-    fn flag_and_variable(self) -> (&'static str, &'static str) {
+    pub(crate) fn flag_and_variable(self) -> (&'static str, &'static str) {
         match self {
             Self::CollectorHttp => ("--collector-http-addr", "CAUSEWAY_COLLECTOR_HTTP_ADDR"),
             Self::CollectorGrpc => ("--collector-grpc-addr", "CAUSEWAY_COLLECTOR_GRPC_ADDR"),

@@ -35,6 +35,22 @@ pub async fn bind(listener: Listener, config: &CausewayConfig) -> anyhow::Result
     })
 }
 
+/// The collector's listener, after every collector address is checked
+/// (the gRPC one too, though nothing listens there yet).
+pub async fn bind_collector(config: &CausewayConfig) -> anyhow::Result<TcpListener> {
+    Listener::CollectorGrpc.check(config)?;
+    bind(Listener::CollectorHttp, config).await
+}
+
+/// The collector's and query's listeners for `up` and `demo`, which run
+/// both over one data directory.
+pub async fn bind_up(config: &CausewayConfig) -> anyhow::Result<(TcpListener, TcpListener)> {
+    config.check_one_data_dir()?;
+    let collector = bind_collector(config).await?;
+    let query = bind(Listener::Query, config).await?;
+    Ok((collector, query))
+}
+
 /// The running collector and query of `causeway up`.
 pub struct Up {
     pub collector: JoinHandle<anyhow::Result<()>>,

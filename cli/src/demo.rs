@@ -22,8 +22,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{CausewayConfig, Listener};
-use crate::daemons::{Up, bind};
+use crate::config::CausewayConfig;
+use crate::daemons::{Up, bind_up};
 use crate::shutdown::Shutdown;
 
 const EXAMPLE_TARGET: &str = "causeway_orders";
@@ -122,14 +122,11 @@ fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
 pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let demo = config.demo.clone();
     demo.validate()?;
-    config.check_one_data_dir()?;
-    Listener::CollectorGrpc.check(&config)?;
+    let (collector, query) = bind_up(&config).await?;
     let data_dir = config.collector.data_dir.clone();
     let log_dir = data_dir.join("demo-logs");
     init_tracing(&log_dir)?;
 
-    let collector = bind(Listener::CollectorHttp, &config).await?;
-    let query = bind(Listener::Query, &config).await?;
     // Port 0 means "any free port": the URLs use the bound addresses.
     let collector_addr = collector.local_addr()?;
     let query_addr = query.local_addr()?;

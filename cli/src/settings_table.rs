@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::args::Cli;
-use crate::config::CausewayConfig;
+use crate::config::{CausewayConfig, Listener};
 
 const README: &str = include_str!("../../README.md");
 
@@ -129,6 +129,22 @@ fn arguments() -> BTreeSet<(Option<String>, Option<String>)> {
     found
 }
 
+/// Every flag's help texts, across the subcommands that have it.
+fn flag_help() -> BTreeMap<String, String> {
+    let cli = Cli::command();
+    let mut help: BTreeMap<String, String> = BTreeMap::new();
+    for command in std::iter::once(&cli).chain(cli.get_subcommands()) {
+        for arg in command.get_arguments() {
+            if let (Some(long), Some(text)) = (arg.get_long(), arg.get_help()) {
+                let entry = help.entry(format!("--{long}")).or_default();
+                entry.push_str(&text.to_string());
+                entry.push('\n');
+            }
+        }
+    }
+    help
+}
+
 #[test]
 fn the_readme_lists_every_key_with_its_default() {
     let rows = readme_rows();
@@ -143,9 +159,16 @@ fn the_readme_lists_every_key_with_its_default() {
 fn every_flag_and_variable_the_readme_names_exists_and_sets_that_key() {
     let arguments = arguments();
     let flags: BTreeSet<&str> = arguments.iter().filter_map(|(f, _)| f.as_deref()).collect();
+    let help = flag_help();
     for (key, row) in readme_rows() {
         for flag in &row.flags {
             assert!(flags.contains(flag.as_str()), "{key}: no flag {flag}");
+            // Each flag's help names the keys it sets.
+            let text = help.get(flag).map_or("", String::as_str);
+            assert!(
+                text.contains(&format!("`{key}`")),
+                "{key}: the help of {flag} does not name it: {text}"
+            );
         }
         for variable in &row.variables {
             let flag = arguments
@@ -158,6 +181,19 @@ fn every_flag_and_variable_the_readme_names_exists_and_sets_that_key() {
                 "{key}: {variable} belongs to {flag}, which the row does not name"
             );
         }
+    }
+}
+
+/// The listener errors name a flag and a variable of their own; they must
+/// be the ones the command line and the README give that key.
+#[test]
+fn each_listener_names_the_flag_and_variable_that_set_it() {
+    let rows = readme_rows();
+    for listener in Listener::ALL {
+        let (flag, variable) = listener.flag_and_variable();
+        let row = &rows[listener.setting()];
+        assert_eq!(row.flags, [flag], "{}", listener.setting());
+        assert_eq!(row.variables, [variable], "{}", listener.setting());
     }
 }
 

@@ -5,10 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-/// `causeway ARGS` with only the given `CAUSEWAY_*` variables set.
+/// `causeway ARGS` with only the given `CAUSEWAY_*` variables set. Every
+/// command here must exit by itself: one that is still running after 30 s
+/// (a daemon that started instead of refusing) is killed and fails the test.
 fn causeway(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
     for (name, _) in std::env::vars() {
@@ -16,11 +20,38 @@ fn causeway(args: &[&str], vars: &[(&str, &str)]) -> Output {
             command.env_remove(name);
         }
     }
-    command
+    let mut child = command
         .args(args)
         .envs(vars.iter().copied())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).map(|_| bytes)
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("causeway {args:?} was still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap().unwrap(),
+        stderr: stderr.join().unwrap().unwrap(),
+    }
 }
 
 fn write(dir: &Path, text: &str) -> String {
