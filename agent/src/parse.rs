@@ -140,7 +140,9 @@ impl Mapper {
     }
 
     fn into_record(mut self, fallback_service: &str, read_at: Timestamp) -> Record {
-        let mut record = Record::new(read_at, fallback_service, "");
+        // The service is set in its arm below, from the line or the fallback,
+        // so a line that names its own costs no copy of the fallback.
+        let mut record = Record::new(read_at, String::new(), "");
         let mut nested = None;
         for field in RecordField::ALL {
             match field {
@@ -155,9 +157,9 @@ impl Mapper {
                     }
                 }
                 RecordField::Service => {
-                    if let Some(service) = self.field(field, read_string) {
-                        record.service = service;
-                    }
+                    record.service = self
+                        .field(field, read_string)
+                        .unwrap_or_else(|| fallback_service.to_owned());
                 }
                 RecordField::Instance => record.instance = self.field(field, read_scalar_text),
                 RecordField::Message => {
