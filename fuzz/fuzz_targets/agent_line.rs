@@ -14,11 +14,12 @@ fuzz_target!(|line: &str| {
         assert!(malformed.raw.len() <= MAX_RAW_LEN + 32);
     }
     let json = record.to_json_line();
-    let back: Record = serde_json_parse(&json);
+    let back: Record = read_back(&json);
     assert_eq!(back.to_json_line(), json, "a record reads back as itself");
 });
 
-fn serde_json_parse(json: &str) -> Record {
+/// The record a collector reads from `json`, as one line of a batch.
+fn read_back(json: &str) -> Record {
     causeway_model::wire::decode(
         &format!("{{\"causeway_batch\":1,\"source\":\"f\",\"count\":1}}\n{json}\n"),
         Timestamp::from_micros(1),
