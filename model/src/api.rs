@@ -7,47 +7,70 @@ use crate::ids::{EventId, TraceId};
 use crate::record::{Record, Stage};
 use crate::timestamp::Timestamp;
 
-/// A flow's overall state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A flow's overall state, as of the moment it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowStatus {
-    /// Every event that was published has been handled.
-    Completed,
-    /// Work is pending or being handled.
+    /// Work is pending or being handled, and none of it has gone quiet for
+    /// longer than its threshold.
     InProgress,
-    /// A step failed and nothing handled it afterwards.
+    /// Every step that was expected or begun was handled.
+    Completed,
+    /// A step failed and nothing retried, dead-lettered or compensated it.
     Failed,
-    /// A failure was compensated.
+    /// The flow ran compensating actions.
     Compensated,
-    /// Pending work and no activity for longer than the step's threshold.
+    /// An event was moved to a dead letter queue.
+    DeadLettered,
+    /// Pending or in-progress work with no activity for longer than its
+    /// threshold.
     Stuck,
 }
 
 impl FlowStatus {
+    pub const ALL: [FlowStatus; 6] = [
+        FlowStatus::InProgress,
+        FlowStatus::Completed,
+        FlowStatus::Failed,
+        FlowStatus::Compensated,
+        FlowStatus::DeadLettered,
+        FlowStatus::Stuck,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            FlowStatus::Completed => "completed",
             FlowStatus::InProgress => "in_progress",
+            FlowStatus::Completed => "completed",
             FlowStatus::Failed => "failed",
             FlowStatus::Compensated => "compensated",
+            FlowStatus::DeadLettered => "dead_lettered",
             FlowStatus::Stuck => "stuck",
         }
+    }
+
+    /// The status with this wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
 /// One consumer's handling of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
-    /// Published, not yet received.
+    /// An expected consumer that has received nothing yet.
     Pending,
     /// Received, not yet finished.
     InProgress,
+    /// Finished successfully (on its last attempt).
     Handled,
+    /// Failed, and a retry is under way or expected.
+    Retrying,
+    /// Failed, and nothing retried it.
     Failed,
-    /// Failed, then handled on a retry.
-    FailedAndRetried,
+    /// Moved to a dead letter queue.
     DeadLettered,
+    /// The consumer ran a compensating action.
     Compensated,
 }
 
@@ -57,12 +80,137 @@ impl StepStatus {
             StepStatus::Pending => "pending",
             StepStatus::InProgress => "in_progress",
             StepStatus::Handled => "handled",
+            StepStatus::Retrying => "retrying",
             StepStatus::Failed => "failed",
-            StepStatus::FailedAndRetried => "failed_and_retried",
             StepStatus::DeadLettered => "dead_lettered",
             StepStatus::Compensated => "compensated",
         }
     }
+
+    /// Whether work of this step is still open (it could go stuck).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Pending | StepStatus::InProgress | StepStatus::Retrying
+        )
+    }
+}
+
+/// What can be wrong with a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// The same event handled successfully more than once by one consumer
+    /// group: an idempotency breach.
+    DuplicateDelivery,
+    /// The same event delivered again to one consumer group, after a
+    /// failure or without an acknowledgement.
+    Redelivery,
+    /// Two events published to one destination, received by one consumer
+    /// group in the opposite order.
+    OutOfOrder,
+    /// Clocks disagree: a receive was stamped before its publish.
+    ClockSkew,
+    /// A service dropped the correlation context.
+    ContextLost,
+    /// An expected consumer never received an event within its threshold.
+    MissingConsumer,
+    /// One event failing again and again for one consumer group.
+    PoisonLoop,
+    /// A step far slower than the learned latency of its edge.
+    SlowStep,
+}
+
+impl AnomalyKind {
+    pub const ALL: [AnomalyKind; 8] = [
+        AnomalyKind::DuplicateDelivery,
+        AnomalyKind::Redelivery,
+        AnomalyKind::OutOfOrder,
+        AnomalyKind::ClockSkew,
+        AnomalyKind::ContextLost,
+        AnomalyKind::MissingConsumer,
+        AnomalyKind::PoisonLoop,
+        AnomalyKind::SlowStep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::DuplicateDelivery => "duplicate_delivery",
+            AnomalyKind::Redelivery => "redelivery",
+            AnomalyKind::OutOfOrder => "out_of_order",
+            AnomalyKind::ClockSkew => "clock_skew",
+            AnomalyKind::ContextLost => "context_lost",
+            AnomalyKind::MissingConsumer => "missing_consumer",
+            AnomalyKind::PoisonLoop => "poison_loop",
+            AnomalyKind::SlowStep => "slow_step",
+        }
+    }
+
+    /// The kind with this wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// A consumer: a service, and the consumer group it read in (when the
+/// transport has groups).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Consumer {
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group: Option<String>,
+}
+
+/// Names one record that proves an anomaly: records carry no id of their
+/// own, so by who wrote it, when, at which stage and for which event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordRef {
+    pub timestamp: Timestamp,
+    pub service: String,
+    pub stage: Stage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+}
+
+/// A clock correction: this service's times were moved forward by
+/// `correction_us` so that no receive precedes its publish.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClockCorrection {
+    pub service: String,
+    pub correction_us: u64,
+}
+
+/// Something wrong with a flow, with the records that prove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    /// One sentence for a person.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<Consumer>,
+    /// `out_of_order`: the event received before `event_id` although
+    /// published after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_event_id: Option<EventId>,
+    /// `redelivery`, `duplicate_delivery`, `poison_loop`: how many times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// `slow_step`: how long the step took and the learned p99 of its edge;
+    /// `missing_consumer`: how long the event has waited and the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_us: Option<u64>,
+    /// `clock_skew`: the corrections made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrections: Vec<ClockCorrection>,
+    /// The records that show it (at most a few).
+    #[serde(default)]
+    pub records: Vec<RecordRef>,
 }
 
 /// A line in the flows list.
@@ -75,13 +223,20 @@ pub struct FlowSummary {
     pub root_event_type: Option<String>,
     pub started_at: Timestamp,
     pub last_activity_at: Timestamp,
-    /// Last activity minus start.
+    /// Last activity minus start, clocks corrected.
     pub duration_us: u64,
     /// The services that wrote records in this flow, sorted.
     pub services: Vec<String>,
     pub event_count: usize,
+    /// Records of the flow in the index, duplicates included.
     pub record_count: usize,
     pub failure_count: usize,
+    /// The kinds of anomaly found, each once, sorted.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalyKind>,
+    /// The trace ids the flow's records carry, sorted.
+    #[serde(default)]
+    pub trace_ids: Vec<TraceId>,
 }
 
 /// `GET /api/v1/flows`.
@@ -89,6 +244,9 @@ pub struct FlowSummary {
 pub struct FlowsPage {
     /// Newest activity first.
     pub flows: Vec<FlowSummary>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// An event in the causal tree and what became of it.
@@ -100,8 +258,8 @@ pub struct FlowEvent {
     pub publisher: Option<String>,
     pub published_at: Option<Timestamp>,
     pub destination: Option<String>,
-    /// The consumers that received it, each with the events it published
-    /// while handling it.
+    /// The consumers that received it (or are expected to), each with the
+    /// events it published while handling it.
     pub consumers: Vec<ConsumerStep>,
 }
 
@@ -111,16 +269,27 @@ pub struct ConsumerStep {
     pub service: String,
     pub consumer_group: Option<String>,
     pub status: StepStatus,
-    /// Every stage recorded for this step, in time order.
+    /// Every stage recorded for this step, in time order (lifecycle order
+    /// for equal times).
     pub stages: Vec<Stage>,
+    /// How many times the event was delivered to it.
+    #[serde(default)]
+    pub deliveries: u32,
     pub received_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    /// Received minus published.
+    /// Received minus published, clocks corrected.
     pub queue_wait_us: Option<u64>,
-    /// Finished minus received (or the handler's own duration when given).
+    /// The handler's own duration when it gave one, or finished minus
+    /// received.
     pub processing_us: Option<u64>,
     /// The last error, `type: message`.
     pub error: Option<String>,
+    /// Expected by the topology (learned or declared) rather than seen.
+    #[serde(default)]
+    pub expected: bool,
+    /// Past this long without activity, open work here is stuck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_after_us: Option<u64>,
     /// Events this consumer published while handling the event.
     pub children: Vec<FlowEvent>,
 }
@@ -131,12 +300,24 @@ pub struct FlowDetail {
     pub summary: FlowSummary,
     /// Events with no known cause in this flow, oldest first.
     pub roots: Vec<FlowEvent>,
-    /// Every record of the flow, oldest first.
+    /// What is wrong with the flow, in a stable order.
+    #[serde(default)]
+    pub anomalies: Vec<Anomaly>,
+    /// Per service, how far its clock was moved to keep causality.
+    #[serde(default)]
+    pub clock_corrections: Vec<ClockCorrection>,
+    /// The flow's records, oldest first; when there are more than one
+    /// response may carry, the newest of them.
     pub records: Vec<Record>,
-    /// True when the flow has more records than one response may carry
-    /// (by count or by bytes): `records` holds the oldest ones.
+    /// True when `records` does not hold every record of the flow (by
+    /// count or by bytes), or when the flow has more events or steps than
+    /// its structure describes.
     #[serde(default)]
     pub truncated: bool,
+    /// How many records the flow has in all (`summary.record_count`) and
+    /// how many `records` holds.
+    #[serde(default)]
+    pub records_returned: usize,
 }
 
 /// `GET /api/v1/traces/{trace_id}`.

@@ -7,6 +7,7 @@
 //! ([`wire::BATCH_VERSION`]).
 
 mod api;
+mod digest;
 mod field;
 mod ids;
 mod record;
@@ -18,8 +19,13 @@ pub mod headers;
 pub mod wire;
 
 pub use api::{
-    ApiError, ApiErrorBody, ConsumerStep, FlowDetail, FlowEvent, FlowStatus, FlowSummary,
-    FlowsPage, SearchHits, StepStatus, TraceRecords,
+    Anomaly, AnomalyKind, ApiError, ApiErrorBody, ClockCorrection, Consumer, ConsumerStep,
+    FlowDetail, FlowEvent, FlowStatus, FlowSummary, FlowsPage, RecordRef, SearchHits, StepStatus,
+    TraceRecords,
+};
+pub use digest::{
+    DigestFacet, EventDigest, FlowDigest, MAX_EVENTS, MAX_STEPS, PublishFacts, SeenFacts, Stamps,
+    StepDigest, StepKey, lifecycle_rank,
 };
 pub use field::{FieldKind, FieldValue, NestedField, RecordField};
 pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};

@@ -9,8 +9,14 @@ mod config;
 mod error;
 mod flow;
 mod server;
+mod topology;
 
 pub use config::QueryConfig;
 pub use error::{QueryError, RequestError};
-pub use flow::reconstruct;
+pub use flow::{
+    Analysis, FlowContext, FlowSettings, analyze, detail, reconstruct, sort_records, summarize,
+};
 pub use server::{QueryState, router, run};
+pub use topology::{
+    Contract, Contracts, ContractsError, EdgeStats, EventTypeStats, Topology, TopologySettings,
+};

@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::QueryConfig;
 use crate::error::{QueryError, RequestError};
-use crate::flow::reconstruct;
+use crate::flow::{FlowContext, FlowSettings, reconstruct};
+use crate::topology::{Contracts, Topology, TopologySettings};
 
 /// Shared state of the API: the config and the (lazily opened) reader.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct QueryState {
     reader: Arc<Mutex<Option<RecordReader>>>,
     /// Index reads running or queued on the blocking pool.
     reads: Arc<Semaphore>,
+    topology: Arc<Topology>,
+    flow_settings: Arc<FlowSettings>,
 }
 
 impl QueryState {
@@ -45,6 +48,19 @@ impl QueryState {
             reads: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
             config: Arc::new(config),
             reader: Arc::new(Mutex::new(None)),
+            topology: Arc::new(Topology::empty(
+                TopologySettings::default(),
+                Contracts::default(),
+            )),
+            flow_settings: Arc::new(FlowSettings::default()),
+        }
+    }
+
+    fn flow_context(&self) -> FlowContext<'_> {
+        FlowContext {
+            now: causeway_model::Timestamp::now(),
+            topology: &self.topology,
+            settings: &self.flow_settings,
         }
     }
 
@@ -73,7 +89,7 @@ impl QueryState {
     /// with `Retry-After` at once, so reads never queue without bound.
     async fn with_reader<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&RecordReader, &QueryConfig) -> Result<T, RequestError> + Send + 'static,
+        f: impl FnOnce(&RecordReader, &QueryState) -> Result<T, RequestError> + Send + 'static,
     ) -> Result<T, RequestError> {
         let permit = self
             .reads
@@ -84,7 +100,7 @@ impl QueryState {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let reader = state.reader()?;
-            f(&reader, &state.config)
+            f(&reader, &state)
         })
         .await
         .map_err(|e| RequestError::Internal(format!("query task: {e}")))?
@@ -133,17 +149,21 @@ async fn list_flows(
     Query(params): Query<LimitParams>,
 ) -> Result<Json<FlowsPage>, RequestError> {
     let page = state
-        .with_reader(move |reader, config| {
+        .with_reader(move |reader, state| {
+            let config = &state.config;
             let limit = params.limit.unwrap_or(50).min(config.max_flows);
             let flows = reader
                 .recent_flows(limit)?
                 .into_iter()
                 .map(|hit| {
                     let read = reader.flow_records(&hit.key, config.max_flow_records)?;
-                    Ok(reconstruct(&hit.key, read.records).summary)
+                    Ok(reconstruct(&hit.key, read.records, state.flow_context()).summary)
                 })
                 .collect::<Result<Vec<_>, RequestError>>()?;
-            Ok(FlowsPage { flows })
+            Ok(FlowsPage {
+                flows,
+                next_cursor: None,
+            })
         })
         .await?;
     Ok(Json(page))
@@ -154,8 +174,8 @@ async fn get_flow(
     Path(correlation_id): Path<String>,
 ) -> Result<Json<FlowDetail>, RequestError> {
     let flow = state
-        .with_reader(move |reader, config| {
-            let read = reader.flow_records(&correlation_id, config.max_flow_records)?;
+        .with_reader(move |reader, state| {
+            let read = reader.flow_records(&correlation_id, state.config.max_flow_records)?;
             if read.records.is_empty() {
                 return Err(RequestError::NotFound(format!(
                     "no flow with correlation id {:?}",
@@ -164,7 +184,7 @@ async fn get_flow(
                     )
                 )));
             }
-            let mut flow = reconstruct(&correlation_id, read.records);
+            let mut flow = reconstruct(&correlation_id, read.records, state.flow_context());
             flow.truncated = read.truncated;
             Ok(flow)
         })
@@ -180,8 +200,8 @@ async fn get_trace(
         .parse()
         .map_err(|e| RequestError::BadRequest(format!("invalid trace id: {e}")))?;
     let read = state
-        .with_reader(move |reader, config| {
-            Ok(reader.trace_records(trace_id, config.max_flow_records)?)
+        .with_reader(move |reader, state| {
+            Ok(reader.trace_records(trace_id, state.config.max_flow_records)?)
         })
         .await?;
     if read.records.is_empty() {
@@ -208,8 +228,11 @@ async fn search(
     Query(params): Query<SearchParams>,
 ) -> Result<Json<SearchHits>, RequestError> {
     let hits = state
-        .with_reader(move |reader, config| {
-            let limit = params.limit.unwrap_or(100).min(config.max_search_hits);
+        .with_reader(move |reader, state| {
+            let limit = params
+                .limit
+                .unwrap_or(100)
+                .min(state.config.max_search_hits);
             let (total, read) = reader.search(&params.q, limit)?;
             Ok(SearchHits {
                 query: params.q,

@@ -305,7 +305,10 @@ mod tests {
         let flows = (0..n)
             .map(|i| fixtures::summary(&format!("flow-{i:03}"), FlowStatus::Completed))
             .collect();
-        FlowsPage { flows }
+        FlowsPage {
+            flows,
+            next_cursor: None,
+        }
     }
 
     #[test]
@@ -329,7 +332,10 @@ mod tests {
 
     #[test]
     fn an_empty_list_has_no_selection_and_nothing_to_open() {
-        let mut app = app_with(FlowsPage { flows: vec![] });
+        let mut app = app_with(FlowsPage {
+            flows: vec![],
+            next_cursor: None,
+        });
         app.update(Action::Down);
         assert_eq!(app.selected(), None);
         assert_eq!(app.update(Action::Open), None);
@@ -364,6 +370,7 @@ mod tests {
             at: fixtures::at(12_000),
             result: Ok(FlowsPage {
                 flows: fixtures::three_flows().flows[..1].to_vec(),
+                next_cursor: None,
             }),
         }));
         assert_eq!(app.selected(), Some(0));

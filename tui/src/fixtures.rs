@@ -27,6 +27,8 @@ pub(crate) fn summary(correlation_id: &str, status: FlowStatus) -> FlowSummary {
         event_count: 1,
         record_count: 3,
         failure_count: 0,
+        anomalies: vec![],
+        trace_ids: vec![],
     }
 }
 
@@ -47,6 +49,8 @@ pub(crate) fn three_flows() -> FlowsPage {
                 event_count: 4,
                 record_count: 15,
                 failure_count: 2,
+                anomalies: vec![],
+                trace_ids: vec![],
             },
             FlowSummary {
                 correlation_id: "01975c29-f400-7000-8000-00000000a002".to_owned(),
@@ -59,6 +63,8 @@ pub(crate) fn three_flows() -> FlowsPage {
                 event_count: 5,
                 record_count: 18,
                 failure_count: 0,
+                anomalies: vec![],
+                trace_ids: vec![],
             },
             FlowSummary {
                 correlation_id: "01975c29-e000-7000-8000-00000000a001".to_owned(),
@@ -71,8 +77,11 @@ pub(crate) fn three_flows() -> FlowsPage {
                 event_count: 2,
                 record_count: 3,
                 failure_count: 0,
+                anomalies: vec![],
+                trace_ids: vec![],
             },
         ],
+        next_cursor: None,
     }
 }
 
@@ -109,6 +118,9 @@ fn handled(service: &str, group: &str, received_ms: i64, children: Vec<FlowEvent
         queue_wait_us: Some(1_200),
         processing_us: Some(3_400),
         error: None,
+        deliveries: 1,
+        expected: false,
+        stuck_after_us: None,
         children,
     }
 }
@@ -131,6 +143,9 @@ pub(crate) fn failed_payment_detail() -> FlowDetail {
         queue_wait_us: Some(850),
         processing_us: Some(2_103_000),
         error: Some("CardDeclined: card declined by issuer".to_owned()),
+        deliveries: 2,
+        expected: false,
+        stuck_after_us: None,
         children: vec![flow_event(
             4,
             "PaymentFailed",
@@ -175,7 +190,10 @@ pub(crate) fn failed_payment_detail() -> FlowDetail {
             7_000,
             vec![inventory, payment],
         )],
+        anomalies: vec![],
+        clock_corrections: vec![],
         records: vec![],
         truncated: false,
+        records_returned: 0,
     }
 }

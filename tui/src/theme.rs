@@ -24,7 +24,9 @@ pub(crate) fn flow_status(status: FlowStatus) -> Style {
         FlowStatus::Failed => Style::new().fg(Color::Red),
         FlowStatus::InProgress => Style::new().fg(Color::Yellow),
         FlowStatus::Compensated => Style::new().fg(Color::Magenta),
-        FlowStatus::Stuck => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        FlowStatus::Stuck | FlowStatus::DeadLettered => {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        }
     }
 }
 
@@ -33,7 +35,7 @@ pub(crate) fn step_status(status: StepStatus) -> Style {
         StepStatus::Handled => Style::new().fg(Color::Green),
         StepStatus::Pending | StepStatus::InProgress => Style::new().fg(Color::Yellow),
         StepStatus::Failed => Style::new().fg(Color::Red),
-        StepStatus::FailedAndRetried => Style::new().fg(Color::LightYellow),
+        StepStatus::Retrying => Style::new().fg(Color::LightYellow),
         StepStatus::DeadLettered => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         StepStatus::Compensated => Style::new().fg(Color::Magenta),
     }
