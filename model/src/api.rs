@@ -247,6 +247,14 @@ pub struct FlowsPage {
     /// Pass as `cursor` for the next page; absent on the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// Flows examined for this page (statuses and anomalies are derived
+    /// as of the request, so a filter examines flows until enough match).
+    #[serde(default)]
+    pub scanned: usize,
+    /// True when the page stopped at the most flows one request examines
+    /// rather than at `limit` or the end: `next_cursor` goes on from there.
+    #[serde(default)]
+    pub scan_limited: bool,
 }
 
 /// An event in the causal tree and what became of it.
@@ -344,6 +352,83 @@ pub struct SearchHits {
     /// would have passed the response's byte budget.
     #[serde(default)]
     pub truncated: bool,
+    /// Matches per time bucket, oldest first, when a time range was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub histogram: Vec<HistogramBucket>,
+}
+
+/// Records matching a search in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramBucket {
+    pub start: Timestamp,
+    pub count: u64,
+}
+
+/// `GET /api/v1/topology`: what publishes and consumes each event type, and
+/// how each edge behaves, learned from the flows of a window and
+/// overridden by the declared contracts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyPage {
+    /// The flows the topology was learned from, and their activity span.
+    pub flows: u64,
+    pub window_start: Option<Timestamp>,
+    pub window_end: Option<Timestamp>,
+    pub event_types: Vec<EventTypeTopology>,
+}
+
+/// One event type in the topology.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventTypeTopology {
+    pub event_type: String,
+    /// Events of the type seen, and how many of them had a cause.
+    pub events: u64,
+    pub caused: u64,
+    pub publishers: Vec<String>,
+    pub destinations: Vec<String>,
+    /// Every consumer seen or declared, sorted.
+    pub consumers: Vec<EdgeTopology>,
+}
+
+/// An edge: one event type taken by one consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeTopology {
+    pub consumer: Consumer,
+    /// Named in the contracts file.
+    pub declared: bool,
+    /// Expected to receive every event of the type (declared, or learned).
+    pub expected: bool,
+    /// Events received, and how many of them failed at least once.
+    pub received: u64,
+    pub failed: u64,
+    pub error_ratio: f64,
+    /// Events received per minute over the window.
+    pub rate_per_min: f64,
+    pub queue_wait_p50_us: Option<u64>,
+    pub queue_wait_p99_us: Option<u64>,
+    pub processing_p50_us: Option<u64>,
+    pub processing_p99_us: Option<u64>,
+    /// Open work on this edge is stuck past this long without activity.
+    pub stuck_after_us: u64,
+}
+
+/// `GET /api/v1/services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicesPage {
+    pub services: Vec<ServiceTopology>,
+}
+
+/// One service as the topology sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTopology {
+    pub service: String,
+    /// Event types it publishes, sorted.
+    pub publishes: Vec<String>,
+    /// Event types it consumes, sorted.
+    pub consumes: Vec<String>,
+    /// Events it received, and how many of them failed at least once.
+    pub received: u64,
+    pub failed: u64,
+    pub error_ratio: f64,
 }
 
 /// The error body of every API: `{"error":{"code":...,"message":...}}`.

@@ -20,8 +20,9 @@ pub mod wire;
 
 pub use api::{
     Anomaly, AnomalyKind, ApiError, ApiErrorBody, ClockCorrection, Consumer, ConsumerStep,
-    FlowDetail, FlowEvent, FlowStatus, FlowSummary, FlowsPage, RecordRef, SearchHits, StepStatus,
-    TraceRecords,
+    EdgeTopology, EventTypeTopology, FlowDetail, FlowEvent, FlowStatus, FlowSummary, FlowsPage,
+    HistogramBucket, RecordRef, SearchHits, ServiceTopology, ServicesPage, StepStatus,
+    TopologyPage, TraceRecords,
 };
 pub use digest::{
     DigestFacet, EventDigest, FlowDigest, MAX_EVENTS, MAX_STEPS, PublishFacts, SeenFacts, Stamps,

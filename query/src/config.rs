@@ -10,6 +10,9 @@ use causeway_index::ReadBounds;
 use causeway_server::HttpLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::flow::FlowSettings;
+use crate::topology::TopologySettings;
+
 /// What the query API reads and how much it returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +42,34 @@ pub struct QueryConfig {
     /// is answered 503 with `Retry-After` rather than queued. `/healthz` is
     /// not counted.
     pub max_concurrent_reads: usize,
+    /// Most flow digests one list request evaluates (statuses and
+    /// anomalies are derived at read time); a list that stops here before
+    /// it has `limit` flows says so and hands out a cursor to go on.
+    pub max_flow_scan: usize,
+    /// A TOML file of declared contracts (event type -> expected consumers,
+    /// optional thresholds) that overrides the learned topology.
+    pub contracts_file: Option<PathBuf>,
+    /// The topology is learned from the flows active in this many seconds
+    /// before now...
+    pub topology_window_secs: u64,
+    /// ...at most this many of them, the newest...
+    pub topology_max_flows: usize,
+    /// ...and learned again this often.
+    pub topology_refresh_ms: u64,
+    /// Stuck threshold when none is declared: this many times the learned
+    /// p99 of the step (queue wait plus processing)...
+    pub stuck_p99_factor: u64,
+    /// ...at least this long...
+    pub stuck_min_ms: u64,
+    /// ...at most this long, which is also the threshold of a step nothing
+    /// was learned about.
+    pub stuck_max_ms: u64,
+    /// A step whose processing passes this many times the learned p99 of
+    /// its edge is a `slow_step`.
+    pub slow_step_factor: u32,
+    /// Failures of one event in one consumer group that make a
+    /// `poison_loop`.
+    pub poison_failures: u32,
     /// What one client may hold of the HTTP listener.
     pub http: HttpLimits,
 }
@@ -56,6 +87,16 @@ impl Default for QueryConfig {
             max_query_bytes: bounds.max_query_bytes,
             max_query_depth: bounds.max_query_depth,
             max_concurrent_reads: 16,
+            max_flow_scan: 20_000,
+            contracts_file: None,
+            topology_window_secs: 3_600,
+            topology_max_flows: 20_000,
+            topology_refresh_ms: 10_000,
+            stuck_p99_factor: 10,
+            stuck_min_ms: 30_000,
+            stuck_max_ms: 3_600_000,
+            slow_step_factor: 3,
+            poison_failures: 3,
             http: HttpLimits::default(),
         }
     }
@@ -73,6 +114,25 @@ impl QueryConfig {
     /// The index directory under the data directory.
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    /// How the topology is learned and thresholds derived.
+    pub fn topology_settings(&self) -> TopologySettings {
+        TopologySettings {
+            stuck_p99_factor: self.stuck_p99_factor,
+            stuck_min_us: self.stuck_min_ms.saturating_mul(1_000),
+            stuck_max_us: self.stuck_max_ms.saturating_mul(1_000),
+            ..TopologySettings::default()
+        }
+    }
+
+    /// How anomalies are detected.
+    pub fn flow_settings(&self) -> FlowSettings {
+        FlowSettings {
+            poison_failures: usize::try_from(self.poison_failures).unwrap_or(usize::MAX),
+            slow_step_factor: f64::from(self.slow_step_factor),
+            ..FlowSettings::default()
+        }
     }
 
     /// The bounds every read of the index keeps.

@@ -163,6 +163,8 @@ async fn list_flows(
             Ok(FlowsPage {
                 flows,
                 next_cursor: None,
+                scanned: 0,
+                scan_limited: false,
             })
         })
         .await?;
@@ -239,6 +241,7 @@ async fn search(
                 total,
                 hits: read.records,
                 truncated: read.truncated,
+                histogram: Vec::new(),
             })
         })
         .await?;

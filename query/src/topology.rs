@@ -12,7 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use causeway_model::{Consumer, FlowDigest};
+use causeway_model::{
+    Consumer, EdgeTopology, EventTypeTopology, FlowDigest, ServiceTopology, ServicesPage,
+    Timestamp, TopologyPage,
+};
 use serde::{Deserialize, Serialize};
 
 /// How learned expectations and thresholds are derived.
@@ -382,6 +385,144 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// The minutes the learned window spans (at least one).
+    fn window_minutes(&self) -> f64 {
+        match (self.window_start_us, self.window_end_us) {
+            (Some(start), Some(end)) => ((end - start) as f64 / 60e6).max(1.0),
+            _ => 1.0,
+        }
+    }
+
+    /// The API's view: every event type learned or declared, each consumer
+    /// seen or declared with its statistics.
+    pub fn page(&self) -> TopologyPage {
+        let minutes = self.window_minutes();
+        let types: BTreeSet<&String> = self
+            .event_types
+            .keys()
+            .chain(self.contracts.events.keys())
+            .collect();
+        let event_types = types
+            .into_iter()
+            .map(|event_type| {
+                let learned = self.event_types.get(event_type);
+                let expected = self.expected_consumers(event_type);
+                let declared: Vec<&String> = self
+                    .contract(event_type)
+                    .map(|c| c.consumers.iter().collect())
+                    .unwrap_or_default();
+                let mut consumers: BTreeMap<Consumer, EdgeTopology> = BTreeMap::new();
+                let empty = EdgeStats::default();
+                let seen = learned.into_iter().flat_map(|s| s.consumers.iter());
+                let unseen = expected
+                    .iter()
+                    .filter(|e| {
+                        !learned.is_some_and(|s| s.consumers.keys().any(|c| Self::matches(e, c)))
+                    })
+                    .map(|e| (e, &empty));
+                for (consumer, edge) in seen.chain(unseen) {
+                    let is_declared = declared.iter().any(|name| {
+                        Self::matches(
+                            &Consumer {
+                                service: (*name).clone(),
+                                consumer_group: None,
+                            },
+                            consumer,
+                        )
+                    });
+                    consumers.insert(
+                        consumer.clone(),
+                        EdgeTopology {
+                            consumer: consumer.clone(),
+                            declared: is_declared,
+                            expected: expected.iter().any(|e| Self::matches(e, consumer)),
+                            received: edge.received,
+                            failed: edge.failed,
+                            error_ratio: ratio(edge.failed, edge.received),
+                            rate_per_min: edge.received as f64 / minutes,
+                            queue_wait_p50_us: edge.queue_wait_p50_us,
+                            queue_wait_p99_us: edge.queue_wait_p99_us,
+                            processing_p50_us: edge.processing_p50_us,
+                            processing_p99_us: edge.processing_p99_us,
+                            stuck_after_us: self.stuck_threshold_us(Some(event_type), consumer),
+                        },
+                    );
+                }
+                EventTypeTopology {
+                    event_type: event_type.clone(),
+                    events: learned.map_or(0, |s| s.events),
+                    caused: learned.map_or(0, |s| s.caused),
+                    publishers: learned
+                        .map(|s| s.publishers.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    destinations: learned
+                        .map(|s| s.destinations.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    consumers: consumers.into_values().collect(),
+                }
+            })
+            .collect();
+        TopologyPage {
+            flows: self.flows,
+            window_start: self.window_start_us.map(Timestamp::from_micros),
+            window_end: self.window_end_us.map(Timestamp::from_micros),
+            event_types,
+        }
+    }
+
+    /// Every service that published or consumed, with what and how it went.
+    pub fn services(&self) -> ServicesPage {
+        let mut services: BTreeMap<&str, ServiceTopology> = BTreeMap::new();
+        for (event_type, stats) in &self.event_types {
+            for publisher in &stats.publishers {
+                service_entry(&mut services, publisher)
+                    .publishes
+                    .push(event_type.clone());
+            }
+            for (consumer, edge) in &stats.consumers {
+                let service = service_entry(&mut services, &consumer.service);
+                if service.consumes.last() != Some(event_type) {
+                    service.consumes.push(event_type.clone());
+                }
+                service.received += edge.received;
+                service.failed += edge.failed;
+            }
+        }
+        ServicesPage {
+            services: services
+                .into_values()
+                .map(|mut s| {
+                    s.error_ratio = ratio(s.failed, s.received);
+                    s
+                })
+                .collect(),
+        }
+    }
+}
+
+fn service_entry<'a, 'n>(
+    services: &'a mut BTreeMap<&'n str, ServiceTopology>,
+    name: &'n str,
+) -> &'a mut ServiceTopology {
+    services.entry(name).or_insert_with(|| ServiceTopology {
+        service: name.to_owned(),
+        publishes: Vec::new(),
+        consumes: Vec::new(),
+        received: 0,
+        failed: 0,
+        error_ratio: 0.0,
+    })
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use causeway_model::{CorrelationId, EventId, Record, Stage, Timestamp};
@@ -488,6 +629,50 @@ mod tests {
             5_000_000
         );
         assert!(Contracts::parse("[events.X]\nconsumer = []\n").is_err());
+    }
+
+    #[test]
+    fn the_page_lists_learned_and_declared_edges_and_the_services() {
+        let contracts =
+            Contracts::parse("[events.OrderPlaced]\nconsumers = [\"billing\"]\n").unwrap();
+        let digests: Vec<FlowDigest> = (0..10).map(|i| flow(i, i < 2)).collect();
+        let topology = Topology::learn(TopologySettings::default(), contracts, &digests);
+        let page = topology.page();
+        assert_eq!(page.flows, 10);
+        let placed = &page.event_types[0];
+        assert_eq!(placed.publishers, vec!["order"]);
+        let edges: Vec<(&str, bool, bool, u64)> = placed
+            .consumers
+            .iter()
+            .map(|e| {
+                (
+                    e.consumer.service.as_str(),
+                    e.declared,
+                    e.expected,
+                    e.received,
+                )
+            })
+            .collect();
+        assert_eq!(
+            edges,
+            vec![
+                ("billing", true, true, 0),
+                ("inventory", false, false, 2),
+                ("payment", false, false, 10),
+            ]
+        );
+        let services = topology.services();
+        let names: Vec<(&str, &[String], &[String])> = services
+            .services
+            .iter()
+            .map(|s| (s.service.as_str(), &s.publishes[..], &s.consumes[..]))
+            .collect();
+        assert_eq!(names.len(), 3);
+        assert_eq!(names[0].0, "inventory");
+        assert_eq!(
+            names[1],
+            ("order", &["OrderPlaced".to_owned()][..], &[][..])
+        );
     }
 
     #[test]

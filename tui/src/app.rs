@@ -308,6 +308,8 @@ mod tests {
         FlowsPage {
             flows,
             next_cursor: None,
+            scanned: 0,
+            scan_limited: false,
         }
     }
 
@@ -335,6 +337,8 @@ mod tests {
         let mut app = app_with(FlowsPage {
             flows: vec![],
             next_cursor: None,
+            scanned: 0,
+            scan_limited: false,
         });
         app.update(Action::Down);
         assert_eq!(app.selected(), None);
@@ -371,6 +375,8 @@ mod tests {
             result: Ok(FlowsPage {
                 flows: fixtures::three_flows().flows[..1].to_vec(),
                 next_cursor: None,
+                scanned: 0,
+                scan_limited: false,
             }),
         }));
         assert_eq!(app.selected(), Some(0));

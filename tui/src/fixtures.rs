@@ -82,6 +82,8 @@ pub(crate) fn three_flows() -> FlowsPage {
             },
         ],
         next_cursor: None,
+        scanned: 0,
+        scan_limited: false,
     }
 }
 

@@ -447,6 +447,8 @@ mod tests {
         let mut page = FlowsPage {
             flows: vec![fixtures::summary("order-1", FlowStatus::Failed)],
             next_cursor: None,
+            scanned: 0,
+            scan_limited: false,
         };
         page.flows[0].root_event_type = Some(hostile.to_owned());
         page.flows[0].services = vec!["pay\u{1b}]0;pwned\u{7}ments\r\n".to_owned()];
