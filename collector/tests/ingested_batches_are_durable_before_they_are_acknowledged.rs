@@ -74,7 +74,7 @@ async fn an_acknowledged_batch_is_already_searchable() {
         reader.flow_records("order-2", 10).unwrap().records,
         vec![record(2)]
     );
-    assert_eq!(reader.record_count(), 2);
+    assert_eq!(reader.record_count().unwrap(), 2);
 
     drop(app);
     thread.join();

@@ -2,11 +2,18 @@
 //! document, and the open, write and search helpers shared by the
 //! collector (the only writer) and query (readers only).
 //!
+//! Beside the records, the index holds one digest document per flow (a
+//! [`causeway_model::FlowDigest`]), which the writer brings up to date in the
+//! same commit as the flow's records, so query can list, filter and learn
+//! from flows without reading their records.
+//!
 //! The schema carries a version ([`SCHEMA_VERSION`]) written beside the
 //! index; an index of another version is refused with a clear error rather
 //! than misread. Every record is stored whole as JSON (`_source`), so
 //! reading a hit back gives exactly the record that was written.
 
+mod digest_doc;
+mod digests;
 mod error;
 mod query;
 mod reader;
@@ -14,9 +21,10 @@ mod record_index;
 mod schema;
 mod writer;
 
+pub use digests::{DigestCursor, DigestFilter};
 pub use error::IndexError;
 pub use query::{ReadBounds, check_query, nesting_depth};
-pub use reader::{FlowKeyHit, RecordReader, RecordsRead};
+pub use reader::{FlowKeyHit, MAX_HISTOGRAM_BUCKETS, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::SCHEMA_VERSION;
 pub use writer::RecordWriter;

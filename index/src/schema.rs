@@ -11,6 +11,11 @@
 //! holds the flow key (correlation id, or trace id when there is none) as a
 //! fast field for grouping, and `_source` the whole record as JSON.
 //!
+//! The same index holds one digest document per flow (version 2 on): `_doc`
+//! tells the two kinds apart (`record` or `flow`), and the `flow_*` fields
+//! are the digest's, set only on digest documents (their mapping is
+//! `digest_doc.rs`). Every read of records filters on `_doc:record`.
+//!
 //! This module only describes: it opens nothing, reads and writes nothing
 //! (that is `record_index.rs`), and imports neither the reader nor the
 //! writer.
@@ -21,17 +26,34 @@ use causeway_model::{FieldKind, FieldValue, NestedField, Record, RecordField};
 use tantivy::schema::{
     FAST, Field, INDEXED, JsonObjectOptions, STORED, STRING, Schema, TEXT, TextFieldIndexing,
 };
-use tantivy::{TantivyDocument, TantivyError};
+use tantivy::{TantivyDocument, TantivyError, Term};
 
 use crate::error::IndexError;
 
 /// The version of the schema below. Bump it with any change to fields or
 /// their options, and add `schemas/v<version>.json` (the test
 /// `the_schema_is_the_one_its_version_names` says so when it is due).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The field holding the flow key.
+/// The field holding the flow key of a record.
 pub(crate) const FLOW: &str = "flow";
+/// The keyword telling a record document from a digest document.
+const DOC_KIND: &str = "_doc";
+/// The `_doc` value of a record document.
+pub(crate) const DOC_RECORD: &str = "record";
+/// The `_doc` value of a flow's digest document.
+pub(crate) const DOC_FLOW: &str = "flow";
+/// The flow key of a digest document (records have theirs in `flow`).
+pub(crate) const FLOW_KEY: &str = "flow_key";
+/// The digest's last record time, which flow lists sort on.
+pub(crate) const FLOW_LAST_US: &str = "flow_last_us";
+const FLOW_DIGEST: &str = "flow_digest";
+const FLOW_FIRST_US: &str = "flow_first_us";
+const FLOW_DURATION_US: &str = "flow_duration_us";
+const FLOW_SERVICES: &str = "flow_services";
+const FLOW_EVENT_TYPES: &str = "flow_event_types";
+const FLOW_FACETS: &str = "flow_facets";
+const FLOW_RECORD_COUNT: &str = "flow_record_count";
 /// The fast field of the record's timestamp, in microseconds, which reads
 /// sort on.
 pub(crate) const TIMESTAMP_US: &str = "timestamp_us";
@@ -123,7 +145,36 @@ pub(crate) fn build_schema() -> Schema {
     }
     b.add_text_field(FLOW, STRING | FAST);
     b.add_text_field(SOURCE, STORED);
+    b.add_text_field(DOC_KIND, STRING);
+    b.add_text_field(FLOW_KEY, STRING | FAST);
+    b.add_text_field(FLOW_DIGEST, STORED);
+    b.add_i64_field(FLOW_FIRST_US, INDEXED | FAST);
+    b.add_i64_field(FLOW_LAST_US, INDEXED | FAST);
+    b.add_u64_field(FLOW_DURATION_US, INDEXED | FAST);
+    b.add_text_field(FLOW_SERVICES, STRING);
+    b.add_text_field(FLOW_EVENT_TYPES, STRING);
+    b.add_text_field(FLOW_FACETS, STRING);
+    b.add_u64_field(FLOW_RECORD_COUNT, FAST);
     b.build()
+}
+
+/// The fields of a flow's digest document.
+#[derive(Debug, Clone)]
+pub(crate) struct DigestFields {
+    /// The flow key: one live digest document per value.
+    pub key: Field,
+    /// The digest as JSON, stored only.
+    pub json: Field,
+    pub first_us: Field,
+    pub last_us: Field,
+    pub duration_us: Field,
+    /// Every service of the flow, one value each.
+    pub services: Field,
+    /// Every event type of the flow, one value each.
+    pub event_types: Field,
+    /// [`causeway_model::DigestFacet::as_str`] of each facet that holds.
+    pub facets: Field,
+    pub record_count: Field,
 }
 
 /// The handles of an opened index's fields, found by name.
@@ -131,6 +182,11 @@ pub(crate) fn build_schema() -> Schema {
 pub(crate) struct Fields {
     pub flow: Field,
     pub source: Field,
+    /// The record's time, [`TIMESTAMP_US`].
+    pub timestamp: Field,
+    /// `_doc`: [`DOC_RECORD`] or [`DOC_FLOW`].
+    pub doc_kind: Field,
+    pub digest: DigestFields,
     record: [Option<Field>; RecordField::COUNT],
     nested: [Option<Field>; NestedField::COUNT],
 }
@@ -173,9 +229,32 @@ impl Fields {
         Ok(Self {
             flow: find(FLOW)?,
             source: find(SOURCE)?,
+            timestamp: find(TIMESTAMP_US)?,
+            doc_kind: find(DOC_KIND)?,
+            digest: DigestFields {
+                key: find(FLOW_KEY)?,
+                json: find(FLOW_DIGEST)?,
+                first_us: find(FLOW_FIRST_US)?,
+                last_us: find(FLOW_LAST_US)?,
+                duration_us: find(FLOW_DURATION_US)?,
+                services: find(FLOW_SERVICES)?,
+                event_types: find(FLOW_EVENT_TYPES)?,
+                facets: find(FLOW_FACETS)?,
+                record_count: find(FLOW_RECORD_COUNT)?,
+            },
             record,
             nested,
         })
+    }
+
+    /// The term every record document has.
+    pub(crate) fn record_term(&self) -> Term {
+        Term::from_field_text(self.doc_kind, DOC_RECORD)
+    }
+
+    /// The term every digest document has.
+    pub(crate) fn flow_term(&self) -> Term {
+        Term::from_field_text(self.doc_kind, DOC_FLOW)
     }
 
     /// The untokenized index field of a keyword record field.
@@ -200,8 +279,11 @@ impl Fields {
         record.chain(nested).collect()
     }
 
-    pub(crate) fn document(&self, record: &Record) -> TantivyDocument {
+    /// The document of `record`, whose flow key (`record.flow_key()`) the
+    /// caller computed once for this and for the flow's digest.
+    pub(crate) fn document(&self, record: &Record, flow_key: Option<&str>) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
+        doc.add_text(self.doc_kind, DOC_RECORD);
         for field in RecordField::ALL {
             if let Some(target) = self.record[field.index()] {
                 add_value(&mut doc, target, indexed(field), record.field(field));
@@ -217,7 +299,7 @@ impl Fields {
                 );
             }
         }
-        if let Some(flow) = record.flow_key() {
+        if let Some(flow) = flow_key {
             doc.add_text(self.flow, flow);
         }
         doc.add_text(self.source, record.to_json_line());
@@ -337,8 +419,12 @@ mod tests {
         for field in RecordField::ALL {
             assert!(!record.field(field).is_absent(), "{field:?} not set");
         }
-        let doc = fields.document(&record);
-        for (field, _) in schema.fields() {
+        let doc = fields.document(&record, record.flow_key().as_deref());
+        for (field, entry) in schema.fields() {
+            if entry.name().starts_with("flow_") {
+                // The digest document's fields.
+                continue;
+            }
             assert!(
                 doc.get_first(field).is_some(),
                 "{} has no value",

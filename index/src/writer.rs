@@ -1,26 +1,105 @@
-//! Adding records and committing. Only the collector holds a writer; tantivy
-//! allows one per index and locks the directory to enforce it.
+//! Adding records and committing, and keeping one digest document per flow
+//! up to date. Only the collector holds a writer; tantivy allows one per
+//! index and locks the directory to enforce it.
+//!
+//! Each record with a flow key is also folded into a digest of the records
+//! added since the last commit (one per flow). [`RecordWriter::commit`]
+//! merges each into the flow's committed digest, taken from a bounded cache
+//! of the digests this writer committed or else read back from the index as
+//! of the last commit, replaces the flow's digest document, and commits
+//! records and digests in one tantivy commit: after a crash the index holds
+//! both or neither, so digests never disagree with the committed records. A
+//! commit that fails is rolled back whole (records included), so nothing
+//! half-done is ever committed later.
 //!
 //! Commits block (they fsync): callers run them off the async runtime.
-//! This module imports the schema only; it never opens an index itself.
+//! This module imports the schema and the digest document only; it never
+//! opens an index itself.
 
-use causeway_model::Record;
-use tantivy::{Index, IndexWriter};
+use std::collections::HashMap;
 
+use causeway_model::{FlowDigest, Record};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+
+use crate::digest_doc;
 use crate::error::IndexError;
 use crate::schema::Fields;
+
+/// Most flows whose committed digest the writer keeps in memory.
+const MAX_CACHED_FLOWS: usize = 100_000;
+/// Most bytes of stored JSON the cached digests may add up to (in memory a
+/// digest takes a small multiple of its JSON).
+const MAX_CACHED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The committed digests of recently written flows, so that a commit need
+/// not read back the digests it wrote a moment ago. Past either bound it is
+/// dropped whole and fills again: a miss only costs a read of the index.
+#[derive(Debug)]
+struct DigestCache {
+    digests: HashMap<String, (FlowDigest, usize)>,
+    bytes: usize,
+    max_flows: usize,
+    max_bytes: usize,
+}
+
+impl DigestCache {
+    fn new(max_flows: usize, max_bytes: usize) -> Self {
+        Self {
+            digests: HashMap::new(),
+            bytes: 0,
+            max_flows,
+            max_bytes,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<FlowDigest> {
+        let (digest, bytes) = self.digests.remove(key)?;
+        self.bytes -= bytes;
+        Some(digest)
+    }
+
+    /// Keeps `digest`, whose stored JSON is `bytes` long, unless it alone
+    /// is past the bounds.
+    fn insert(&mut self, key: String, digest: FlowDigest, bytes: usize) {
+        if self.digests.len() >= self.max_flows || self.bytes.saturating_add(bytes) > self.max_bytes
+        {
+            self.clear();
+        }
+        if self.max_flows > 0 && bytes <= self.max_bytes {
+            self.bytes += bytes;
+            if let Some((_, replaced)) = self.digests.insert(key, (digest, bytes)) {
+                self.bytes -= replaced;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.digests.clear();
+        self.bytes = 0;
+    }
+}
 
 /// The index writer.
 pub struct RecordWriter {
     writer: IndexWriter,
     fields: Fields,
+    /// Sees the index as of the last commit: where a commit reads the
+    /// digests the cache does not hold.
+    committed: IndexReader,
     uncommitted: usize,
+    /// Per flow, the digest of the records added since the last commit.
+    delta: HashMap<String, FlowDigest>,
+    cache: DigestCache,
+    /// Set when a rollback failed: tantivy's writer is then unusable.
+    broken: Option<String>,
 }
 
 impl std::fmt::Debug for RecordWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordWriter")
             .field("uncommitted", &self.uncommitted)
+            .field("flows_touched", &self.delta.len())
+            .field("flows_cached", &self.cache.digests.len())
             .finish()
     }
 }
@@ -32,17 +111,52 @@ impl RecordWriter {
         fields: Fields,
         heap_bytes: usize,
     ) -> Result<Self, IndexError> {
+        let committed = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         Ok(Self {
             writer: index.writer(heap_bytes)?,
             fields,
+            committed,
             uncommitted: 0,
+            delta: HashMap::new(),
+            cache: DigestCache::new(MAX_CACHED_FLOWS, MAX_CACHED_BYTES),
+            broken: None,
         })
     }
 
-    /// Queues a record; it becomes durable and visible at the next commit.
+    /// The same writer with other bounds on its digest cache (none at all
+    /// with zeros: every commit reads the digests back).
+    #[cfg(test)]
+    pub(crate) fn with_digest_cache(mut self, max_flows: usize, max_bytes: usize) -> Self {
+        self.cache = DigestCache::new(max_flows, max_bytes);
+        self
+    }
+
+    fn check_usable(&self) -> Result<(), IndexError> {
+        match &self.broken {
+            Some(reason) => Err(IndexError::Internal(format!(
+                "the index writer is unusable since a rollback failed ({reason}); reopen the index"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a record, and its flow's digest; both become durable and
+    /// visible at the next commit.
     pub fn add(&mut self, record: &Record) -> Result<(), IndexError> {
-        self.writer.add_document(self.fields.document(record))?;
+        self.check_usable()?;
+        let key = record.flow_key();
+        self.writer
+            .add_document(self.fields.document(record, key.as_deref()))?;
         self.uncommitted += 1;
+        if let Some(key) = key {
+            self.delta
+                .entry(key)
+                .or_insert_with_key(|key| FlowDigest::new(key.as_str()))
+                .add(record);
+        }
         Ok(())
     }
 
@@ -51,10 +165,248 @@ impl RecordWriter {
         self.uncommitted
     }
 
-    /// Makes every added record durable and visible to readers.
+    /// Makes every added record, and the digest of every flow they belong
+    /// to, durable and visible to readers, in one commit. On an error
+    /// nothing added since the last commit is kept: the caller adds it
+    /// again.
     pub fn commit(&mut self) -> Result<u64, IndexError> {
+        self.check_usable()?;
+        match self.commit_with_digests() {
+            Ok(opstamp) => Ok(opstamp),
+            Err(error) => {
+                self.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    fn commit_with_digests(&mut self) -> Result<u64, IndexError> {
+        let delta = std::mem::take(&mut self.delta);
+        let mut written = Vec::with_capacity(delta.len());
+        if !delta.is_empty() {
+            // The reader must see the last commit, ours included, before a
+            // digest is read back and merged.
+            self.committed.reload()?;
+            let searcher = self.committed.searcher();
+            for (key, delta) in delta {
+                let mut digest = match self.cache.take(&key) {
+                    Some(digest) => digest,
+                    None => digest_doc::find(&searcher, &self.fields, &key)?
+                        .unwrap_or_else(|| FlowDigest::new(key.as_str())),
+                };
+                digest.merge(&delta);
+                let json = digest_doc::to_json(&digest)?;
+                let bytes = json.len();
+                self.writer
+                    .delete_term(Term::from_field_text(self.fields.digest.key, &key));
+                self.writer
+                    .add_document(digest_doc::document(&self.fields, &digest, json))?;
+                written.push((key, digest, bytes));
+            }
+        }
         let opstamp = self.writer.commit()?;
         self.uncommitted = 0;
+        for (key, digest, bytes) in written {
+            self.cache.insert(key, digest, bytes);
+        }
         Ok(opstamp)
+    }
+
+    /// Drops everything since the last commit: tantivy's queued documents
+    /// and deletes, the pending digests, and the cache (which may hold
+    /// digests of that work).
+    fn abandon(&mut self) {
+        self.delta.clear();
+        self.cache.clear();
+        self.uncommitted = 0;
+        if let Err(error) = self.writer.rollback() {
+            tracing::error!(%error, "rolling back the index writer failed");
+            self.broken = Some(error.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use causeway_model::{CorrelationId, EventId, Stage, Timestamp, TraceId};
+
+    use super::*;
+    use crate::{RecordIndex, RecordReader};
+
+    fn record(t: i64, flow: &str, service: &str, stage: Stage, event: &str) -> Record {
+        let mut r = Record::new(Timestamp::from_micros(t), service, stage.as_str());
+        r.stage = stage;
+        r.correlation_id = Some(CorrelationId::new(flow).unwrap());
+        r.event_id = Some(EventId::new(event).unwrap());
+        r.event_type = Some(format!("Type-{event}"));
+        r
+    }
+
+    /// Records of a few flows, each flow's spread over its whole length.
+    fn records() -> Vec<Record> {
+        let mut out = Vec::new();
+        for (i, flow) in ["a", "b", "c"].into_iter().enumerate() {
+            let t = 1_000 * i as i64;
+            out.push(record(
+                t,
+                flow,
+                "order",
+                Stage::Published,
+                &format!("{flow}1"),
+            ));
+            out.push(record(
+                t + 5,
+                flow,
+                "payment",
+                Stage::Received,
+                &format!("{flow}1"),
+            ));
+            out.push(record(
+                t + 9,
+                flow,
+                "payment",
+                Stage::Failed,
+                &format!("{flow}1"),
+            ));
+            out.push(record(
+                t + 20,
+                flow,
+                "payment",
+                Stage::Handled,
+                &format!("{flow}1"),
+            ));
+            out.push(record(
+                t + 21,
+                flow,
+                "payment",
+                Stage::Published,
+                &format!("{flow}2"),
+            ));
+        }
+        // A flow keyed by its trace id, and a record of no flow.
+        let mut traced = Record::new(Timestamp::from_micros(50), "edge", "hello");
+        traced.trace_id = Some(TraceId::random());
+        out.push(traced);
+        out.push(Record::new(Timestamp::from_micros(60), "edge", "lonely"));
+        out
+    }
+
+    fn expected(records: &[Record]) -> BTreeMap<String, FlowDigest> {
+        let mut by_flow: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+        for r in records {
+            if let Some(key) = r.flow_key() {
+                by_flow.entry(key).or_default().push(r);
+            }
+        }
+        by_flow
+            .into_iter()
+            .map(|(key, rs)| (key.clone(), FlowDigest::of(key, rs)))
+            .collect()
+    }
+
+    /// Every digest document in the index, by key, and how many there are.
+    fn stored(reader: &RecordReader) -> (BTreeMap<String, FlowDigest>, usize) {
+        reader.reload().unwrap();
+        let all = reader
+            .flow_digests(&Default::default(), None, 1_000)
+            .unwrap();
+        let count = all.len();
+        (all.into_iter().map(|d| (d.key.clone(), d)).collect(), count)
+    }
+
+    fn digests_match_records_over_several_commits(cache: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = index
+            .writer(15_000_000)
+            .unwrap()
+            .with_digest_cache(cache, cache << 20);
+        let records = records();
+        // Each commit takes every third record, so every flow spans commits.
+        for phase in 0..3 {
+            for r in records.iter().skip(phase).step_by(3) {
+                writer.add(r).unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        let reader = index.reader().unwrap();
+        let (digests, count) = stored(&reader);
+        assert_eq!(digests, expected(&records));
+        assert_eq!(count, 4, "one digest document per flow");
+        assert_eq!(reader.record_count().unwrap(), records.len() as u64);
+    }
+
+    #[test]
+    fn digests_equal_the_digest_of_all_records_over_several_commits() {
+        digests_match_records_over_several_commits(100);
+    }
+
+    #[test]
+    fn digests_read_back_from_the_index_equal_those_from_the_cache() {
+        digests_match_records_over_several_commits(0);
+    }
+
+    #[test]
+    fn a_record_added_twice_across_commits_leaves_one_digest_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = index.writer(15_000_000).unwrap();
+        let r = record(10, "a", "payment", Stage::Handled, "e1");
+        writer.add(&r).unwrap();
+        writer.commit().unwrap();
+        writer.add(&r).unwrap();
+        writer.commit().unwrap();
+        let (digests, count) = stored(&index.reader().unwrap());
+        assert_eq!(count, 1);
+        assert_eq!(digests["a"], FlowDigest::of("a", [&r, &r]));
+    }
+
+    #[test]
+    fn a_writer_dropped_before_its_commit_leaves_digests_equal_to_the_committed_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = records();
+        let (committed, lost) = records.split_at(records.len() / 2);
+        {
+            let index = RecordIndex::open_or_create(dir.path()).unwrap();
+            let mut writer = index.writer(15_000_000).unwrap();
+            for r in committed {
+                writer.add(r).unwrap();
+            }
+            writer.commit().unwrap();
+            for r in lost {
+                writer.add(r).unwrap();
+            }
+            // Dropped here, as a crash would, without a commit.
+        }
+        let index = RecordIndex::open_existing(dir.path()).unwrap();
+        let reader = index.reader().unwrap();
+        assert_eq!(stored(&reader).0, expected(committed));
+        assert_eq!(reader.record_count().unwrap(), committed.len() as u64);
+
+        // A new writer goes on from the committed digests.
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = index.writer(15_000_000).unwrap();
+        for r in lost {
+            writer.add(r).unwrap();
+        }
+        writer.commit().unwrap();
+        assert_eq!(stored(&reader).0, expected(&records));
+    }
+
+    #[test]
+    fn the_cache_keeps_within_its_bounds() {
+        let mut cache = DigestCache::new(2, 100);
+        cache.insert("a".into(), FlowDigest::new("a"), 40);
+        cache.insert("b".into(), FlowDigest::new("b"), 40);
+        assert_eq!((cache.digests.len(), cache.bytes), (2, 80));
+        cache.insert("c".into(), FlowDigest::new("c"), 40);
+        assert_eq!((cache.digests.len(), cache.bytes), (1, 40));
+        cache.insert("d".into(), FlowDigest::new("d"), 70);
+        assert_eq!((cache.digests.len(), cache.bytes), (1, 70));
+        cache.insert("e".into(), FlowDigest::new("e"), 101);
+        assert_eq!((cache.digests.len(), cache.bytes), (0, 0));
+        assert!(cache.take("d").is_none());
     }
 }
