@@ -165,6 +165,7 @@ impl CausewayConfig {
             listener.check(self)?;
         }
         self.agent.validate_settings()?;
+        self.query.alerts.check().map_err(anyhow::Error::msg)?;
         self.tui.validate()?;
         self.demo.validate()
     }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use causeway_model::{Record, RecordField, Timestamp, TraceId};
+use causeway_model::{FlowDigest, Record, RecordField, Timestamp, TraceId};
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
@@ -31,7 +31,8 @@ use tantivy::{
 
 use crate::error::IndexError;
 use crate::query::{ReadBounds, check_query};
-use crate::schema::{FLOW, Fields, TIMESTAMP_US};
+use crate::digest_doc;
+use crate::schema::{FLOW, Fields, INGESTED_US, TIMESTAMP_US};
 
 /// The stack of the thread a query string is parsed on. Only the pages a
 /// parse touches are ever allocated.
@@ -191,6 +192,75 @@ impl RecordReader {
             .searcher()
             .search(&query, &NewestFlows { limit })?;
         Ok(newest.into_iter().map(|(_, key)| key).collect())
+    }
+
+    /// Up to `limit` records matching `query` (empty: all) that were
+    /// written after the ingest stamp `after_us`, in the order they were
+    /// written, each with its stamp: what a tail sends next. Within the
+    /// byte budget, so possibly fewer.
+    pub fn records_ingested_after(
+        &self,
+        after_us: i64,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Record)>, IndexError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = self.records_matching(self.parse(query)?, None, None);
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(query) as Box<dyn Query>),
+            (Occur::Must, self.ingested_after(after_us)),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(INGESTED_US, Order::Asc);
+        let hits = searcher.search(&query, &top)?;
+        let read = self.load(&searcher, hits.iter().map(|&(_, a)| a))?;
+        Ok(hits
+            .into_iter()
+            // The range clause matched the stamp, so every hit has one.
+            .map(|(at, _)| at.unwrap_or(after_us))
+            .zip(read.records)
+            .collect())
+    }
+
+    /// Up to `limit` flow digests written after the ingest stamp
+    /// `after_us`, in the order they were written, each with its stamp.
+    pub fn digests_ingested_after(
+        &self,
+        after_us: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, FlowDigest)>, IndexError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    self.fields.flow_term(),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (Occur::Must, self.ingested_after(after_us)),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(INGESTED_US, Order::Asc);
+        searcher
+            .search(&query, &top)?
+            .into_iter()
+            .map(|(at, address)| {
+                let digest = digest_doc::load(&searcher, &self.fields, address)?;
+                Ok((at.unwrap_or(after_us), digest))
+            })
+            .collect()
+    }
+
+    fn ingested_after(&self, after_us: i64) -> Box<dyn Query> {
+        Box::new(RangeQuery::new(
+            Bound::Excluded(Term::from_field_i64(self.fields.ingested, after_us)),
+            Bound::Unbounded,
+        ))
     }
 
     /// `query` restricted to record documents, and to records stamped

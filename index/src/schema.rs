@@ -35,6 +35,10 @@ use crate::error::IndexError;
 /// `the_schema_is_the_one_its_version_names` says so when it is due).
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// When the writer added a document (record or digest), microseconds,
+/// increasing within a writer: what a tail follows, since records arrive
+/// out of their own time order.
+pub(crate) const INGESTED_US: &str = "_ingested_us";
 /// The field holding the flow key of a record.
 pub(crate) const FLOW: &str = "flow";
 /// The keyword telling a record document from a digest document.
@@ -155,6 +159,7 @@ pub(crate) fn build_schema() -> Schema {
     b.add_text_field(FLOW_EVENT_TYPES, STRING);
     b.add_text_field(FLOW_FACETS, STRING);
     b.add_u64_field(FLOW_RECORD_COUNT, FAST);
+    b.add_i64_field(INGESTED_US, INDEXED | FAST);
     b.build()
 }
 
@@ -186,6 +191,8 @@ pub(crate) struct Fields {
     pub timestamp: Field,
     /// `_doc`: [`DOC_RECORD`] or [`DOC_FLOW`].
     pub doc_kind: Field,
+    /// [`INGESTED_US`], on every document.
+    pub ingested: Field,
     pub digest: DigestFields,
     record: [Option<Field>; RecordField::COUNT],
     nested: [Option<Field>; NestedField::COUNT],
@@ -231,6 +238,7 @@ impl Fields {
             source: find(SOURCE)?,
             timestamp: find(TIMESTAMP_US)?,
             doc_kind: find(DOC_KIND)?,
+            ingested: find(INGESTED_US)?,
             digest: DigestFields {
                 key: find(FLOW_KEY)?,
                 json: find(FLOW_DIGEST)?,
@@ -421,8 +429,8 @@ mod tests {
         }
         let doc = fields.document(&record, record.flow_key().as_deref());
         for (field, entry) in schema.fields() {
-            if entry.name().starts_with("flow_") {
-                // The digest document's fields.
+            if entry.name().starts_with("flow_") || entry.name() == INGESTED_US {
+                // The digest document's fields; the stamp the writer adds.
                 continue;
             }
             assert!(

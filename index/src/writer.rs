@@ -92,6 +92,8 @@ pub struct RecordWriter {
     cache: DigestCache,
     /// Set when a rollback failed: tantivy's writer is then unusable.
     broken: Option<String>,
+    /// The last ingest stamp given out.
+    last_ingested_us: i64,
 }
 
 impl std::fmt::Debug for RecordWriter {
@@ -123,7 +125,17 @@ impl RecordWriter {
             delta: HashMap::new(),
             cache: DigestCache::new(MAX_CACHED_FLOWS, MAX_CACHED_BYTES),
             broken: None,
+            last_ingested_us: 0,
         })
+    }
+
+    /// The ingest time of the next document: now, and always after the
+    /// previous one, so a tail that read up to one stamp misses nothing
+    /// committed later.
+    fn ingest_stamp(&mut self) -> i64 {
+        let now = causeway_model::Timestamp::now().as_micros();
+        self.last_ingested_us = now.max(self.last_ingested_us.saturating_add(1));
+        self.last_ingested_us
     }
 
     /// The same writer with other bounds on its digest cache (none at all
@@ -148,8 +160,9 @@ impl RecordWriter {
     pub fn add(&mut self, record: &Record) -> Result<(), IndexError> {
         self.check_usable()?;
         let key = record.flow_key();
-        self.writer
-            .add_document(self.fields.document(record, key.as_deref()))?;
+        let mut doc = self.fields.document(record, key.as_deref());
+        doc.add_i64(self.fields.ingested, self.ingest_stamp());
+        self.writer.add_document(doc)?;
         self.uncommitted += 1;
         if let Some(key) = key {
             self.delta
@@ -199,8 +212,9 @@ impl RecordWriter {
                 let bytes = json.len();
                 self.writer
                     .delete_term(Term::from_field_text(self.fields.digest.key, &key));
-                self.writer
-                    .add_document(digest_doc::document(&self.fields, &digest, json))?;
+                let mut doc = digest_doc::document(&self.fields, &digest, json);
+                doc.add_i64(self.fields.ingested, self.ingest_stamp());
+                self.writer.add_document(doc)?;
                 written.push((key, digest, bytes));
             }
         }

@@ -10,6 +10,7 @@ use causeway_index::ReadBounds;
 use causeway_server::HttpLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::AlertsConfig;
 use crate::flow::FlowSettings;
 use crate::topology::TopologySettings;
 
@@ -72,6 +73,9 @@ pub struct QueryConfig {
     pub poison_failures: u32,
     /// What one client may hold of the HTTP listener.
     pub http: HttpLimits,
+    /// Alert rules and their webhook (`[query.alerts]`, one
+    /// `[[query.alerts.rules]]` per rule).
+    pub alerts: AlertsConfig,
 }
 
 impl Default for QueryConfig {
@@ -98,6 +102,7 @@ impl Default for QueryConfig {
             slow_step_factor: 3,
             poison_failures: 3,
             http: HttpLimits::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }

@@ -13,6 +13,11 @@ use causeway_server::error_response;
 pub enum QueryError {
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Contracts(#[from] crate::topology::ContractsError),
+    /// The `[query.alerts]` section failed its checks.
+    #[error("{0}")]
+    Alerts(String),
 }
 
 /// Why one request failed.

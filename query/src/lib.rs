@@ -5,17 +5,26 @@
 //! collector become visible within about a second. [`reconstruct`] is the
 //! pure heart: records in, flow out.
 
+mod alerts;
 mod config;
 mod error;
 mod flow;
+mod list;
 mod server;
+mod tail;
 mod topology;
 
+pub use alerts::{
+    AlertBook, AlertRule, AlertState, AlertView, Alerts, AlertsConfig, AlertsPage,
+    MAX_SAMPLE_FLOWS, Notification, NotificationStatus, RuleKind, RuleResult, WebhookUrl, evaluate,
+    run_alerts,
+};
 pub use config::QueryConfig;
 pub use error::{QueryError, RequestError};
 pub use flow::{
     Analysis, FlowContext, FlowSettings, analyze, detail, reconstruct, sort_records, summarize,
 };
+pub use list::FlowFilter;
 pub use server::{QueryState, router, run};
 pub use topology::{
     Contract, Contracts, ContractsError, EdgeStats, EventTypeStats, Topology, TopologySettings,
