@@ -29,9 +29,9 @@ use tantivy::{
     SegmentReader, TantivyDocument, Term,
 };
 
+use crate::digest_doc;
 use crate::error::IndexError;
 use crate::query::{ReadBounds, check_query};
-use crate::digest_doc;
 use crate::schema::{FLOW, Fields, INGESTED_US, TIMESTAMP_US};
 
 /// The stack of the thread a query string is parsed on. Only the pages a
