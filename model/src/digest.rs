@@ -333,7 +333,9 @@ pub struct FlowDigest {
     pub trace_ids: BTreeSet<TraceId>,
     #[serde(default)]
     pub events: BTreeMap<EventId, EventDigest>,
-    #[serde(default)]
+    /// As JSON, a list of `[key, step]` pairs: JSON object keys are
+    /// strings only.
+    #[serde(default, with = "step_pairs")]
     pub steps: BTreeMap<StepKey, StepDigest>,
     /// True once an event, step, service or trace id was left out for the
     /// bounds.
@@ -603,6 +605,28 @@ impl FlowDigest {
     }
 }
 
+mod step_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{StepDigest, StepKey};
+
+    pub(super) fn serialize<S: Serializer>(
+        steps: &BTreeMap<StepKey, StepDigest>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(steps.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<StepKey, StepDigest>, D::Error> {
+        let pairs = Vec::<(StepKey, StepDigest)>::deserialize(deserializer)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
+
 fn insert_bounded(set: &mut BTreeSet<String>, value: &str, truncated: &mut bool) {
     if set.contains(value) {
         return;
@@ -753,6 +777,14 @@ mod tests {
         assert_eq!(digest.events.len(), MAX_EVENTS);
         assert_eq!(digest.record_count, (MAX_EVENTS + 10) as u64);
         assert!(digest.truncated);
+    }
+
+    #[test]
+    fn a_digest_reads_back_from_json() {
+        let digest = FlowDigest::of("order-1", &saga());
+        let json = serde_json::to_string(&digest).unwrap();
+        let back: FlowDigest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, digest);
     }
 
     #[test]
