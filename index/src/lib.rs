@@ -24,7 +24,7 @@ mod writer;
 pub use digests::{DigestCursor, DigestFilter};
 pub use error::IndexError;
 pub use query::{ReadBounds, check_query, nesting_depth};
-pub use reader::{FlowKeyHit, MAX_HISTOGRAM_BUCKETS, RecordReader, RecordsRead};
+pub use reader::{MAX_HISTOGRAM_BUCKETS, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::SCHEMA_VERSION;
 pub use writer::RecordWriter;

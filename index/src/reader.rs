@@ -13,10 +13,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use causeway_model::{FlowDigest, Record, RecordField, Timestamp, TraceId};
-use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::aggregation::agg_result::AggregationResults;
-use tantivy::aggregation::{AggContextParams, AggregationCollector};
+use causeway_model::{FlowDigest, Record, RecordField, TraceId};
 use tantivy::collector::{Collector, Count, HistogramCollector, SegmentCollector, TopDocs};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
@@ -40,14 +37,6 @@ const PARSE_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most buckets one histogram counts.
 pub const MAX_HISTOGRAM_BUCKETS: usize = 1_000;
-
-/// A flow key and when it was last active.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowKeyHit {
-    pub key: String,
-    pub last_activity_at: Timestamp,
-    pub record_count: u64,
-}
 
 /// Records read back, oldest or newest first, and whether more matched
 /// than were returned.
@@ -417,47 +406,6 @@ impl RecordReader {
         read.truncated |= more;
         Ok(read)
     }
-
-    /// The `limit` flows with the most recent activity, newest first.
-    pub fn recent_flows(&self, limit: usize) -> Result<Vec<FlowKeyHit>, IndexError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let request = serde_json::json!({
-            "flows": {
-                "terms": { "field": FLOW, "size": limit, "order": { "last": "desc" } },
-                "aggs": { "last": { "max": { "field": TIMESTAMP_US } } }
-            }
-        });
-        let aggs: Aggregations = serde_json::from_value(request)
-            .map_err(|e| IndexError::Internal(format!("flows aggregation: {e}")))?;
-        let collector = AggregationCollector::from_aggs(aggs, AggContextParams::default());
-        let searcher = self.reader.searcher();
-        let records = TermQuery::new(self.fields.record_term(), IndexRecordOption::Basic);
-        let results: AggregationResults = searcher.search(&records, &collector)?;
-        let value = serde_json::to_value(&results)
-            .map_err(|e| IndexError::Internal(format!("flows aggregation result: {e}")))?;
-        let buckets = value
-            .pointer("/flows/buckets")
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(buckets
-            .iter()
-            .filter_map(|bucket| {
-                let key = bucket.get("key")?.as_str()?.to_owned();
-                let record_count = bucket.get("doc_count")?.as_u64()?;
-                // Microsecond timestamps stay below 2^53 until year 2255, so
-                // the f64 of the max aggregation holds them exactly.
-                let last = bucket.pointer("/last/value")?.as_f64()? as i64;
-                Some(FlowKeyHit {
-                    key,
-                    last_activity_at: Timestamp::from_micros(last),
-                    record_count,
-                })
-            })
-            .collect())
-    }
 }
 
 impl RecordReader {
@@ -659,7 +607,7 @@ impl Collector for NewestFlows {
 
 #[cfg(test)]
 mod tests {
-    use causeway_model::{CorrelationId, Stage};
+    use causeway_model::{CorrelationId, Stage, Timestamp};
 
     use super::*;
     use crate::RecordIndex;
@@ -837,25 +785,6 @@ mod tests {
             .unwrap()
             .join();
         assert!(outcome.is_ok(), "parse returned, with a query or an error");
-    }
-
-    #[test]
-    fn recent_flows_orders_by_last_activity() {
-        let records = [
-            record(100, "old", "x"),
-            record(500, "old", "x"),
-            record(300, "new", "x"),
-            record(900, "new", "x"),
-            record(200, "mid", "x"),
-        ];
-        let (_dir, index) = index_with(&records);
-        let flows = index.reader().unwrap().recent_flows(2).unwrap();
-        let keys: Vec<_> = flows
-            .iter()
-            .map(|f| (f.key.as_str(), f.last_activity_at.as_micros()))
-            .collect();
-        assert_eq!(keys, vec![("new", 900), ("old", 500)]);
-        assert_eq!(flows[0].record_count, 2);
     }
 
     #[test]
