@@ -27,8 +27,11 @@ const ALLOWED: [(&str, &[&str]); 11] = [
     ),
     ("causeway-tui", &["causeway-model"]),
     // Benchmarks write and read the index as the collector and query do,
-    // and reach the daemons over HTTP only.
-    ("causeway-bench", &["causeway-model", "causeway-index"]),
+    // time query's phases in-process, and reach the daemons over HTTP only.
+    (
+        "causeway-bench",
+        &["causeway-model", "causeway-index", "causeway-query"],
+    ),
     (
         "causeway-orders",
         &["causeway-middleware", "causeway-model"],

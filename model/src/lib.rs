@@ -10,6 +10,8 @@ mod api;
 mod digest;
 mod field;
 mod ids;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod record;
 mod text;
 mod timestamp;

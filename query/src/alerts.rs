@@ -177,7 +177,7 @@ pub enum AlertRule {
 }
 
 /// The kinds of rule, by their `when`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     FailedFlows,
@@ -391,7 +391,7 @@ fn evaluate_rule(rule: &AlertRule, flows: &[FlowSummary], now: Timestamp) -> Rul
 // ---------------------------------------------------------------------------
 
 /// A rule's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Inactive,
@@ -399,7 +399,7 @@ pub enum AlertState {
 }
 
 /// Whether a notification announces a firing or its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationStatus {
     Firing,
@@ -409,7 +409,7 @@ pub enum NotificationStatus {
 /// The JSON body posted to the webhook. A delivery may arrive twice (a
 /// timeout after the receiver took it): `rule`, `status`, `since` and `at`
 /// name one notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     pub status: NotificationStatus,
     pub rule: String,
@@ -424,14 +424,16 @@ pub struct Notification {
 }
 
 /// One rule as `GET /api/v1/alerts` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertView {
     pub rule: String,
     pub when: RuleKind,
     pub state: AlertState,
     /// When the rule entered its state; absent while it never fired.
+    #[schema(required = true)]
     #[serde(default)]
     pub since: Option<Timestamp>,
+    #[schema(required = true)]
     #[serde(default)]
     pub last_evaluated_at: Option<Timestamp>,
     /// How many flows matched at the last evaluation...
@@ -439,39 +441,48 @@ pub struct AlertView {
     /// ...and up to [`MAX_SAMPLE_FLOWS`] of them, sorted.
     pub flows: Vec<String>,
     /// The last notification of this rule the webhook accepted.
+    #[schema(required = true)]
     #[serde(default)]
     pub last_delivery_at: Option<Timestamp>,
     /// Why the last attempt failed, if it did and nothing was delivered
     /// since.
+    #[schema(required = true)]
     #[serde(default)]
     pub last_delivery_error: Option<String>,
     /// Notifications queued or being delivered.
+    #[schema(required = true)]
     #[serde(default)]
     pub pending_deliveries: u64,
     /// Notifications given up: refused, or still failing after
     /// `max_attempts`.
+    #[schema(required = true)]
     #[serde(default)]
     pub failed_deliveries: u64,
     /// Notifications dropped unsent because the queue was full.
+    #[schema(required = true)]
     #[serde(default)]
     pub dropped_deliveries: u64,
 }
 
 /// `GET /api/v1/alerts`: every rule, in config order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertsPage {
     pub alerts: Vec<AlertView>,
     /// The webhook's origin (scheme, host, port); absent when none is set.
+    #[schema(required = true)]
     #[serde(default)]
     pub webhook: Option<String>,
     /// Evaluations made since start, and when the last one was (an
     /// evaluation that could not read the flows is not counted).
+    #[schema(required = true)]
     #[serde(default)]
     pub evaluations: u64,
+    #[schema(required = true)]
     #[serde(default)]
     pub last_evaluated_at: Option<Timestamp>,
     /// Why the last evaluation could not read the flows; the rules keep
     /// their state meanwhile.
+    #[schema(required = true)]
     #[serde(default)]
     pub evaluation_error: Option<String>,
 }

@@ -127,6 +127,49 @@ pub fn summarize(digest: &FlowDigest, context: FlowContext<'_>) -> FlowSummary {
     analyze(digest, context).summary
 }
 
+/// Events published in this flow that nobody in it received: where a
+/// consumer dropped the correlation context, its receive is filed under
+/// another flow key. The caller looks these up in the index (at most
+/// `most`) and hands the findings to [`received_elsewhere`].
+pub fn unreceived_events(digest: &FlowDigest, most: usize) -> Vec<EventId> {
+    digest
+        .events
+        .iter()
+        .filter(|(id, event)| event.published.is_some() && steps_of(digest, id).next().is_none())
+        .map(|(id, _)| id.clone())
+        .take(most)
+        .collect()
+}
+
+/// Adds a `context_lost` anomaly for each event of the flow that was
+/// received under another flow key: `elsewhere` holds (event, the other
+/// flow's key). Keeps the anomalies in their order.
+pub fn received_elsewhere(analysis: &mut Analysis, elsewhere: &[(EventId, String)]) {
+    for (event_id, other) in elsewhere {
+        analysis.anomalies.push(Anomaly {
+            message: format!(
+                "{event_id} was received under correlation id {other:?}: a consumer dropped the context"
+            ),
+            event_id: Some(event_id.clone()),
+            ..anomaly(AnomalyKind::ContextLost)
+        });
+    }
+    if elsewhere.is_empty() {
+        return;
+    }
+    analysis
+        .anomalies
+        .sort_by(|a, b| anomaly_order(a).cmp(&anomaly_order(b)));
+    if !analysis
+        .summary
+        .anomalies
+        .contains(&AnomalyKind::ContextLost)
+    {
+        analysis.summary.anomalies.push(AnomalyKind::ContextLost);
+        analysis.summary.anomalies.sort();
+    }
+}
+
 /// Everything but the records; see the module docs.
 pub fn analyze(digest: &FlowDigest, context: FlowContext<'_>) -> Analysis {
     let clocks = Clocks::estimate(digest);

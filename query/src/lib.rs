@@ -10,7 +10,10 @@ mod config;
 mod error;
 mod flow;
 mod list;
+mod openapi;
+mod params;
 mod server;
+mod state;
 mod tail;
 mod topology;
 
@@ -25,7 +28,8 @@ pub use flow::{
     Analysis, FlowContext, FlowSettings, analyze, detail, reconstruct, sort_records, summarize,
 };
 pub use list::FlowFilter;
-pub use server::{QueryState, router, run};
+pub use server::{route_paths, router, run};
+pub use state::QueryState;
 pub use topology::{
     Contract, Contracts, ContractsError, EdgeStats, EventTypeStats, Topology, TopologySettings,
 };

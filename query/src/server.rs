@@ -19,419 +19,108 @@
 //! window when it is older than `topology_refresh_ms`.
 
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use causeway_index::{DigestFilter, RecordIndex, RecordReader, RecordsRead};
+use axum::routing::{MethodRouter, get};
 use causeway_model::{
-    AnomalyKind, FlowDetail, FlowStatus, FlowsPage, SearchHits, ServicesPage, Timestamp, TraceId,
-    TraceRecords,
+    FlowDetail, FlowsPage, SearchHits, ServicesPage, Timestamp, TraceId, TraceRecords,
 };
-use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use utoipa::openapi::path::{Paths, PathsBuilder};
 
-use crate::alerts::{Alerts, AlertsPage, run_alerts};
+use crate::alerts::{AlertsPage, run_alerts};
 use crate::config::QueryConfig;
 use crate::error::{QueryError, RequestError};
-use crate::flow::{FlowContext, FlowSettings, analyze, detail, sort_records};
-use crate::list::{FlowFilter, decode_cursor, list_flows};
-use crate::topology::{Contracts, Topology};
+use crate::list::{decode_cursor, list_flows};
+use crate::params::{FlowsParams, MAX_BUCKETS, SearchParams, record_query, time_param};
+use crate::state::QueryState;
 
-/// A topology and when it was learned.
-type Learned = (Instant, Arc<Topology>);
-
-/// Shared state of the API: the config, the (lazily opened) reader and
-/// the topology learned last.
-#[derive(Debug, Clone)]
-pub struct QueryState {
-    config: Arc<QueryConfig>,
-    reader: Arc<Mutex<Option<RecordReader>>>,
-    /// Index reads running or queued on the blocking pool.
-    reads: Arc<Semaphore>,
-    contracts: Arc<Contracts>,
-    topology: Arc<Mutex<Option<Learned>>>,
-    /// Held while one read learns the topology again, so others go on
-    /// with the previous one instead of learning it too.
-    learning: Arc<Mutex<()>>,
-    flow_settings: Arc<FlowSettings>,
-    /// The alert rules' state, kept by `run_alerts`.
-    alerts: Alerts,
+/// One route: the handler, at the path its `#[utoipa::path]` names, and
+/// the operation that annotation describes.
+struct Route {
+    path: String,
+    handler: MethodRouter<QueryState>,
+    doc: Paths,
 }
 
-impl QueryState {
-    /// The state of `config`, with no declared contracts.
-    pub fn new(config: QueryConfig) -> Self {
-        Self {
-            reads: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
-            reader: Arc::new(Mutex::new(None)),
-            contracts: Arc::new(Contracts::default()),
-            topology: Arc::new(Mutex::new(None)),
-            learning: Arc::new(Mutex::new(())),
-            flow_settings: Arc::new(config.flow_settings()),
-            alerts: Alerts::new(&config.alerts),
-            config: Arc::new(config),
-        }
-    }
-
-    /// The state of `config`, with the contracts of its `contracts_file`.
-    pub fn load(config: QueryConfig) -> Result<Self, QueryError> {
-        let contracts = match &config.contracts_file {
-            Some(path) => Contracts::load(path)?,
-            None => Contracts::default(),
-        };
-        Ok(Self::new(config).with_contracts(contracts))
-    }
-
-    /// The same state with these declared contracts.
-    pub fn with_contracts(mut self, contracts: Contracts) -> Self {
-        self.contracts = Arc::new(contracts);
-        self.topology = Arc::new(Mutex::new(None));
-        self
-    }
-
-    fn index_dir(&self) -> PathBuf {
-        self.config.index_dir()
-    }
-
-    /// The reader, opening the index on first use. Blocking.
-    fn reader(&self) -> Result<RecordReader, RequestError> {
-        let mut slot = self
-            .reader
-            .lock()
-            .map_err(|_| RequestError::Internal("reader lock poisoned".into()))?;
-        if let Some(reader) = slot.as_ref() {
-            return Ok(reader.clone());
-        }
-        let reader = RecordIndex::open_existing(&self.index_dir())?
-            .reader()?
-            .with_bounds(self.config.read_bounds());
-        *slot = Some(reader.clone());
-        Ok(reader)
-    }
-
-    /// The topology, learned again from the recent flows when it is older
-    /// than the refresh interval. Blocking.
-    fn topology(
-        &self,
-        reader: &RecordReader,
-        now: Timestamp,
-    ) -> Result<Arc<Topology>, RequestError> {
-        let refresh = Duration::from_millis(self.config.topology_refresh_ms);
-        let current = self
-            .topology
-            .lock()
-            .map_err(|_| RequestError::Internal("topology lock poisoned".into()))?
-            .clone();
-        if let Some((learned_at, topology)) = &current
-            && learned_at.elapsed() < refresh
-        {
-            return Ok(topology.clone());
-        }
-        // Someone else is learning it: go on with the previous one.
-        let Ok(_learning) = self.learning.try_lock() else {
-            if let Some((_, topology)) = current {
-                return Ok(topology);
-            }
-            let _wait = self
-                .learning
-                .lock()
-                .map_err(|_| RequestError::Internal("topology lock poisoned".into()))?;
-            return self.topology(reader, now);
-        };
-        let window = i64::try_from(self.config.topology_window_secs)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
-        let filter = DigestFilter {
-            active_since_us: Some(now.as_micros().saturating_sub(window)),
-            ..DigestFilter::default()
-        };
-        let digests = reader.flow_digests(&filter, None, self.config.topology_max_flows)?;
-        let topology = Arc::new(Topology::learn(
-            self.config.topology_settings(),
-            (*self.contracts).clone(),
-            &digests,
-        ));
-        *self
-            .topology
-            .lock()
-            .map_err(|_| RequestError::Internal("topology lock poisoned".into()))? =
-            Some((Instant::now(), topology.clone()));
-        Ok(topology)
-    }
-
-    /// Runs `f` with a read context on the blocking pool, if fewer than
-    /// `max_concurrent_reads` reads are under way; otherwise answers 503
-    /// with `Retry-After` at once, so reads never queue without bound.
-    pub(crate) async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Read<'_>) -> Result<T, RequestError> + Send + 'static,
-    ) -> Result<T, RequestError> {
-        let permit = self
-            .reads
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| RequestError::Busy)?;
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let reader = state.reader()?;
-            let now = Timestamp::now();
-            let topology = state.topology(&reader, now)?;
-            f(&Read {
-                reader: &reader,
-                config: &state.config,
-                context: FlowContext {
-                    now,
-                    topology: &topology,
-                    settings: &state.flow_settings,
-                },
-            })
-        })
-        .await
-        .map_err(|e| RequestError::Internal(format!("query task: {e}")))?
-    }
-
-    /// The flows active within `window` before `now`, analyzed as of the
-    /// read, for the alert rules: the newest `max_flow_scan` of them.
-    async fn alert_snapshot(
-        &self,
-        now: Timestamp,
-        window: Duration,
-    ) -> Result<Vec<causeway_model::FlowSummary>, String> {
-        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-        let filter = FlowFilter {
-            since: Some(Timestamp::from_micros(
-                now.as_micros().saturating_sub(window_us),
-            )),
-            ..FlowFilter::default()
-        };
-        let page = self
-            .read(move |read| {
-                let most = read.config.max_flow_scan;
-                list_flows(read.reader, &filter, None, most, most, read.context)
-            })
-            .await
-            .map_err(|error| error.to_string())?;
-        if page.scan_limited || page.next_cursor.is_some() {
-            tracing::warn!(
-                flows = page.flows.len(),
-                "alert rules saw only the newest flows of their window"
-            );
-        }
-        Ok(page.flows)
-    }
-
-    /// Whether the index can be read; cheap once it has been opened, and
-    /// never held up by reads in progress.
-    async fn index_ready(&self) -> bool {
-        let opened = self
-            .reader
-            .lock()
-            .map(|slot| slot.is_some())
-            .unwrap_or(false);
-        if opened {
-            return true;
-        }
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || state.reader().is_ok())
-            .await
-            .unwrap_or(false)
+/// `handler` where its `#[utoipa::path]` (`P`, the struct it generates)
+/// puts it.
+fn route<P: utoipa::Path>(handler: MethodRouter<QueryState>) -> Route {
+    Route {
+        path: P::path(),
+        handler,
+        doc: PathsBuilder::new().path_from::<P>().build(),
     }
 }
 
-/// What a read has at hand.
-pub(crate) struct Read<'a> {
-    pub(crate) reader: &'a RecordReader,
-    pub(crate) config: &'a QueryConfig,
-    pub(crate) context: FlowContext<'a>,
+/// Every route of the API. [`router`] serves these and nothing else, and
+/// the OpenAPI document lists these and nothing else, each path written
+/// once, in its handler's `#[utoipa::path]`.
+fn routes() -> Vec<Route> {
+    use crate::openapi::{__path_openapi_json, openapi_json};
+    use crate::tail::{__path_tail, tail};
+    vec![
+        route::<__path_get_flows>(get(get_flows)),
+        route::<__path_get_flow>(get(get_flow)),
+        route::<__path_get_flow_by_trace>(get(get_flow_by_trace)),
+        route::<__path_get_flow_by_event>(get(get_flow_by_event)),
+        route::<__path_get_trace>(get(get_trace)),
+        route::<__path_search>(get(search)),
+        route::<__path_get_services>(get(get_services)),
+        route::<__path_get_topology>(get(get_topology)),
+        route::<__path_tail>(get(tail)),
+        route::<__path_get_alerts>(get(get_alerts)),
+        route::<__path_openapi_json>(get(openapi_json)),
+        route::<__path_healthz>(get(healthz)),
+    ]
 }
 
-impl Read<'_> {
-    /// The flow `key` from its digest and its newest records.
-    fn flow(&self, key: &str) -> Result<Option<FlowDetail>, RequestError> {
-        let Some(digest) = self.reader.flow_digest(key)? else {
-            return Ok(None);
-        };
-        let RecordsRead {
-            mut records,
-            truncated,
-        } = self
-            .reader
-            .records_newest(key, self.config.max_flow_records)?;
-        sort_records(&mut records);
-        Ok(Some(detail(
-            analyze(&digest, self.context),
-            records,
-            truncated,
-        )))
-    }
+/// The paths [`router`] serves, for the test that holds the OpenAPI
+/// document to them.
+#[doc(hidden)]
+pub fn route_paths() -> Vec<String> {
+    routes().into_iter().map(|route| route.path).collect()
 }
 
 /// The API app, hardened: JSON errors everywhere, panics contained,
 /// request targets bounded.
 pub fn router(state: QueryState) -> Router {
     let limits = state.config.http.clone();
-    let app = Router::new()
-        .route("/api/v1/flows", get(get_flows))
-        .route("/api/v1/flows/{correlation_id}", get(get_flow))
-        .route("/api/v1/flows/by-trace/{trace_id}", get(get_flow_by_trace))
-        .route("/api/v1/flows/by-event/{event_id}", get(get_flow_by_event))
-        .route("/api/v1/traces/{trace_id}", get(get_trace))
-        .route("/api/v1/search", get(search))
-        .route("/api/v1/services", get(get_services))
-        .route("/api/v1/topology", get(get_topology))
-        .route("/api/v1/tail", get(crate::tail::tail))
-        .route("/api/v1/alerts", get(get_alerts))
-        .route("/healthz", get(healthz))
+    let routes = routes();
+    crate::openapi::document(|| {
+        let mut paths = Paths::new();
+        for route in &routes {
+            paths.merge(route.doc.clone());
+        }
+        paths
+    });
+    let app = routes
+        .into_iter()
+        .fold(Router::new(), |app, route| {
+            app.route(&route.path, route.handler)
+        })
         .fallback(|| async { RequestError::NotFound("no such endpoint".into()) })
         .with_state(state);
     causeway_server::harden(app, &limits)
 }
 
-/// A comma-separated list parameter, each item read by `parse`.
-fn list_param<T>(
-    name: &str,
-    value: Option<&str>,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>, RequestError> {
-    let Some(value) = value else {
-        return Ok(Vec::new());
-    };
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            parse(item).ok_or_else(|| {
-                RequestError::BadRequest(format!(
-                    "unknown {name} {:?}",
-                    causeway_model::char_prefix(&causeway_model::strip_control(item), 64)
-                ))
-            })
-        })
-        .collect()
-}
-
-/// A time parameter: RFC 3339, or a span before now (`90s`, `15m`, `2h`,
-/// `7d`).
-fn time_param(
-    name: &str,
-    value: Option<&str>,
-    now: Timestamp,
-) -> Result<Option<Timestamp>, RequestError> {
-    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(t) = value.parse::<Timestamp>() {
-        return Ok(Some(t));
-    }
-    let bad = || {
-        RequestError::BadRequest(format!(
-            "{name} must be an RFC 3339 time or a span before now such as 15m"
-        ))
-    };
-    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let unit_us: i64 = match unit {
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        _ => return Err(bad()),
-    };
-    let span = n.checked_mul(unit_us).ok_or_else(bad)?;
-    Ok(Some(Timestamp::from_micros(
-        now.as_micros().saturating_sub(span),
-    )))
-}
-
-/// The filters of `GET /api/v1/tail`: the flow list's, and `q` for the
-/// records sent.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct TailParams {
-    status: Option<String>,
-    anomaly: Option<String>,
-    service: Option<String>,
-    event_type: Option<String>,
-    q: Option<String>,
-}
-
-impl TailParams {
-    /// The filter of the flows sent.
-    pub(crate) fn filter(&self, now: Timestamp) -> Result<FlowFilter, RequestError> {
-        FlowsParams {
-            status: self.status.clone(),
-            anomaly: self.anomaly.clone(),
-            service: self.service.clone(),
-            event_type: self.event_type.clone(),
-            ..FlowsParams::default()
-        }
-        .filter(now)
-    }
-
-    /// The search the records sent must match.
-    pub(crate) fn record_query(&self) -> String {
-        record_query(
-            self.q.as_deref().unwrap_or_default(),
-            &[
-                ("service", self.service.as_deref()),
-                ("event_type", self.event_type.as_deref()),
-            ],
-        )
-        .unwrap_or_default()
-    }
-}
-
-/// The user's query and the field filters, as one query string.
-fn record_query(q: &str, fields: &[(&str, Option<&str>)]) -> Result<String, RequestError> {
-    let mut clauses = Vec::new();
-    if !q.trim().is_empty() && q.trim() != "*" {
-        clauses.push(format!("({q})"));
-    }
-    for (field, value) in fields {
-        clauses.extend(field_clause(field, *value)?);
-    }
-    Ok(clauses.join(" AND "))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FlowsParams {
-    limit: Option<usize>,
-    cursor: Option<String>,
-    status: Option<String>,
-    anomaly: Option<String>,
-    service: Option<String>,
-    event_type: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    min_duration_ms: Option<u64>,
-    q: Option<String>,
-}
-
-impl FlowsParams {
-    fn filter(&self, now: Timestamp) -> Result<FlowFilter, RequestError> {
-        let names =
-            |value: &Option<String>| list_param("name", value.as_deref(), |s| Some(s.to_owned()));
-        Ok(FlowFilter {
-            statuses: list_param("status", self.status.as_deref(), FlowStatus::from_name)?,
-            anomalies: list_param("anomaly", self.anomaly.as_deref(), AnomalyKind::from_name)?,
-            services: names(&self.service)?,
-            event_types: names(&self.event_type)?,
-            since: time_param("since", self.since.as_deref(), now)?,
-            until: time_param("until", self.until.as_deref(), now)?,
-            min_duration_us: self.min_duration_ms.map(|ms| ms.saturating_mul(1_000)),
-            q: self.q.clone().filter(|q| !q.trim().is_empty()),
-        })
-    }
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/flows",
+    summary = "List flows, newest activity first",
+    description = "Flows from their digests, filtered (every filter given must hold; a \
+        list filter matches any of its values) and paged by `cursor`. Statuses and \
+        anomalies are derived as of the request.",
+    params(FlowsParams),
+    responses(
+        (status = 200, description = "A page of flows", body = FlowsPage),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_flows(
     State(state): State<QueryState>,
     Query(params): Query<FlowsParams>,
@@ -462,6 +151,20 @@ fn no_flow(what: &str, id: &str) -> RequestError {
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flows/{correlation_id}",
+    summary = "One flow by its key",
+    description = "The flow's causal tree, anomalies, clock corrections and records.",
+    params(("correlation_id" = String, Path,
+        description = "The flow's key: its correlation id, or the trace id of a flow without one")),
+    responses(
+        (status = 200, description = "The flow", body = FlowDetail),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_flow(
     State(state): State<QueryState>,
     Path(correlation_id): Path<String>,
@@ -475,6 +178,19 @@ async fn get_flow(
     Ok(Json(flow))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flows/by-trace/{trace_id}",
+    summary = "The flow a trace belongs to",
+    params(("trace_id" = TraceId, Path, description = "A W3C trace id")),
+    responses(
+        (status = 200, description = "The flow", body = FlowDetail),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_flow_by_trace(
     State(state): State<QueryState>,
     Path(trace_id): Path<String>,
@@ -494,6 +210,18 @@ async fn get_flow_by_trace(
     Ok(Json(flow))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flows/by-event/{event_id}",
+    summary = "The flow an event belongs to",
+    params(("event_id" = causeway_model::EventId, Path, description = "An event id")),
+    responses(
+        (status = 200, description = "The flow", body = FlowDetail),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_flow_by_event(
     State(state): State<QueryState>,
     Path(event_id): Path<String>,
@@ -510,6 +238,19 @@ async fn get_flow_by_event(
     Ok(Json(flow))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/traces/{trace_id}",
+    summary = "The records of one trace, oldest first",
+    params(("trace_id" = TraceId, Path, description = "A W3C trace id")),
+    responses(
+        (status = 200, description = "The trace's records", body = TraceRecords),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_trace(
     State(state): State<QueryState>,
     Path(trace_id): Path<String>,
@@ -536,43 +277,20 @@ async fn get_trace(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct SearchParams {
-    #[serde(default)]
-    q: String,
-    limit: Option<usize>,
-    service: Option<String>,
-    event_type: Option<String>,
-    stage: Option<String>,
-    level: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    /// Histogram buckets over `since..until` (default 60 when both or
-    /// `since` are given).
-    buckets: Option<usize>,
-}
-
-/// Most histogram buckets one search returns.
-const MAX_BUCKETS: usize = 1_000;
-
-/// `name:"value"` clauses, any of the comma-separated values.
-fn field_clause(field: &str, value: Option<&str>) -> Result<Option<String>, RequestError> {
-    let values = list_param(field, value, |s| Some(s.to_owned()))?;
-    if values.is_empty() {
-        return Ok(None);
-    }
-    let terms: Vec<String> = values
-        .iter()
-        .map(|v| {
-            format!(
-                "{field}:\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
-        .collect();
-    Ok(Some(format!("({})", terms.join(" OR "))))
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    summary = "Search records",
+    description = "The best matches, newest first, with the total count and, when a time \
+        range is given, a histogram of matches per time bucket.",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "The matching records", body = SearchHits),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn search(
     State(state): State<QueryState>,
     Query(params): Query<SearchParams>,
@@ -628,6 +346,17 @@ async fn search(
     Ok(Json(hits))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/services",
+    summary = "Every service, what it publishes and consumes",
+    description = "Learned from the flows of the recent window and the declared contracts.",
+    responses(
+        (status = 200, description = "The services", body = ServicesPage),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_services(State(state): State<QueryState>) -> Result<Json<ServicesPage>, RequestError> {
     let page = state
         .read(|read| Ok(read.context.topology.services()))
@@ -635,6 +364,18 @@ async fn get_services(State(state): State<QueryState>) -> Result<Json<ServicesPa
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/topology",
+    summary = "What publishes and consumes each event type, and how each edge behaves",
+    description = "Learned from the flows of the recent window and overridden by the \
+        declared contracts.",
+    responses(
+        (status = 200, description = "The topology", body = causeway_model::TopologyPage),
+        (status = 503, response = crate::openapi::Unavailable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 async fn get_topology(
     State(state): State<QueryState>,
 ) -> Result<Json<causeway_model::TopologyPage>, RequestError> {
@@ -642,10 +383,22 @@ async fn get_topology(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    summary = "Every alert rule and its state, in config order",
+    responses((status = 200, description = "The alert rules", body = AlertsPage))
+)]
 async fn get_alerts(State(state): State<QueryState>) -> Json<AlertsPage> {
     Json(state.alerts.list())
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Liveness, and whether the index can be read yet",
+    responses((status = 200, description = "The daemon is up", body = crate::openapi::Health))
+)]
 async fn healthz(State(state): State<QueryState>) -> Json<serde_json::Value> {
     let ready = state.index_ready().await;
     Json(serde_json::json!({
@@ -692,6 +445,7 @@ pub async fn run(
 mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use causeway_index::RecordIndex;
     use tower::ServiceExt;
 
     use super::*;
@@ -730,31 +484,5 @@ mod tests {
             .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["index"], "ready");
-    }
-
-    #[test]
-    fn times_are_rfc3339_or_a_span_before_now() {
-        let now = Timestamp::from_micros(10_000_000_000);
-        assert_eq!(
-            time_param("since", Some("15m"), now).unwrap(),
-            Some(Timestamp::from_micros(10_000_000_000 - 900_000_000))
-        );
-        assert_eq!(
-            time_param("since", Some("2026-01-01T00:00:00Z"), now).unwrap(),
-            Some(Timestamp::from_micros(1_767_225_600_000_000))
-        );
-        assert_eq!(time_param("since", None, now).unwrap(), None);
-        for bad in ["15", "m", "15 parsecs", "99999999999999999999d", "-5m"] {
-            assert!(time_param("since", Some(bad), now).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn field_filters_are_quoted_terms() {
-        assert_eq!(
-            field_clause("service", Some("pay\"ment, orders")).unwrap(),
-            Some(r#"(service:"pay\"ment" OR service:"orders")"#.to_owned())
-        );
-        assert_eq!(field_clause("service", Some(" , ")).unwrap(), None);
     }
 }

@@ -24,7 +24,8 @@ use futures_util::stream;
 
 use crate::error::RequestError;
 use crate::flow::summarize;
-use crate::server::{QueryState, TailParams};
+use crate::params::TailParams;
+use crate::state::QueryState;
 
 /// How often a tail looks for new documents.
 const POLL: Duration = Duration::from_millis(500);
@@ -51,6 +52,33 @@ struct Tail {
 }
 
 /// The SSE answer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tail",
+    summary = "Follow records and flows as they are indexed (server-sent events)",
+    description = "A `text/event-stream` that does not end. Two kinds of event, each with \
+        one JSON object as its `data`:\n\n\
+        - `event: record`: a record just indexed that matches `q`, `service` and \
+        `event_type`; `data` is a `Record` (`#/components/schemas/Record`).\n\
+        - `event: flow`: a flow that matches the flow filters, when the stream first sees \
+        it indexed and whenever its status or anomalies change (a flow goes `stuck` by the \
+        clock, without a new record); `data` is a `FlowSummary` \
+        (`#/components/schemas/FlowSummary`).\n\n\
+        Events follow arrival in the index, not the records' own timestamps. Each \
+        event's `id` is `<records cursor>-<flows cursor>` (two integers); reconnect with \
+        it in `Last-Event-ID` to go on without a gap. Comment lines keep the connection \
+        alive. A bad filter is refused before the stream starts.",
+    params(
+        TailParams,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The `id` of the last event received, to resume after it"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream",
+            body = String),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
 pub(crate) async fn tail(
     State(state): State<QueryState>,
     headers: HeaderMap,

@@ -346,3 +346,37 @@ async fn a_flow_of_a_hundred_thousand_records_answers_with_its_newest_and_says_i
     let step = &flow.roots[0].consumers[0];
     assert_eq!(step.error.as_deref(), Some("Timeout"));
 }
+
+#[tokio::test]
+async fn an_event_received_under_another_correlation_id_lost_its_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = QueryConfig::new(dir.path());
+    let index = RecordIndex::open_or_create(&config.index_dir()).unwrap();
+    let mut writer = index.writer(15_000_000).unwrap();
+    let t0 = Timestamp::now().as_micros() - 60_000_000;
+    let placed = At {
+        flow: "order-1",
+        trace: TraceId::random(),
+        t0,
+    };
+    writer
+        .add(&placed.record(0, "order", Stage::Published, "e1", "OrderPlaced"))
+        .unwrap();
+    // payment received it, but wrote its records under a fresh id.
+    let mut received = placed.record(10, "payment", Stage::Received, "e1", "OrderPlaced");
+    received.correlation_id = Some(CorrelationId::new("fresh-42").unwrap());
+    writer.add(&received).unwrap();
+    writer.commit().unwrap();
+    let app = router(QueryState::new(config));
+
+    let flow: FlowDetail = get(&app, "/api/v1/flows/order-1").await;
+    assert_eq!(flow.summary.anomalies, vec![AnomalyKind::ContextLost]);
+    assert!(
+        flow.anomalies[0].message.contains("fresh-42"),
+        "{:?}",
+        flow.anomalies
+    );
+    // The other side sees a flow that starts with a receive.
+    let fresh: FlowDetail = get(&app, "/api/v1/flows/fresh-42").await;
+    assert_eq!(fresh.summary.anomalies, vec![AnomalyKind::ContextLost]);
+}
