@@ -9,14 +9,16 @@
 //! - `GET /api/v1/search`: query syntax plus field filters and a time
 //!   range, with a histogram of matches per time bucket
 //! - `GET /api/v1/services`, `GET /api/v1/topology`: learned and declared
+//! - `GET /api/v1/tail`: server-sent events (`tail.rs`)
+//! - `GET /api/v1/alerts`: the alert rules' state (`alerts.rs`)
+//! - `GET /api/v1/openapi.json`: the OpenAPI document (`openapi.rs`)
 //! - `GET /healthz`
 //!
-//! Index work is blocking and runs on the blocking pool, at most
-//! `max_concurrent_reads` at once. The index is opened lazily, so query may
-//! start before the collector created it. Statuses and anomalies are
-//! derived at read time from each flow's digest, the topology and the
-//! clock; the topology is learned again from the digests of the recent
-//! window when it is older than `topology_refresh_ms`.
+//! Every route is one entry of `routes()`, at the path its
+//! `#[utoipa::path]` names, so a route cannot be served undocumented. Index
+//! work goes through `QueryState::read` (`state.rs`); parameters are read
+//! by `params.rs`. Statuses and anomalies are derived at read time from
+//! each flow's digest, the topology and the clock.
 
 use std::future::Future;
 
