@@ -61,6 +61,10 @@ pub struct CorpusConfig {
     pub sample_size: usize,
     /// The record counts of the flows in [`FlowSample::sized`].
     pub sized_records: RangeInclusive<usize>,
+    /// Added to every business (order) number, and so to `order-<n>` flow
+    /// keys: a stream with another offset names none of this one's flows.
+    /// It takes no draw, so the rest of the stream is unchanged.
+    pub order_no_offset: u64,
 }
 
 impl Default for CorpusConfig {
@@ -78,6 +82,7 @@ impl Default for CorpusConfig {
             slow_ratio: 0.002,
             sample_size: 1_000,
             sized_records: 40..=60,
+            order_no_offset: 0,
         }
     }
 }
@@ -168,7 +173,7 @@ impl Corpus {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let sample_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5a4d_504c_4521);
         let world = World::new(&mut rng, config.instances_per_service);
-        let order_no = rng.random_range(100_000..900_000);
+        let order_no = config.order_no_offset + rng.random_range(100_000..900_000);
         let odds = Odds {
             failure: config.failure_ratio.clamp(0.0, 1.0),
             retry_failure: config.retry_failure_ratio.clamp(0.0, 1.0),

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 keep-alive GET client on a std `TcpStream`, so that
+//! A minimal HTTP/1.1 keep-alive GET and POST client on a std `TcpStream`, so that
 //! what a lookup benchmark times is the server, not a client runtime: one
 //! connection, reused, `TCP_NODELAY`, the body read whole into a buffer
 //! that is kept between requests.
@@ -30,6 +30,15 @@ pub struct HttpClient {
 pub struct Response {
     pub status: u16,
     pub body_len: usize,
+    /// `Retry-After` in seconds, when the response has one.
+    pub retry_after: Option<u64>,
+}
+
+/// What a request sends after its head.
+#[derive(Debug, Clone, Copy)]
+struct Payload<'a> {
+    content_type: &'a str,
+    body: &'a [u8],
 }
 
 impl HttpClient {
@@ -63,26 +72,44 @@ impl HttpClient {
     /// `GET prefix + path`, on the open connection if there is one; a
     /// connection the server closed meanwhile is opened again once.
     pub fn get(&mut self, path: &str) -> anyhow::Result<Response> {
+        self.request(path, None)
+    }
+
+    /// `POST prefix + path` with `body`, as [`Self::get`] does its GET.
+    pub fn post(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
+        self.request(path, Some(Payload { content_type, body }))
+    }
+
+    fn request(&mut self, path: &str, payload: Option<Payload<'_>>) -> anyhow::Result<Response> {
         let reused = self.conn.is_some();
-        match self.try_get(path) {
+        match self.try_request(path, payload) {
             Ok(response) => Ok(response),
             Err(_) if reused => {
                 self.conn = None;
-                self.try_get(path)
+                self.try_request(path, payload)
             }
             Err(error) => Err(error),
         }
     }
 
-    fn try_get(&mut self, path: &str) -> anyhow::Result<Response> {
-        let result = self.exchange(path);
+    fn try_request(
+        &mut self,
+        path: &str,
+        payload: Option<Payload<'_>>,
+    ) -> anyhow::Result<Response> {
+        let result = self.exchange(path, payload);
         if result.is_err() {
             self.conn = None;
         }
         result
     }
 
-    fn exchange(&mut self, path: &str) -> anyhow::Result<Response> {
+    fn exchange(&mut self, path: &str, payload: Option<Payload<'_>>) -> anyhow::Result<Response> {
         if self.conn.is_none() {
             let stream = TcpStream::connect(&self.authority)
                 .with_context(|| format!("connecting to {}", self.authority))?;
@@ -93,11 +120,27 @@ impl HttpClient {
         let Some(conn) = self.conn.as_mut() else {
             bail!("no connection");
         };
-        let request = format!(
-            "GET {}{path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
-            self.prefix, self.authority
-        );
-        conn.get_mut().write_all(request.as_bytes())?;
+        match payload {
+            None => {
+                let request = format!(
+                    "GET {}{path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",
+                    self.prefix, self.authority
+                );
+                conn.get_mut().write_all(request.as_bytes())?;
+            }
+            Some(Payload { content_type, body }) => {
+                let head = format!(
+                    "POST {}{path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\
+                     Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    self.prefix,
+                    self.authority,
+                    body.len()
+                );
+                let stream = conn.get_mut();
+                stream.write_all(head.as_bytes())?;
+                stream.write_all(body)?;
+            }
+        }
 
         self.line.clear();
         conn.read_line(&mut self.line)?;
@@ -110,6 +153,7 @@ impl HttpClient {
         let mut length = None;
         let mut chunked = false;
         let mut close = false;
+        let mut retry_after = None;
         loop {
             self.line.clear();
             if conn.read_line(&mut self.line)? == 0 {
@@ -129,6 +173,8 @@ impl HttpClient {
                 chunked = value.eq_ignore_ascii_case("chunked");
             } else if name.eq_ignore_ascii_case("connection") {
                 close = value.eq_ignore_ascii_case("close");
+            } else if name.eq_ignore_ascii_case("retry-after") {
+                retry_after = value.parse::<u64>().ok();
             }
         }
         self.body.clear();
@@ -168,6 +214,7 @@ impl HttpClient {
         Ok(Response {
             status,
             body_len: self.body.len(),
+            retry_after,
         })
     }
 }
@@ -188,7 +235,7 @@ pub fn path_segment(segment: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     use super::*;
@@ -230,6 +277,47 @@ mod tests {
         assert_eq!((third.status, third.body_len), (200, 2));
         assert_eq!(client.connects, 1);
         assert_eq!(server.join().unwrap(), ["/base/a", "/base/b", "/base/c"]);
+    }
+
+    /// A POST sends its body after a head with its length, and a 503's
+    /// `Retry-After` is read.
+    #[test]
+    fn a_post_sends_its_body_and_reads_retry_after() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let request_line = line.trim_end().to_owned();
+            let mut length = 0;
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 2\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            (request_line, body)
+        });
+        let mut client = HttpClient::new(&format!("http://{addr}")).unwrap();
+        let response = client
+            .post("/v1/ingest", "application/x-ndjson", b"{}\n")
+            .unwrap();
+        assert_eq!((response.status, response.retry_after), (503, Some(2)));
+        let (request_line, body) = server.join().unwrap();
+        assert_eq!(request_line, "POST /v1/ingest HTTP/1.1");
+        assert_eq!(body, b"{}\n");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use causeway_bench::{Corpus, CorpusConfig, FlowSample};
 use causeway_index::RecordIndex;
+use causeway_model::Timestamp;
 
 /// The file beside the index that holds the sampled flow keys.
 pub const FLOWS_FILE: &str = "bench-flows.json";
@@ -58,6 +59,8 @@ fn write_lines(corpus: Corpus, mut out: impl Write) -> io::Result<()> {
 pub struct BuildOptions {
     pub records: u64,
     pub seed: u64,
+    /// The time of the first record; the corpus's default when `None`.
+    pub start: Option<Timestamp>,
     pub data_dir: PathBuf,
     /// tantivy's indexing budget (the collector's `writer_heap_bytes`).
     pub heap_bytes: usize,
@@ -77,10 +80,12 @@ pub fn build_index(options: &BuildOptions) -> anyhow::Result<()> {
     }
     let index = RecordIndex::open_or_create(&index_dir)?;
     let mut writer = index.writer(options.heap_bytes)?;
+    let defaults = CorpusConfig::default();
     let mut corpus = Corpus::new(CorpusConfig {
         seed: options.seed,
         records: options.records,
-        ..CorpusConfig::default()
+        start: options.start.unwrap_or(defaults.start),
+        ..defaults
     });
     eprintln!(
         "building {} records (seed {}) into {}",

@@ -25,6 +25,16 @@ impl Latencies {
             .push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     }
 
+    /// Adds `other`'s samples to these.
+    pub fn extend(&mut self, other: &Latencies) {
+        self.micros.extend_from_slice(&other.micros);
+    }
+
+    /// The sum of the samples.
+    pub fn total_micros(&self) -> u64 {
+        self.micros.iter().sum()
+    }
+
     pub fn summary(&self) -> Summary {
         let mut sorted = self.micros.clone();
         sorted.sort_unstable();

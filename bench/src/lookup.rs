@@ -2,13 +2,19 @@
 //! run, on the keys `build-index` sampled.
 //!
 //! - A, raw tantivy: the index opened read-only with plain
-//!   `tantivy::Index::open_in_dir`, a `TermQuery` on `correlation_id`,
-//!   `TopDocs` ordered by the `timestamp_us` fast field with the limit the
-//!   query API uses, and each hit's `_source` fetched: the floor for any
-//!   flow read on this index.
+//!   `tantivy::Index::open_in_dir`, the read the query API makes for a
+//!   flow's records (`RecordReader::records_newest`): a `TermQuery` on the
+//!   `flow` field (only record documents carry it; a flow's digest
+//!   document has `flow_key` instead, so this is `flow:key AND
+//!   _doc:record`), `TopDocs` by the `timestamp_us` fast field, newest
+//!   first, with the limit the query API uses, and each hit's `_source`
+//!   fetched: the floor for any flow read on this index. Its reader
+//!   reloads on commit as the query API's does (`OnCommitWithDelay`), so
+//!   while a collector ingests both see the same segments.
 //! - B, the query API: `GET /api/v1/flows/{key}` on one keep-alive
-//!   connection, the whole body read (the same read, plus parsing the
-//!   records, rebuilding the flow and writing it as JSON over HTTP).
+//!   connection, the whole body read (the same read, plus the flow's
+//!   digest, parsing the records, analyzing the flow and writing it as JSON
+//!   over HTTP).
 //!
 //! The order alternates (A B, then B A) so neither always runs on a cache
 //! the other warmed. It only reads the index; it never writes.
@@ -18,16 +24,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use causeway_bench::SampledFlow;
-use causeway_model::RecordField;
 use tantivy::collector::TopDocs;
 use tantivy::query::TermQuery;
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{Index, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
 
 use crate::http::{HttpClient, path_segment};
 use crate::ingest::{read_flow_sample, segment_count};
 use crate::latency::{Latencies, Summary};
 
+/// The record documents' flow key field, as `index/src/schema.rs` names
+/// it (`FLOW`, not exported).
+const FLOW: &str = "flow";
 /// The fast field of the record time, as `index/src/schema.rs` names it
 /// (`TIMESTAMP_US`, not exported by `causeway_index`).
 const TIMESTAMP_US: &str = "timestamp_us";
@@ -48,7 +56,7 @@ pub struct LookupOptions {
 
 /// The raw tantivy read of one flow.
 struct RawIndex {
-    searcher: Searcher,
+    reader: IndexReader,
     key: Field,
     source: Field,
     limit: usize,
@@ -59,21 +67,21 @@ impl RawIndex {
         let index = Index::open_in_dir(index_dir)
             .with_context(|| format!("opening {}", index_dir.display()))?;
         let schema = index.schema();
-        let key = schema.get_field(RecordField::CorrelationId.name())?;
+        let key = schema.get_field(FLOW)?;
         let source = schema.get_field(SOURCE)?;
         let reader = index
             .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
         Ok(Self {
-            searcher: reader.searcher(),
+            reader,
             key,
             source,
             limit: flow_limit.saturating_add(1),
         })
     }
 
-    /// The flow's records, oldest first: how many, their bytes of JSON,
+    /// The flow's records, newest first: how many, their bytes of JSON,
     /// and how long the search alone took (the rest is fetching `_source`).
     fn read(&self, key: &str) -> anyhow::Result<RawRead> {
         let started = Instant::now();
@@ -82,12 +90,13 @@ impl RawIndex {
             IndexRecordOption::Basic,
         );
         let top =
-            TopDocs::with_limit(self.limit).order_by_fast_field::<i64>(TIMESTAMP_US, Order::Asc);
-        let hits = self.searcher.search(&query, &top)?;
+            TopDocs::with_limit(self.limit).order_by_fast_field::<i64>(TIMESTAMP_US, Order::Desc);
+        let searcher = self.reader.searcher();
+        let hits = searcher.search(&query, &top)?;
         let search = started.elapsed();
         let mut bytes = 0;
         for (_, address) in &hits {
-            let doc: TantivyDocument = self.searcher.doc(*address)?;
+            let doc: TantivyDocument = searcher.doc(*address)?;
             let source = doc
                 .get_first(self.source)
                 .and_then(|v| v.as_str())
@@ -226,7 +235,7 @@ pub fn flow_lookup(
     for set in &sets {
         let rows = [
             (
-                "A raw tantivy (TermQuery + TopDocs by timestamp_us + _source)",
+                "A raw tantivy (TermQuery on flow + TopDocs by timestamp_us desc + _source)",
                 &set.raw.latencies,
                 set.raw.bytes,
             ),
@@ -297,6 +306,7 @@ mod tests {
         build_index(&BuildOptions {
             records: 5_000,
             seed: 3,
+            start: None,
             data_dir: dir.path().to_owned(),
             heap_bytes: 15_000_000,
             commit_every: 2_000,
@@ -317,6 +327,7 @@ mod tests {
             build_index(&BuildOptions {
                 records: 10,
                 seed: 3,
+                start: None,
                 data_dir: dir.path().to_owned(),
                 heap_bytes: 15_000_000,
                 commit_every: 2_000,

@@ -1,14 +1,22 @@
 //! `causeway-bench`: the corpus as NDJSON, an index built from it through
-//! the collector's write path, and flow lookups timed raw and over the
-//! query API. Arguments only; the work is in `ingest` and `lookup`.
+//! the collector's write path, corpus batches posted to a running
+//! collector, flow lookups timed raw and over the query API, the API's
+//! list reads, and the API's read phases timed one by one. Arguments only;
+//! the work is in `ingest`, `feed`, `lookup`, `listing` and `phases`.
 
+mod feed;
 mod http;
 mod ingest;
 mod latency;
+mod listing;
 mod lookup;
+mod phases;
+
+use std::time::Duration;
 
 use std::path::PathBuf;
 
+use causeway_model::Timestamp;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -37,6 +45,12 @@ enum Command {
         records: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// The time of the first record: RFC 3339, or `now` (for the query
+        /// API's windows on the recent past, such as the topology's hour).
+        /// The default, 2026-11-23T08:00:00Z, keeps the corpus byte for
+        /// byte the same between runs.
+        #[arg(long, value_parser = parse_start)]
+        start: Option<Timestamp>,
         #[arg(long)]
         data_dir: PathBuf,
         /// tantivy's indexing budget in MiB (the collector's default
@@ -69,6 +83,56 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         flow_limit: usize,
     },
+    /// Posts corpus records (new flows, timestamps from now) to a running
+    /// collector's `POST /v1/ingest` as wire batches, for `--duration`
+    /// seconds; run it in another process while reads are measured.
+    Ingest {
+        /// The collector, e.g. `http://127.0.0.1:4318`.
+        #[arg(long)]
+        collector_url: String,
+        /// Records per second, or `max`: as fast as the collector
+        /// acknowledges with `--concurrency` posters.
+        #[arg(long, value_parser = feed::parse_rate)]
+        rate: feed::Rate,
+        /// Seconds to post for.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// The corpus seed (its order numbers are offset past any
+        /// `build-index` corpus, so every flow is new).
+        #[arg(long, default_value_t = 8)]
+        seed: u64,
+        /// Records per batch.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Batches in flight, each poster on its own keep-alive connection.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Times the query API's list reads, in turn: `GET /api/v1/flows?limit=50`,
+    /// the same with `&status=failed`, and `GET /api/v1/topology`.
+    FlowList {
+        #[arg(long)]
+        query_url: String,
+        /// Reads of each kind.
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+    },
+    /// Times the phases of the query API's reads in this process, through
+    /// the calls its handlers make (digest, records, analysis, JSON).
+    Phases {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Flow lookups timed.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+        /// List pages of each kind timed, after one unmeasured.
+        #[arg(long, default_value_t = 5)]
+        list_requests: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +143,7 @@ fn main() -> anyhow::Result<()> {
         Command::BuildIndex {
             records,
             seed,
+            start,
             data_dir,
             heap_mib,
             commit_every,
@@ -86,6 +151,7 @@ fn main() -> anyhow::Result<()> {
         } => ingest::build_index(&ingest::BuildOptions {
             records,
             seed,
+            start,
             data_dir,
             heap_bytes: heap_mib << 20,
             commit_every,
@@ -106,5 +172,47 @@ fn main() -> anyhow::Result<()> {
                 flow_limit,
             },
         ),
+        Command::Ingest {
+            collector_url,
+            rate,
+            duration,
+            seed,
+            batch,
+            concurrency,
+        } => feed::ingest(&feed::FeedOptions {
+            collector_url,
+            rate,
+            duration: Duration::from_secs(duration),
+            seed,
+            batch,
+            concurrency,
+        }),
+        Command::FlowList {
+            query_url,
+            requests,
+            warmup,
+        } => listing::flow_list(&query_url, &listing::ListOptions { requests, warmup }),
+        Command::Phases {
+            data_dir,
+            requests,
+            warmup,
+            list_requests,
+        } => phases::phases(
+            &data_dir,
+            &phases::PhaseOptions {
+                requests,
+                warmup,
+                list_requests,
+            },
+        ),
     }
+}
+
+/// `now`, or an RFC 3339 time.
+fn parse_start(text: &str) -> Result<Timestamp, String> {
+    if text == "now" {
+        return Ok(Timestamp::now());
+    }
+    text.parse::<Timestamp>()
+        .map_err(|e| format!("{text:?}: not `now` nor an RFC 3339 time: {e}"))
 }
