@@ -90,6 +90,9 @@ pub fn ingest(options: &FeedOptions) -> anyhow::Result<()> {
             thread::spawn(move || post_batches(&url, &stop, &counters, &receive))
         })
         .collect();
+    // Only the posters hold the queue now: once they stop, a generator
+    // blocked on a full queue gets an error instead of waiting forever.
+    drop(receive);
 
     let mut last = (Instant::now(), 0u64);
     while started.elapsed() < options.duration {
