@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::StepStatus;
 use crate::ids::{EventId, TraceId};
 use crate::record::{Record, Stage};
 use crate::text::char_prefix;
@@ -313,6 +314,40 @@ impl StepDigest {
         out.sort_by_key(|&(t, stage)| (t, lifecycle_rank(stage)));
         out
     }
+
+    /// The step's state from its records alone (`pending` and staleness
+    /// need the topology and the time of reading, so never come from
+    /// here).
+    pub fn status(&self) -> StepStatus {
+        self.status_in(&self.timeline())
+    }
+
+    /// [`StepDigest::status`] from the step's [`StepDigest::timeline`].
+    pub fn status_in(&self, timeline: &[(i64, Stage)]) -> StepStatus {
+        if !self.dead_lettered.is_empty() {
+            return StepStatus::DeadLettered;
+        }
+        if !self.compensated.is_empty() {
+            return StepStatus::Compensated;
+        }
+        let outcome = timeline
+            .iter()
+            .rev()
+            .find(|(_, stage)| matches!(stage, Stage::Handled | Stage::Failed | Stage::Retried));
+        match outcome {
+            Some((_, Stage::Handled)) => StepStatus::Handled,
+            Some((_, Stage::Retried)) => StepStatus::Retrying,
+            Some(&(failed_at, Stage::Failed)) => {
+                // Delivered again since the failure: the retry is under way.
+                if self.received.latest().is_some_and(|r| r > failed_at) {
+                    StepStatus::Retrying
+                } else {
+                    StepStatus::Failed
+                }
+            }
+            _ => StepStatus::InProgress,
+        }
+    }
 }
 
 /// Everything a flow's records say about its structure; see the module docs.
@@ -480,15 +515,25 @@ impl FlowDigest {
 }
 
 /// A fact about a flow that a filter can look up without decoding its
-/// digest. Each is a plain fact of the records, not a verdict: the verdicts
-/// (status, anomalies) depend on the time of reading and on the topology,
-/// so they are derived at read time, and a facet only narrows which flows
-/// could match (a flow can be `failed` only if it has the facet `failed`).
+/// digest. Each is a fact of the records alone, not a verdict that needs
+/// the time of reading or the topology (`stuck`, `pending`, the learned
+/// thresholds): those are derived at read time, and a facet only narrows
+/// which flows could match (a flow can be `failed` only if it has the
+/// facet `failed`).
+///
+/// `failed` and `dead_lettered` are exact: the flow status they name
+/// outranks every status that depends on the time of reading, so the
+/// records decide it. Digests written by builds before 0.1 set them for
+/// any `failed` / `dead_lettered` record, a superset: filters stay right
+/// on such an index, only slower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DigestFacet {
-    /// A step recorded `failed`.
+    /// The flow is `failed` by its records: a step's latest outcome is a
+    /// failure with no delivery since, and no step was dead-lettered or
+    /// compensated.
     Failed,
-    /// A step recorded `dead_lettered`.
+    /// The flow is `dead_lettered` by its records: a step was
+    /// dead-lettered and none compensated.
     DeadLettered,
     /// A step recorded `compensated`.
     Compensated,
@@ -544,10 +589,9 @@ impl FlowDigest {
     pub fn facets(&self) -> BTreeSet<DigestFacet> {
         let mut out = BTreeSet::new();
         let mut seen_destinations: BTreeSet<(&str, Option<&str>, &str)> = BTreeSet::new();
+        let mut failed_step = false;
         for (key, step) in &self.steps {
-            if !step.failed.is_empty() {
-                out.insert(DigestFacet::Failed);
-            }
+            failed_step |= step.status() == StepStatus::Failed;
             if !step.dead_lettered.is_empty() {
                 out.insert(DigestFacet::DeadLettered);
             }
@@ -600,6 +644,12 @@ impl FlowDigest {
                     out.insert(DigestFacet::SharedDestination);
                 }
             }
+        }
+        // The flow status ranks compensated over dead-lettered over failed.
+        if out.contains(&DigestFacet::Compensated) {
+            out.remove(&DigestFacet::DeadLettered);
+        } else if failed_step && !out.contains(&DigestFacet::DeadLettered) {
+            out.insert(DigestFacet::Failed);
         }
         out
     }
@@ -785,6 +835,48 @@ mod tests {
         let json = serde_json::to_string(&digest).unwrap();
         let back: FlowDigest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, digest);
+    }
+
+    #[test]
+    fn the_failed_facet_names_a_failure_nothing_resolved() {
+        let facets = |records: &[Record]| FlowDigest::of("order-1", records).facets();
+        // Failed, retried and handled: not failed.
+        assert!(!facets(&saga()).contains(&DigestFacet::Failed));
+        let failed = [
+            record(100, "order", Stage::Published, "e1"),
+            record(150, "payment", Stage::Received, "e1"),
+            record(160, "payment", Stage::Failed, "e1"),
+        ];
+        assert!(facets(&failed).contains(&DigestFacet::Failed));
+        // Delivered again after the failure: a retry under way.
+        let redelivered = [
+            failed.as_slice(),
+            &[record(170, "payment", Stage::Received, "e1")],
+        ];
+        assert!(!facets(&redelivered.concat()).contains(&DigestFacet::Failed));
+        // Dead-lettered: that status, not failed.
+        let dead = [
+            failed.as_slice(),
+            &[record(170, "payment", Stage::DeadLettered, "e1")],
+        ];
+        let dead = facets(&dead.concat());
+        assert!(dead.contains(&DigestFacet::DeadLettered) && !dead.contains(&DigestFacet::Failed));
+        // Compensated elsewhere: neither.
+        let compensated = [
+            failed.as_slice(),
+            &[record(180, "inventory", Stage::Compensated, "e1")],
+        ];
+        let compensated = facets(&compensated.concat());
+        assert!(compensated.contains(&DigestFacet::Compensated));
+        assert!(!compensated.contains(&DigestFacet::Failed));
+        let with_dead = [
+            failed.as_slice(),
+            &[
+                record(170, "payment", Stage::DeadLettered, "e1"),
+                record(180, "inventory", Stage::Compensated, "e1"),
+            ],
+        ];
+        assert!(!facets(&with_dead.concat()).contains(&DigestFacet::DeadLettered));
     }
 
     #[test]

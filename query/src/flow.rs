@@ -436,7 +436,7 @@ impl StepView {
         context: FlowContext<'_>,
     ) -> Self {
         let timeline = step.timeline();
-        let status = step_status(step, &timeline);
+        let status = step.status_in(&timeline);
         let received = step.received.earliest();
         let finished = match status {
             StepStatus::Handled => step.handled.latest(),
@@ -490,34 +490,6 @@ impl StepView {
             first_us: clocks.at(&key.service, step.first_us),
             stale,
         }
-    }
-}
-
-/// A step's state from its timeline (time order, lifecycle order for
-/// equal times).
-fn step_status(step: &StepDigest, timeline: &[(i64, Stage)]) -> StepStatus {
-    if !step.dead_lettered.is_empty() {
-        return StepStatus::DeadLettered;
-    }
-    if !step.compensated.is_empty() {
-        return StepStatus::Compensated;
-    }
-    let outcome = timeline
-        .iter()
-        .rev()
-        .find(|(_, stage)| matches!(stage, Stage::Handled | Stage::Failed | Stage::Retried));
-    match outcome {
-        Some((_, Stage::Handled)) => StepStatus::Handled,
-        Some((_, Stage::Retried)) => StepStatus::Retrying,
-        Some(&(failed_at, Stage::Failed)) => {
-            // Delivered again since the failure: the retry is under way.
-            if step.received.latest().is_some_and(|r| r > failed_at) {
-                StepStatus::Retrying
-            } else {
-                StepStatus::Failed
-            }
-        }
-        _ => StepStatus::InProgress,
     }
 }
 

@@ -118,6 +118,9 @@ pub fn decode_cursor(text: &str) -> Result<DigestCursor, RequestError> {
     Ok(DigestCursor { last_us, key })
 }
 
+/// The most digests one read of the index hands over.
+const MAX_CHUNK: usize = 1_024;
+
 /// How many flows one text search may name for the `q` filter.
 const MAX_Q_FLOWS: usize = 10_000;
 
@@ -143,7 +146,10 @@ pub fn list_flows(
         });
     }
     let digest_filter = filter.digest_filter(keys);
-    let chunk = limit.saturating_mul(2).clamp(64, 1_024);
+    // The first read is one page: when the index's facets decide the filter
+    // (none, or statuses with an exact facet) every digest read is listed.
+    // Later reads double, since each is a search of its own.
+    let mut chunk = limit.min(MAX_CHUNK);
     let mut flows = Vec::new();
     let mut scanned = 0usize;
     let mut cursor = after;
@@ -188,6 +194,7 @@ pub fn list_flows(
                 scan_limited: false,
             });
         }
+        chunk = chunk.saturating_mul(2).min(MAX_CHUNK);
     }
 }
 

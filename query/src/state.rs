@@ -4,6 +4,7 @@
 //! flow context) with the flow answer built from a digest and records.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,10 @@ pub struct QueryState {
     pub(crate) reads: Arc<Semaphore>,
     contracts: Arc<Contracts>,
     topology: Arc<Mutex<Option<Learned>>>,
-    /// Held while one read learns the topology again, so others go on
-    /// with the previous one instead of learning it too.
-    learning: Arc<Mutex<()>>,
+    /// Held while the first read learns the topology; the others wait.
+    first_learning: Arc<Mutex<()>>,
+    /// Set while a thread learns the topology again.
+    relearning: Arc<AtomicBool>,
     flow_settings: Arc<FlowSettings>,
     /// The alert rules' state, kept by `run_alerts`.
     pub(crate) alerts: Alerts,
@@ -49,7 +51,8 @@ impl QueryState {
             reader: Arc::new(Mutex::new(None)),
             contracts: Arc::new(Contracts::default()),
             topology: Arc::new(Mutex::new(None)),
-            learning: Arc::new(Mutex::new(())),
+            first_learning: Arc::new(Mutex::new(())),
+            relearning: Arc::new(AtomicBool::new(false)),
             flow_settings: Arc::new(config.flow_settings()),
             alerts: Alerts::new(&config.alerts),
             config: Arc::new(config),
@@ -92,35 +95,34 @@ impl QueryState {
         Ok(reader)
     }
 
-    /// The topology, learned again from the recent flows when it is older
-    /// than the refresh interval. Blocking.
+    /// The topology learned last. The first read learns it while others
+    /// wait; after that a read that finds it older than the refresh
+    /// interval starts learning it again on a thread of its own and goes on
+    /// with the one it has, so no request pays for the learning. Blocking.
     fn topology(
         &self,
         reader: &RecordReader,
         now: Timestamp,
     ) -> Result<Arc<Topology>, RequestError> {
-        let refresh = Duration::from_millis(self.config.topology_refresh_ms);
-        let current = self
-            .topology
-            .lock()
-            .map_err(|_| RequestError::Internal("topology lock poisoned".into()))?
-            .clone();
-        if let Some((learned_at, topology)) = &current
-            && learned_at.elapsed() < refresh
-        {
-            return Ok(topology.clone());
-        }
-        // Someone else is learning it: go on with the previous one.
-        let Ok(_learning) = self.learning.try_lock() else {
-            if let Some((_, topology)) = current {
-                return Ok(topology);
+        let poisoned = || RequestError::Internal("topology lock poisoned".into());
+        let current = self.topology.lock().map_err(|_| poisoned())?.clone();
+        if let Some((learned_at, topology)) = current {
+            let refresh = Duration::from_millis(self.config.topology_refresh_ms);
+            if learned_at.elapsed() >= refresh {
+                self.learn_in_background(reader);
             }
-            let _wait = self
-                .learning
-                .lock()
-                .map_err(|_| RequestError::Internal("topology lock poisoned".into()))?;
-            return self.topology(reader, now);
-        };
+            return Ok(topology);
+        }
+        let _first = self.first_learning.lock().map_err(|_| poisoned())?;
+        if let Some((_, topology)) = self.topology.lock().map_err(|_| poisoned())?.clone() {
+            return Ok(topology);
+        }
+        self.learn(reader, now)
+    }
+
+    /// Learns the topology from the flows active within its window before
+    /// `now`, and keeps it.
+    fn learn(&self, reader: &RecordReader, now: Timestamp) -> Result<Arc<Topology>, RequestError> {
         let window = i64::try_from(self.config.topology_window_secs)
             .unwrap_or(i64::MAX)
             .saturating_mul(1_000_000);
@@ -140,6 +142,28 @@ impl QueryState {
             .map_err(|_| RequestError::Internal("topology lock poisoned".into()))? =
             Some((Instant::now(), topology.clone()));
         Ok(topology)
+    }
+
+    /// Starts learning the topology again on a thread of its own, unless
+    /// one already is.
+    fn learn_in_background(&self, reader: &RecordReader) {
+        if self.relearning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state = self.clone();
+        let reader = reader.clone();
+        let spawned = std::thread::Builder::new()
+            .name("topology".into())
+            .spawn(move || {
+                if let Err(error) = state.learn(&reader, Timestamp::now()) {
+                    tracing::warn!(%error, "learning the topology again failed; keeping the last one");
+                }
+                state.relearning.store(false, Ordering::Release);
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no thread to learn the topology again");
+            self.relearning.store(false, Ordering::Release);
+        }
     }
 
     /// Runs `f` with a read context on the blocking pool, if fewer than

@@ -380,3 +380,50 @@ async fn an_event_received_under_another_correlation_id_lost_its_context() {
     let fresh: FlowDetail = get(&app, "/api/v1/flows/fresh-42").await;
     assert_eq!(fresh.summary.anomalies, vec![AnomalyKind::ContextLost]);
 }
+
+#[tokio::test]
+async fn a_stale_topology_is_learned_again_from_the_new_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = QueryConfig::new(dir.path());
+    config.topology_refresh_ms = 0;
+    let index = RecordIndex::open_or_create(&config.index_dir()).unwrap();
+    let mut writer = index.writer(15_000_000).unwrap();
+    let t0 = Timestamp::now().as_micros() - 60_000_000;
+    for i in 0..2 {
+        saga(&mut writer, &format!("early-{i}"), t0 + i, Kind::Happy);
+    }
+    writer.commit().unwrap();
+    let app = router(QueryState::new(config));
+    let first: TopologyPage = get(&app, "/api/v1/topology").await;
+    assert_eq!(first.flows, 2);
+    for i in 0..3 {
+        saga(
+            &mut writer,
+            &format!("late-{i}"),
+            t0 + 10 + i,
+            Kind::Declined,
+        );
+    }
+    writer.commit().unwrap();
+    // Every read finds the topology stale: it answers with the one it has
+    // and a thread learns it again, so some later read sees the new flows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let topology: TopologyPage = get(&app, "/api/v1/topology").await;
+        if topology.flows == 5 {
+            let placed = topology
+                .event_types
+                .iter()
+                .find(|t| t.event_type == "OrderPlaced")
+                .unwrap();
+            assert_eq!(placed.consumers[0].failed, 3);
+            break;
+        }
+        assert_eq!(topology.flows, 2, "a topology of neither read");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topology was never learned again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use causeway_model::{
-    AnomalyKind, ConsumerStep, CorrelationId, EventId, FlowDetail, FlowDigest, FlowEvent,
-    FlowStatus, Record, Stage, StepStatus, Timestamp, TraceId,
+    AnomalyKind, ConsumerStep, CorrelationId, DigestFacet, EventId, FlowDetail, FlowDigest,
+    FlowEvent, FlowStatus, Record, Stage, StepStatus, Timestamp, TraceId,
 };
 use causeway_query::{
     Contracts, FlowContext, FlowSettings, Topology, TopologySettings, reconstruct,
@@ -386,6 +386,23 @@ fn a_retry_still_running_is_retrying_not_failed() {
     snapshot("retry_running", &flow);
 }
 
+/// A failure nobody retried, dead-lettered or compensated.
+fn failed_lines() -> Vec<Line> {
+    let mut l = retry_lines(false);
+    l.retain(|x| x.stage != Stage::Retried);
+    l
+}
+
+#[test]
+fn a_failure_nothing_resolved_fails_the_flow() {
+    let flow = flow("failed", &failed_lines());
+    assert_eq!(flow.summary.status, FlowStatus::Failed);
+    assert_eq!(
+        step(&flow, "shipping", "StockReserved").status,
+        StepStatus::Failed
+    );
+}
+
 fn duplicate_lines() -> Vec<Line> {
     let mut l = happy_lines();
     l.extend(handles(500, 40, "shipping", "e3", "StockReserved"));
@@ -610,6 +627,7 @@ fn fixtures() -> Vec<(&'static str, Vec<Line>)> {
         ("dead", dead_letter_lines()),
         ("retry-ok", retry_lines(true)),
         ("retry-running", retry_lines(false)),
+        ("failed", failed_lines()),
         ("duplicate", duplicate_lines()),
         ("out-of-order", out_of_order_lines()),
         ("stuck", stuck_lines()),
@@ -618,6 +636,44 @@ fn fixtures() -> Vec<(&'static str, Vec<Line>)> {
         ("two-traces", two_trace_lines()),
         ("all-at-once", all_at_once),
     ]
+}
+
+/// The flow list narrows `status=failed`, `dead_lettered` and
+/// `compensated` by the digest facet of that name alone: each must hold
+/// exactly when the status does, whenever the flow is read and whatever
+/// the topology says.
+#[test]
+fn the_status_facets_hold_exactly_when_their_status_does() {
+    let learned = learned();
+    let empty = Topology::empty(TopologySettings::default(), Contracts::default());
+    let mut seen = Vec::new();
+    for (name, lines) in fixtures() {
+        let facets = FlowDigest::of(name, &records(name, &lines)).facets();
+        for topology in [&learned, &empty] {
+            for now in [T0 + 10 * S, T0 + 7_200 * S] {
+                let status = flow_at(name, &lines, topology, now).summary.status;
+                seen.push(status);
+                for (facet, named) in [
+                    (DigestFacet::Failed, FlowStatus::Failed),
+                    (DigestFacet::DeadLettered, FlowStatus::DeadLettered),
+                    (DigestFacet::Compensated, FlowStatus::Compensated),
+                ] {
+                    assert_eq!(
+                        facets.contains(&facet),
+                        status == named,
+                        "{name}: facets {facets:?}, status {status:?}"
+                    );
+                }
+            }
+        }
+    }
+    for status in [
+        FlowStatus::Failed,
+        FlowStatus::DeadLettered,
+        FlowStatus::Compensated,
+    ] {
+        assert!(seen.contains(&status), "no fixture is {status:?}");
+    }
 }
 
 fn shuffled_fixture() -> impl Strategy<Value = (usize, Vec<Record>)> {
