@@ -11,7 +11,8 @@
 
 use causeway_model::wire::cut_raw;
 use causeway_model::{
-    CorrelationId, EventId, Level, Malformed, Record, RecordField, SpanId, Timestamp, TraceId,
+    CorrelationId, EventId, Level, Malformed, Record, RecordField, SpanId, SpanLink, Timestamp,
+    TraceId,
 };
 use serde_json::{Map, Value};
 
@@ -38,7 +39,8 @@ fn aliases(field: RecordField) -> &'static [&'static str] {
         | RecordField::ErrorType
         | RecordField::ErrorMessage
         | RecordField::Attributes
-        | RecordField::Malformed => &[],
+        | RecordField::Malformed
+        | RecordField::Links => &[],
     }
 }
 /// The attribute holding, per invalid key, why its value was not used.
@@ -209,6 +211,14 @@ impl Mapper {
                     record.malformed = self.field(field, |v| {
                         serde_json::from_value::<Malformed>(v.clone()).map_err(|e| e.to_string())
                     });
+                }
+                RecordField::Links => {
+                    record.links = self
+                        .field(field, |v| {
+                            serde_json::from_value::<Vec<SpanLink>>(v.clone())
+                                .map_err(|e| e.to_string())
+                        })
+                        .unwrap_or_default();
                 }
             }
         }
@@ -433,6 +443,10 @@ mod tests {
             raw: "{oops".into(),
             reason: "not JSON".into(),
         });
+        record.links = vec![SpanLink {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".parse().unwrap(),
+            span_id: "b7ad6b7169203331".parse().unwrap(),
+        }];
         let unset: Vec<_> = RecordField::ALL
             .into_iter()
             .filter(|field| record.field(*field).is_absent())

@@ -91,6 +91,8 @@ const fn by_kind(kind: FieldKind) -> Indexed {
         FieldKind::Number => Indexed::SourceOnly,
         FieldKind::Object => Indexed::Json,
         FieldKind::Nested => Indexed::Flag,
+        // Kept for reading back; a search by linked trace is for later.
+        FieldKind::Links => Indexed::SourceOnly,
     }
 }
 
@@ -338,7 +340,7 @@ fn add_value(doc: &mut TantivyDocument, target: Field, indexed: Indexed, value: 
 mod tests {
     use std::path::Path;
 
-    use causeway_model::{CorrelationId, EventId, Level, Malformed, Stage, Timestamp};
+    use causeway_model::{CorrelationId, EventId, Level, Malformed, SpanLink, Stage, Timestamp};
     use serde_json::Value;
     use tantivy::schema::Value as _;
 
@@ -416,6 +418,10 @@ mod tests {
             raw: "{oops".into(),
             reason: "not JSON".into(),
         });
+        r.links = vec![SpanLink {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".parse().unwrap(),
+            span_id: "b7ad6b7169203331".parse().unwrap(),
+        }];
         r
     }
 

@@ -133,7 +133,8 @@ const fn span_field(field: RecordField) -> Option<&'static str> {
         | RecordField::ErrorType
         | RecordField::ErrorMessage
         | RecordField::Attributes
-        | RecordField::Malformed => return None,
+        | RecordField::Malformed
+        | RecordField::Links => return None,
     })
 }
 
@@ -184,8 +185,9 @@ const fn lifecycle_field(field: RecordField) -> bool {
         | RecordField::Instance
         | RecordField::Message
         | RecordField::Attributes => false,
-        // Only the agent makes malformed records.
-        RecordField::Malformed => false,
+        // Only the agent makes malformed records; the collector's OTLP
+        // mapping writes links, read from the spans themselves.
+        RecordField::Malformed | RecordField::Links => false,
     }
 }
 

@@ -41,7 +41,8 @@ fn carried_by_a_failure(field: RecordField) -> bool {
         | RecordField::ErrorMessage => true,
         // Nothing of a lifecycle event is left over for `attributes`, and
         // only the agent writes malformed records.
-        RecordField::Attributes | RecordField::Malformed => false,
+        // Links come from OpenTelemetry spans through the collector.
+        RecordField::Attributes | RecordField::Malformed | RecordField::Links => false,
     }
 }
 

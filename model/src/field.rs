@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use crate::ids::SpanLink;
 use crate::timestamp::Timestamp;
 
 /// What a record field holds; decides how it is written, parsed and indexed.
@@ -35,6 +36,8 @@ pub enum FieldKind {
     Object,
     /// A JSON object with declared subfields ([`RecordField::nested`]).
     Nested,
+    /// A JSON array of span links, `[{"trace_id","span_id"}]`.
+    Links,
 }
 
 /// Declares a fieldless enum from one table: variant, name, kind. Generates
@@ -117,6 +120,9 @@ declare_fields! {
         ErrorMessage = "error_message": Text,
         Attributes = "attributes": Object,
         Malformed = "malformed": Nested,
+        /// OpenTelemetry span links: the spans this record's span was
+        /// caused by in other traces (a consumer's link to its producer).
+        Links = "links": Links,
     }
 }
 
@@ -163,6 +169,8 @@ pub enum FieldValue<'a> {
     /// The field is present; its subfields are read with
     /// [`Record::nested_field`](crate::Record::nested_field).
     Nested,
+    /// A [`FieldKind::Links`] value, never empty.
+    Links(&'a [SpanLink]),
 }
 
 impl FieldValue<'_> {

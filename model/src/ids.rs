@@ -407,6 +407,16 @@ text_id!(
     EventId
 );
 
+/// A link from one span to another (OpenTelemetry span links): the linked
+/// span's trace and span id. A consumer span that starts a trace of its own
+/// links to the producer's span, so the link is how the two traces meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

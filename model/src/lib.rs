@@ -31,7 +31,7 @@ pub use digest::{
     StepDigest, StepKey, lifecycle_rank,
 };
 pub use field::{FieldKind, FieldValue, NestedField, RecordField};
-pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, TraceId};
+pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, SpanLink, TraceId};
 pub use record::{Level, Malformed, Record, Stage, UnknownStage};
 pub use text::{
     MAX_HEADER_VALUE_LEN, char_prefix, clean_header_value, has_control_chars, human_duration,

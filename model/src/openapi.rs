@@ -11,13 +11,13 @@ use std::borrow::Cow;
 
 use serde_json::json;
 use utoipa::openapi::schema::{
-    AdditionalProperties, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::field::{NestedField, RecordField};
-use crate::ids::{CorrelationId, EventId, MAX_ID_LEN, SpanId, TraceId};
+use crate::ids::{CorrelationId, EventId, MAX_ID_LEN, SpanId, SpanLink, TraceId};
 use crate::record::{Level, Malformed, Record, Stage};
 use crate::timestamp::Timestamp;
 
@@ -223,6 +223,28 @@ impl ToSchema for Malformed {
     }
 }
 
+impl PartialSchema for SpanLink {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A link to a span in another trace (OpenTelemetry span links).",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .property("trace_id", reference("TraceId"))
+            .required("trace_id")
+            .property("span_id", reference("SpanId"))
+            .required("span_id")
+            .into()
+    }
+}
+
+impl ToSchema for SpanLink {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SpanLink")
+    }
+}
+
 /// The schema of one record field, and what it says.
 fn record_field(field: RecordField) -> RefOr<Schema> {
     let keyword = |description: &str| string(description).into();
@@ -262,6 +284,13 @@ fn record_field(field: RecordField) -> RefOr<Schema> {
             .description(Some("Everything else the logger wrote, as it wrote it."))
             .into(),
         RecordField::Malformed => reference("Malformed"),
+        RecordField::Links => ArrayBuilder::new()
+            .items(reference("SpanLink"))
+            .description(Some(
+                "OpenTelemetry span links: the spans in other traces that caused this \
+                 record's span (a consumer's link to its producer).",
+            ))
+            .into(),
     }
 }
 
@@ -305,6 +334,7 @@ impl ToSchema for Record {
         add::<CorrelationId>(schemas);
         add::<EventId>(schemas);
         add::<Malformed>(schemas);
+        add::<SpanLink>(schemas);
     }
 }
 

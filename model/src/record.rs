@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::field::{FieldValue, NestedField, RecordField};
-use crate::ids::{CorrelationId, EventId, SpanId, TraceId};
+use crate::ids::{CorrelationId, EventId, SpanId, SpanLink, TraceId};
 use crate::timestamp::Timestamp;
 
 /// Where in an event's life a record was written.
@@ -206,6 +206,10 @@ pub struct Record {
     pub attributes: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<Malformed>,
+    /// OpenTelemetry span links of the record's span: the spans in other
+    /// traces that caused it (a consumer's link to its producer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<SpanLink>,
 }
 
 impl Record {
@@ -237,6 +241,7 @@ impl Record {
             error_message: None,
             attributes: Map::new(),
             malformed: None,
+            links: Vec::new(),
         }
     }
 
@@ -311,6 +316,8 @@ impl Record {
             RecordField::Attributes if self.attributes.is_empty() => FieldValue::Absent,
             RecordField::Attributes => FieldValue::Object(&self.attributes),
             RecordField::Malformed => optional(self.malformed.as_ref(), |_| FieldValue::Nested),
+            RecordField::Links if self.links.is_empty() => FieldValue::Absent,
+            RecordField::Links => FieldValue::Links(&self.links),
         }
     }
 
@@ -416,6 +423,10 @@ mod tests {
                 raw: "{\"oops\"".into(),
                 reason: "not JSON".into(),
             }),
+            links: vec![SpanLink {
+                trace_id: "0af7651916cd43dd8448eb211c80319c".parse().unwrap(),
+                span_id: "b7ad6b7169203331".parse().unwrap(),
+            }],
         }
     }
 
@@ -444,6 +455,10 @@ mod tests {
                 assert_eq!(json.as_object(), Some(*map), "{name}");
             }
             (FieldKind::Nested, FieldValue::Nested) => assert!(json.is_object(), "{name}"),
+            (FieldKind::Links, FieldValue::Links(links)) => {
+                let written: Vec<SpanLink> = serde_json::from_value(json.clone()).unwrap();
+                assert_eq!(written.as_slice(), *links, "{name}");
+            }
             (kind, value) => panic!("{name} is declared {kind:?} but holds {value:?}"),
         }
     }
