@@ -113,6 +113,12 @@ impl RecordIndex {
     pub fn reader(&self) -> Result<RecordReader, IndexError> {
         RecordReader::new(&self.index, self.fields.clone())
     }
+
+    /// The payload of the last commit
+    /// ([`RecordWriter::commit_with_payload`]), as it is on disk now.
+    pub fn commit_payload(&self) -> Result<Option<String>, IndexError> {
+        Ok(self.index.load_metas()?.payload)
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +126,27 @@ mod tests {
     use causeway_model::{Record, Timestamp};
 
     use super::*;
+
+    #[test]
+    fn a_commit_payload_is_read_back_after_reopening_and_cleared_by_a_plain_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        assert_eq!(index.commit_payload().unwrap(), None);
+        let mut writer = index.writer(15_000_000).unwrap();
+        writer
+            .add(&Record::new(Timestamp::from_micros(1), "svc", "one"))
+            .unwrap();
+        writer.commit_with_payload(Some("{\"wal\":7}")).unwrap();
+        drop(writer);
+        let reopened = RecordIndex::open_existing(dir.path()).unwrap();
+        assert_eq!(
+            reopened.commit_payload().unwrap().as_deref(),
+            Some("{\"wal\":7}")
+        );
+        let mut writer = reopened.writer(15_000_000).unwrap();
+        writer.commit().unwrap();
+        assert_eq!(reopened.commit_payload().unwrap(), None);
+    }
 
     #[test]
     fn an_index_reopens_with_its_fields_and_a_wrong_version_is_refused() {

@@ -183,8 +183,17 @@ impl RecordWriter {
     /// nothing added since the last commit is kept: the caller adds it
     /// again.
     pub fn commit(&mut self) -> Result<u64, IndexError> {
+        self.commit_with_payload(None)
+    }
+
+    /// [`RecordWriter::commit`], storing `payload` in the same commit: it
+    /// is durable exactly when the records are, and
+    /// [`RecordIndex::commit_payload`](crate::RecordIndex::commit_payload)
+    /// reads the last one back (the collector keeps there how far its
+    /// write-ahead log is indexed). A commit without a payload clears it.
+    pub fn commit_with_payload(&mut self, payload: Option<&str>) -> Result<u64, IndexError> {
         self.check_usable()?;
-        match self.commit_with_digests() {
+        match self.commit_with_digests(payload) {
             Ok(opstamp) => Ok(opstamp),
             Err(error) => {
                 self.abandon();
@@ -193,7 +202,7 @@ impl RecordWriter {
         }
     }
 
-    fn commit_with_digests(&mut self) -> Result<u64, IndexError> {
+    fn commit_with_digests(&mut self, payload: Option<&str>) -> Result<u64, IndexError> {
         let delta = std::mem::take(&mut self.delta);
         let mut written = Vec::with_capacity(delta.len());
         if !delta.is_empty() {
@@ -218,7 +227,11 @@ impl RecordWriter {
                 written.push((key, digest, bytes));
             }
         }
-        let opstamp = self.writer.commit()?;
+        let mut prepared = self.writer.prepare_commit()?;
+        if let Some(payload) = payload {
+            prepared.set_payload(payload);
+        }
+        let opstamp = prepared.commit()?;
         self.uncommitted = 0;
         for (key, digest, bytes) in written {
             self.cache.insert(key, digest, bytes);
