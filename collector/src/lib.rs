@@ -1,16 +1,20 @@
 //! The collector daemon: receives record batches over HTTP, makes them
 //! durable in the tantivy index and acknowledges only then.
 //!
-//! It is a library with a thin main: [`run`] serves on a listener the
-//! caller bound, [`router`] builds the HTTP app for in-process tests. The
-//! collector never answers queries; query reads the index it writes.
+//! It takes OpenTelemetry's OTLP too, over HTTP and gRPC (`otlp`).
+//!
+//! It is a library with a thin main: [`run`] serves on the listeners the
+//! caller bound (HTTP, and gRPC for OTLP), [`router`] and [`grpc_router`]
+//! build the apps for in-process tests. The collector never answers
+//! queries; query reads the index it writes.
 
 mod config;
 mod error;
 mod indexer;
+mod otlp;
 mod server;
 
 pub use config::CollectorConfig;
 pub use error::CollectorError;
 pub use indexer::{Indexer, IndexerThread};
-pub use server::{IngestReply, router, run};
+pub use server::{IngestReply, Listeners, grpc_router, router, run};

@@ -1,10 +1,12 @@
-//! The collector's HTTP surface: `POST /v1/ingest` (NDJSON wire batch) and
-//! `GET /healthz`.
+//! The collector's surface: on the HTTP listener `POST /v1/ingest` (NDJSON
+//! wire batch), OTLP/HTTP `POST /v1/traces` and `POST /v1/logs`, and
+//! `GET /healthz`; on the gRPC listener, OTLP/gRPC (`otlp`).
 //!
 //! Ingest answers 200 only once the batch is durable; 400 for a batch that
 //! cannot be read as a whole (bad header, wrong version, truncated), 413
 //! for an oversized body, 503 with `Retry-After` when the indexer queue is
-//! full. Bad lines inside a good batch are kept as malformed records.
+//! full. Bad lines inside a good batch are kept as malformed records. The
+//! OTLP routes answer as the OTLP specification says (`otlp/http.rs`).
 
 use std::future::Future;
 
@@ -17,10 +19,12 @@ use causeway_model::Timestamp;
 use causeway_model::wire::{self, BatchError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, IngestError};
 use crate::indexer::Indexer;
+use crate::otlp::{self, Otlp};
 
 /// The body of a successful ingest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +38,40 @@ pub struct IngestReply {
 /// The HTTP app over a running indexer, hardened: JSON errors everywhere,
 /// panics contained, bodies and request targets bounded.
 pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
+    let otlp_routes = Router::new()
+        .route("/v1/traces", post(otlp::http_traces))
+        .route("/v1/logs", post(otlp::http_logs))
+        .with_state(Otlp::new(indexer.clone(), config));
     let app = Router::new()
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(IngestState {
             indexer,
             max_batch_records: config.max_batch_records,
-        });
+        })
+        .merge(otlp_routes)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
     causeway_server::harden(app, &config.http)
+}
+
+/// The OTLP/gRPC app (`TraceService`, `LogsService`) over a running
+/// indexer, for the gRPC listener.
+pub fn grpc_router(indexer: Indexer, config: &CollectorConfig) -> Router {
+    otlp::grpc_router(Otlp::new(indexer, config))
+}
+
+/// The listeners the collector serves: HTTP (native batches, OTLP/HTTP)
+/// and, when given, gRPC (OTLP/gRPC). A lone `TcpListener` is HTTP only.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(http: TcpListener) -> Self {
+        Self { http, grpc: None }
+    }
 }
 
 /// What the ingest handler needs.
@@ -84,25 +113,59 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Serves the collector on `listener` until `shutdown` completes, then
+/// Serves the collector on `listeners` until `shutdown` completes, then
 /// commits what is pending and returns.
 pub async fn run(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: CollectorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CollectorError> {
+    let Listeners { http, grpc } = listeners.into();
     let (indexer, thread) = Indexer::start(&config)?;
-    let app = router(indexer, &config);
-    if let Ok(addr) = listener.local_addr() {
+    let app = router(indexer.clone(), &config);
+    if let Ok(addr) = http.local_addr() {
         tracing::info!(%addr, index = %config.index_dir().display(), "collector listening");
     }
-    let served = causeway_server::serve(listener, app, config.http.clone(), shutdown)
+    // The two listeners stop together: whichever ends first (shutdown, or
+    // an error) ends the other.
+    let (stop, stopped) = watch::channel(false);
+    let grpc_task = grpc.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "collector OTLP/gRPC listening");
+        }
+        let app = grpc_router(indexer.clone(), &config);
+        let serving =
+            causeway_server::serve(listener, app, config.http.clone(), stop_on(stopped.clone()));
+        tokio::spawn(serving)
+    });
+    drop(indexer);
+    let http_stopped = stop_on(stopped);
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = http_stopped => {}
+        }
+    };
+    let mut served = causeway_server::serve(http, app, config.http.clone(), shutdown)
         .await
         .map_err(CollectorError::Serve);
+    let _ = stop.send(true);
+    if let Some(task) = grpc_task {
+        let grpc_served = match task.await {
+            Ok(result) => result.map_err(CollectorError::Serve),
+            Err(error) => Err(CollectorError::Serve(std::io::Error::other(error))),
+        };
+        served = served.and(grpc_served);
+    }
     // The router (and with it the last Indexer) is gone: the thread makes its
     // final commit and exits.
     tokio::task::spawn_blocking(move || thread.join())
         .await
         .ok();
     served
+}
+
+/// Completes once `stop` says so (or its sender is gone).
+async fn stop_on(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }

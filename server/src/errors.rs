@@ -104,7 +104,7 @@ pub(crate) fn code_for(status: StatusCode) -> (&'static str, &'static str) {
 /// what was wrong with the request; a server error keeps none of its body.
 pub(crate) async fn json_errors(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+    if !(status.is_client_error() || status.is_server_error()) || is_shaped(&response) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -126,12 +126,17 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     Response::from_parts(parts, fresh_body)
 }
 
-fn is_json(response: &Response) -> bool {
+/// Whether the handler already wrote the error in a shape a client reads:
+/// JSON, or protobuf (the `google.rpc.Status` the OTLP specification asks
+/// OTLP/HTTP errors to be).
+fn is_shaped(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/x-protobuf")
+        })
 }
 
 /// Control characters out, at most [`MAX_MESSAGE_BYTES`].
@@ -204,6 +209,15 @@ mod tests {
         let already = error_response(StatusCode::NOT_FOUND, "no_flow", "no flow x");
         let body = body_json(json_errors(already).await).await;
         assert_eq!(body["error"]["code"], "no_flow");
+        let status = (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            vec![0x08, 0x03],
+        )
+            .into_response();
+        let response = json_errors(status).await;
+        let bytes = to_bytes(response.into_body(), 1 << 10).await.unwrap();
+        assert_eq!(bytes.as_ref(), [0x08, 0x03]);
     }
 
     #[test]
