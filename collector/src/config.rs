@@ -72,6 +72,17 @@ impl CollectorConfig {
         self.data_dir.join("index")
     }
 
+    /// The write-ahead log's directory under the data directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    /// How large a write-ahead log segment grows before the next one
+    /// starts; a segment is dropped whole once the index covers it.
+    pub(crate) fn wal_segment_bytes(&self) -> u64 {
+        64 * 1024 * 1024
+    }
+
     pub(crate) fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms.clamp(1, 1_000))
     }

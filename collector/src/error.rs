@@ -11,6 +11,8 @@ pub enum CollectorError {
     Index(#[from] causeway_index::IndexError),
     #[error("starting the indexer thread: {0}")]
     Thread(std::io::Error),
+    #[error("opening the write-ahead log: {0}")]
+    Wal(std::io::Error),
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
 }

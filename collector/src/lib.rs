@@ -1,5 +1,6 @@
 //! The collector daemon: receives record batches over HTTP, makes them
-//! durable in the tantivy index and acknowledges only then.
+//! durable in a write-ahead log and acknowledges then, and indexes them
+//! with tantivy right after.
 //!
 //! It takes OpenTelemetry's OTLP too, over HTTP and gRPC (`otlp`).
 //!
@@ -13,6 +14,7 @@ mod error;
 mod indexer;
 mod otlp;
 mod server;
+mod wal;
 
 pub use config::CollectorConfig;
 pub use error::CollectorError;

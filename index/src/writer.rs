@@ -239,6 +239,15 @@ impl RecordWriter {
         Ok(opstamp)
     }
 
+    /// Drops every record added since the last commit, with the digests
+    /// they changed. A writer whose rollback failed (now or before)
+    /// refuses this and all further work.
+    pub fn rollback(&mut self) -> Result<(), IndexError> {
+        self.check_usable()?;
+        self.abandon();
+        self.check_usable()
+    }
+
     /// Drops everything since the last commit: tantivy's queued documents
     /// and deletes, the pending digests, and the cache (which may hold
     /// digests of that work).
