@@ -60,11 +60,10 @@ pub struct DataDirArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct CollectorAddrs {
-    /// Native ingest (and, later, OTLP/HTTP) address (`collector.http_addr`).
+    /// Native ingest and OTLP/HTTP address (`collector.http_addr`).
     #[arg(long, env = "CAUSEWAY_COLLECTOR_HTTP_ADDR")]
     pub collector_http_addr: Option<SocketAddr>,
-    /// OTLP/gRPC address, reserved until OTLP/gRPC ingest lands
-    /// (`collector.grpc_addr`).
+    /// OTLP/gRPC address (`collector.grpc_addr`).
     #[arg(long, env = "CAUSEWAY_COLLECTOR_GRPC_ADDR")]
     pub collector_grpc_addr: Option<SocketAddr>,
 }

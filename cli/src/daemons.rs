@@ -5,7 +5,7 @@
 //! no arguments; it must not import `commands` or `demo`, which both use it.
 
 use anyhow::Context;
-use causeway_collector::CollectorConfig;
+use causeway_collector::{CollectorConfig, Listeners};
 use causeway_query::QueryConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -35,16 +35,21 @@ pub async fn bind(listener: Listener, config: &CausewayConfig) -> anyhow::Result
     })
 }
 
-/// The collector's listener, after every collector address is checked
-/// (the gRPC one too, though nothing listens there yet).
-pub async fn bind_collector(config: &CausewayConfig) -> anyhow::Result<TcpListener> {
+/// The collector's listeners: HTTP (native batches, OTLP/HTTP) and gRPC
+/// (OTLP/gRPC), both checked.
+pub async fn bind_collector(config: &CausewayConfig) -> anyhow::Result<Listeners> {
     Listener::CollectorGrpc.check(config)?;
-    bind(Listener::CollectorHttp, config).await
+    let http = bind(Listener::CollectorHttp, config).await?;
+    let grpc = bind(Listener::CollectorGrpc, config).await?;
+    Ok(Listeners {
+        http,
+        grpc: Some(grpc),
+    })
 }
 
 /// The collector's and query's listeners for `up` and `demo`, which run
 /// both over one data directory.
-pub async fn bind_up(config: &CausewayConfig) -> anyhow::Result<(TcpListener, TcpListener)> {
+pub async fn bind_up(config: &CausewayConfig) -> anyhow::Result<(Listeners, TcpListener)> {
     config.check_one_data_dir()?;
     let collector = bind_collector(config).await?;
     let query = bind(Listener::Query, config).await?;
@@ -62,7 +67,7 @@ impl Up {
     pub fn start(
         collector_config: CollectorConfig,
         query_config: QueryConfig,
-        collector: TcpListener,
+        collector: Listeners,
         query: TcpListener,
         shutdown: &Shutdown,
     ) -> Self {

@@ -128,7 +128,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     init_tracing(&log_dir)?;
 
     // Port 0 means "any free port": the URLs use the bound addresses.
-    let collector_addr = collector.local_addr()?;
+    let collector_addr = collector.http.local_addr()?;
     let query_addr = query.local_addr()?;
     shutdown.on_signals();
     let up = Up::start(config.collector, config.query, collector, query, &shutdown);

@@ -12,6 +12,7 @@ fn demo_with_exit_prints_every_flow_and_succeeds() {
         .args(["demo", "--orders", "5", "--exit", "--timeout-secs", "90"])
         .env("CAUSEWAY_DATA_DIR", dir.path())
         .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
         .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .output()

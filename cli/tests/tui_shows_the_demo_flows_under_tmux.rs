@@ -61,6 +61,7 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
         .args(["demo", "--orders", "3"])
         .env("CAUSEWAY_DATA_DIR", dir.path())
         .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
         .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

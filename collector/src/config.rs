@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize};
 pub struct CollectorConfig {
     /// Where the index lives (`<data_dir>/index`).
     pub data_dir: PathBuf,
-    /// Where the ingest API (`POST /v1/ingest`) listens. Loopback only
-    /// until token authentication lands; port 0 picks a free port.
+    /// Where the ingest API (`POST /v1/ingest`) and OTLP/HTTP
+    /// (`POST /v1/traces`, `POST /v1/logs`) listen. Loopback only until
+    /// token authentication lands; port 0 picks a free port.
     pub http_addr: SocketAddr,
-    /// Where OTLP/gRPC ingest will listen; reserved, not bound yet, but
-    /// checked like every listener address (loopback only).
+    /// Where OTLP/gRPC ingest (`TraceService`, `LogsService`) listens;
+    /// loopback only, like every listener address; port 0 picks a free port.
     pub grpc_addr: SocketAddr,
     /// Longest time an acknowledged-pending batch waits for the commit that
     /// makes it durable, in milliseconds. Commits happen at least this often
