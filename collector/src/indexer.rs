@@ -16,6 +16,7 @@
 //! acknowledged and not committed is indexed once. Both threads block
 //! (fsync, commits): they never run on the async runtime.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use causeway_index::{RecordIndex, RecordWriter};
 use causeway_model::Record;
+use causeway_model::wire::Position;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -36,24 +38,52 @@ type Ack = oneshot::Sender<Result<(), ()>>;
 
 /// A batch on its way to the log.
 struct Job {
-    records: Vec<Record>,
-    /// The records as the log stores them.
+    batch: Batch,
+    /// The batch as the log stores it.
     payload: Vec<u8>,
     ack: Ack,
+}
+
+/// Records and, when their sender read them from streams, where each came
+/// from ([`causeway_model::wire`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Batch {
+    pub(crate) records: Vec<Record>,
+    pub(crate) origins: Origins,
+}
+
+/// The streams a batch's records came from and each record's position:
+/// none, or one position per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Origins {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) streams: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) positions: Vec<Position>,
 }
 
 /// A batch in the log, on its way to the index.
 struct Logged {
     seq: u64,
-    records: Vec<Record>,
+    batch: Batch,
 }
 
-/// What an index commit says about the write-ahead log, stored with it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What an index commit says about what it holds, stored with it: how far
+/// the write-ahead log is indexed, and per stream the highest position
+/// indexed (with the log batch that last moved it, to drop the streams
+/// quiet longest past [`MAX_STREAMS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
     /// The last batch of the log the commit covers.
     pub(crate) wal_seq: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) streams: BTreeMap<String, (u64, u64)>,
 }
+
+/// Most streams whose position a checkpoint keeps. A stream dropped past it
+/// (the one quiet longest) has its records indexed again if they are sent
+/// again.
+const MAX_STREAMS: usize = 10_000;
 
 impl Checkpoint {
     fn of(index: &RecordIndex) -> Result<Self, CollectorError> {
@@ -117,6 +147,7 @@ impl Indexer {
         let log = SegmentLog::open(&wal_dir, checkpoint.wal_seq, config.wal_segment_bytes())
             .map_err(CollectorError::Wal)?;
         let committed = Arc::new(AtomicU64::new(checkpoint.wal_seq));
+        let indexed = checkpoint.wal_seq;
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let (logged_tx, logged_rx) = sync_channel(INDEX_QUEUE);
         let indexing = IndexLoop {
@@ -125,7 +156,9 @@ impl Indexer {
             interval: config.commit_interval(),
             wal_dir,
             committed: committed.clone(),
-            indexed: checkpoint.wal_seq,
+            indexed,
+            streams: checkpoint.streams.clone(),
+            checkpoint,
         };
         let index = std::thread::Builder::new()
             .name("causeway-indexer".into())
@@ -138,18 +171,29 @@ impl Indexer {
         Ok((Self { tx }, IndexerThread { log, index }))
     }
 
-    /// Hands a batch to the write-ahead log and waits until it is durable
-    /// there.
+    /// Hands records to the write-ahead log and waits until they are
+    /// durable there.
     pub(crate) async fn ingest(&self, records: Vec<Record>) -> Result<(), IngestError> {
-        let (records, payload) = tokio::task::spawn_blocking(move || {
-            let payload = encode(&records);
-            (records, payload)
+        self.ingest_batch(Batch {
+            records,
+            origins: Origins::default(),
+        })
+        .await
+    }
+
+    /// [`Indexer::ingest`] for records that say where they came from: a
+    /// record at or below the position its stream is indexed to is
+    /// dropped when indexed, so a batch sent again is indexed once.
+    pub(crate) async fn ingest_batch(&self, batch: Batch) -> Result<(), IngestError> {
+        let (batch, payload) = tokio::task::spawn_blocking(move || {
+            let payload = encode(&batch);
+            (batch, payload)
         })
         .await
         .map_err(|error| IngestError::Internal(format!("encoding task: {error}")))?;
         let (ack, done) = oneshot::channel();
         match self.tx.try_send(Job {
-            records,
+            batch,
             payload,
             ack,
         }) {
@@ -165,22 +209,34 @@ impl Indexer {
     }
 }
 
-/// A batch as the log stores it: one JSON record per line.
-fn encode(records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.len() * 512);
-    for record in records {
+/// A batch as the log stores it: its [`Origins`] as JSON on the first line,
+/// then one JSON record per line.
+fn encode(batch: &Batch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batch.records.len() * 512 + 64);
+    out.extend_from_slice(
+        serde_json::to_string(&batch.origins)
+            .unwrap_or_else(|_| "{}".into())
+            .as_bytes(),
+    );
+    out.push(b'\n');
+    for record in &batch.records {
         out.extend_from_slice(record.to_json_line().as_bytes());
         out.push(b'\n');
     }
     out
 }
 
-/// The records of a logged batch. A line that no longer reads as a record
-/// (it was written by this collector, so only a bug gets here) is kept as
-/// a malformed record rather than dropped.
-fn decode(payload: &[u8]) -> Vec<Record> {
-    String::from_utf8_lossy(payload)
-        .lines()
+/// A logged batch. A line that no longer reads (it was written by this
+/// collector, so only a bug gets here) is kept as a malformed record
+/// rather than dropped, and unreadable origins are none.
+fn decode(payload: &[u8]) -> Batch {
+    let text = String::from_utf8_lossy(payload);
+    let mut lines = text.lines();
+    let origins = lines
+        .next()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_default();
+    let records = lines
         .filter(|line| !line.is_empty())
         .map(|line| {
             serde_json::from_str(line).unwrap_or_else(|error| {
@@ -192,7 +248,12 @@ fn decode(payload: &[u8]) -> Vec<Record> {
                 )
             })
         })
-        .collect()
+        .collect();
+    let mut batch = Batch { records, origins };
+    if batch.origins.positions.len() != batch.records.len() {
+        batch.origins = Origins::default();
+    }
+    batch
 }
 
 /// The log thread: group commits until every [`Indexer`] is gone.
@@ -230,7 +291,7 @@ fn log_loop(
                     let _ = job.ack.send(Ok(()));
                     let handed = logged.send(Logged {
                         seq,
-                        records: job.records,
+                        batch: job.batch,
                     });
                     if handed.is_err() {
                         // The indexer is gone; the log holds the batch for
@@ -283,6 +344,10 @@ struct IndexLoop {
     committed: Arc<AtomicU64>,
     /// The last batch added to the writer.
     indexed: u64,
+    /// Per stream, the highest position added to the writer.
+    streams: BTreeMap<String, (u64, u64)>,
+    /// What the last commit holds.
+    checkpoint: Checkpoint,
 }
 
 impl IndexLoop {
@@ -298,9 +363,9 @@ impl IndexLoop {
             });
             let disconnected = match self.rx.recv_timeout(wait) {
                 // Read from the log already (catching up).
-                Ok(batch) if batch.seq <= self.indexed => false,
-                Ok(batch) => {
-                    if self.add(batch.seq, &batch.records) {
+                Ok(logged) if logged.seq <= self.indexed => false,
+                Ok(logged) => {
+                    if self.add(logged.seq, &logged.batch) {
                         oldest_pending.get_or_insert_with(Instant::now);
                     } else if self.recover() {
                         oldest_pending = None;
@@ -325,26 +390,52 @@ impl IndexLoop {
         }
     }
 
-    fn add(&mut self, seq: u64, records: &[Record]) -> bool {
-        for record in records {
+    /// Adds the records of logged batch `seq` that are past their
+    /// stream's position.
+    fn add(&mut self, seq: u64, batch: &Batch) -> bool {
+        let Origins { streams, positions } = &batch.origins;
+        let mut dropped = 0usize;
+        for (i, record) in batch.records.iter().enumerate() {
+            if let Some(&Position(stream, offset)) = positions.get(i) {
+                let Some(name) = streams.get(stream as usize) else {
+                    continue;
+                };
+                let mark = self.streams.get(name).map_or(0, |&(at, _)| at);
+                if offset <= mark {
+                    dropped += 1;
+                    continue;
+                }
+                self.streams.insert(name.clone(), (offset, seq));
+            }
             if let Err(error) = self.writer.add(record) {
                 tracing::error!(%error, "adding a record to the index failed");
                 return false;
             }
         }
+        if dropped > 0 {
+            tracing::info!(
+                seq,
+                dropped,
+                "records sent again were indexed before; dropped"
+            );
+        }
         self.indexed = seq;
         true
     }
 
-    /// Commits what was added, with the log position it reaches.
+    /// Commits what was added, with the log position and the stream
+    /// positions it reaches.
     fn commit(&mut self) -> bool {
+        forget_quietest(&mut self.streams);
         let checkpoint = Checkpoint {
             wal_seq: self.indexed,
+            streams: self.streams.clone(),
         };
         let payload = serde_json::to_string(&checkpoint).unwrap_or_default();
         match self.writer.commit_with_payload(Some(&payload)) {
             Ok(_) => {
                 self.committed.store(self.indexed, Ordering::Release);
+                self.checkpoint = checkpoint;
                 true
             }
             Err(error) => {
@@ -361,7 +452,7 @@ impl IndexLoop {
         if let Err(error) = self.writer.rollback() {
             return self.give_up(&error.to_string());
         }
-        self.indexed = self.committed.load(Ordering::Acquire);
+        self.back_to_checkpoint();
         std::thread::sleep(RETRY_PAUSE);
         self.catch_up_or_give_up()
     }
@@ -376,8 +467,15 @@ impl IndexLoop {
             if let Err(error) = self.writer.rollback() {
                 return self.give_up(&error.to_string());
             }
+            self.back_to_checkpoint();
             std::thread::sleep(RETRY_PAUSE);
         }
+    }
+
+    /// Forgets what was added since the last commit (rolled back).
+    fn back_to_checkpoint(&mut self) {
+        self.indexed = self.checkpoint.wal_seq;
+        self.streams = self.checkpoint.streams.clone();
     }
 
     fn give_up(&self, error: &str) -> bool {
@@ -395,7 +493,7 @@ impl IndexLoop {
         let from = self.indexed;
         let mut failed = false;
         let dir = self.wal_dir.clone();
-        let read = wal::read_after(&dir, from, |seq, payload| {
+        let read = wal::read_after(&dir, from, |seq, payload: &[u8]| {
             if !failed && !self.add(seq, &decode(payload)) {
                 failed = true;
             }
@@ -412,17 +510,33 @@ impl IndexLoop {
                 }
                 true
             }
-            Ok(_) => {
-                self.indexed = from;
-                false
-            }
+            Ok(_) => false,
             Err(error) => {
                 tracing::error!(%error, "reading the write-ahead log failed");
-                self.indexed = from;
                 false
             }
         }
     }
+}
+
+/// Drops the streams quiet longest past [`MAX_STREAMS`].
+fn forget_quietest(streams: &mut BTreeMap<String, (u64, u64)>) {
+    let excess = streams.len().saturating_sub(MAX_STREAMS);
+    if excess == 0 {
+        return;
+    }
+    let mut by_age: Vec<(u64, String)> = streams
+        .iter()
+        .map(|(name, &(_, seq))| (seq, name.clone()))
+        .collect();
+    by_age.sort_unstable();
+    for (_, name) in by_age.into_iter().take(excess) {
+        streams.remove(&name);
+    }
+    tracing::warn!(
+        dropped = excess,
+        "more than {MAX_STREAMS} streams: the positions of those quiet longest are forgotten"
+    );
 }
 
 #[cfg(test)]
@@ -438,7 +552,7 @@ mod tests {
         indexer
             .tx
             .try_send(Job {
-                records: Vec::new(),
+                batch: Batch::default(),
                 payload: Vec::new(),
                 ack,
             })
@@ -464,7 +578,72 @@ mod tests {
     fn a_batch_reads_back_from_its_log_form() {
         let mut record = Record::new(causeway_model::Timestamp::from_micros(5), "svc", "a\nb");
         record.level = causeway_model::Level::Warn;
-        let batch = vec![record.clone(), Record::new(record.timestamp, "other", "")];
-        assert_eq!(decode(&encode(&batch)), batch);
+        let records = vec![record.clone(), Record::new(record.timestamp, "other", "")];
+        let plain = Batch {
+            records: records.clone(),
+            origins: Origins::default(),
+        };
+        assert_eq!(decode(&encode(&plain)), plain);
+        let positioned = Batch {
+            records,
+            origins: Origins {
+                streams: vec!["host:fp".into()],
+                positions: vec![Position(0, 4), Position(0, 9)],
+            },
+        };
+        assert_eq!(decode(&encode(&positioned)), positioned);
+    }
+
+    fn positioned(offsets: &[u64]) -> Batch {
+        Batch {
+            records: offsets
+                .iter()
+                .map(|o| {
+                    Record::new(
+                        causeway_model::Timestamp::from_micros(*o as i64),
+                        "svc",
+                        format!("at {o}"),
+                    )
+                })
+                .collect(),
+            origins: Origins {
+                streams: vec!["host:fp".into()],
+                positions: offsets.iter().map(|&o| Position(0, o)).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn records_at_or_below_their_streams_position_are_dropped_and_a_rollback_restores_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(&dir.path().join("index")).unwrap();
+        let (_tx, rx) = sync_channel(1);
+        let mut indexing = IndexLoop {
+            writer: index.writer(15_000_000).unwrap(),
+            rx,
+            interval: Duration::from_millis(10),
+            wal_dir: dir.path().join("wal"),
+            committed: Arc::default(),
+            indexed: 0,
+            streams: BTreeMap::new(),
+            checkpoint: Checkpoint::default(),
+        };
+        assert!(indexing.add(1, &positioned(&[10, 20, 30])));
+        assert!(indexing.commit());
+        // Sent again with one more record, cut differently.
+        assert!(indexing.add(2, &positioned(&[20, 30, 40])));
+        assert!(indexing.commit());
+        let reader = index.reader().unwrap();
+        reader.reload().unwrap();
+        assert_eq!(reader.record_count().unwrap(), 4);
+        let stored = Checkpoint::of(&index).unwrap();
+        assert_eq!(stored.wal_seq, 2);
+        assert_eq!(stored.streams["host:fp"], (40, 2));
+        // Added, rolled back: the position goes back with the records.
+        assert!(indexing.add(3, &positioned(&[50])));
+        indexing.writer.rollback().unwrap();
+        indexing.back_to_checkpoint();
+        assert!(indexing.add(3, &positioned(&[50])));
+        assert_eq!(indexing.streams["host:fp"], (50, 3));
     }
 }

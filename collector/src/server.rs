@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, IngestError};
-use crate::indexer::Indexer;
+use crate::indexer::{Batch, Indexer, Origins};
 use crate::otlp::{self, Otlp};
 
 /// The body of a successful ingest.
@@ -97,7 +97,7 @@ async fn ingest(
     })
     .await
     .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
-    let (_, records) = decoded.map_err(|error| match error {
+    let (header, records) = decoded.map_err(|error| match error {
         BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
         other => IngestError::BadBatch(other.to_string()),
     })?;
@@ -105,7 +105,11 @@ async fn ingest(
         accepted: records.len(),
         malformed: records.iter().filter(|r| r.malformed.is_some()).count(),
     };
-    indexer.ingest(records).await?;
+    let origins = Origins {
+        streams: header.streams,
+        positions: header.positions,
+    };
+    indexer.ingest_batch(Batch { records, origins }).await?;
     Ok(Json(reply))
 }
 

@@ -5,6 +5,14 @@
 //! collector refuse a batch it cannot read instead of misreading it; the
 //! count catches a truncated body. A record line that does not parse is
 //! kept as a malformed record with the reason, never dropped.
+//!
+//! A sender that reads its records from streams (the agent: files) names
+//! where each record came from, so that the collector indexes a record
+//! sent twice only once: `"streams"` lists the streams, each named so that
+//! a name never stands for other content (host and file fingerprint), and
+//! `"positions"` holds, per record in order, `[stream index, offset just
+//! past the record]`. Offsets grow along a stream; the collector keeps the
+//! highest one it indexed per stream and drops what is at or below it.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +43,18 @@ pub struct BatchHeader {
     pub source: String,
     /// How many record lines follow.
     pub count: usize,
+    /// The streams the records were read from (see the module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<String>,
+    /// Per record, where it came from: none, or one per record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<Position>,
 }
+
+/// Where a record came from: the index of its stream in
+/// [`BatchHeader::streams`] and the offset just past it in that stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position(pub u32, pub u64);
 
 /// Why a whole batch was refused. Individual bad lines do not refuse a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,10 +73,23 @@ pub enum BatchError {
 
 /// Writes a batch: header line, then one line per record.
 pub fn encode(source: &str, records: &[Record]) -> String {
+    encode_positioned(source, records, &[], &[])
+}
+
+/// [`encode`], with where each record came from (`positions` empty or one
+/// per record, each naming an entry of `streams`).
+pub fn encode_positioned(
+    source: &str,
+    records: &[Record],
+    streams: &[String],
+    positions: &[Position],
+) -> String {
     let header = BatchHeader {
         causeway_batch: BATCH_VERSION,
         source: source.to_owned(),
         count: records.len(),
+        streams: streams.to_vec(),
+        positions: positions.to_vec(),
     };
     let mut out = serde_json::to_string(&header).unwrap_or_default();
     out.push('\n');
@@ -123,6 +155,7 @@ pub fn decode_at_most(
     if header.count > max_records {
         return Err(BatchError::TooManyRecords { max: max_records });
     }
+    check_positions(&mut header)?;
     let records: Vec<Record> = lines
         .by_ref()
         .take(max_records)
@@ -149,6 +182,33 @@ pub fn decode_at_most(
     Ok((header, records))
 }
 
+/// Positions name streams that exist, one per record; stream names are
+/// cut and cleaned like `source`.
+fn check_positions(header: &mut BatchHeader) -> Result<(), BatchError> {
+    let bad = |what: &str| Err(BatchError::Header(format!("positions: {what}")));
+    if header.positions.is_empty() {
+        header.streams.clear();
+        return Ok(());
+    }
+    if header.positions.len() != header.count {
+        return bad("there must be one per record");
+    }
+    if header.streams.len() > header.count {
+        return bad("more streams than records");
+    }
+    if header
+        .positions
+        .iter()
+        .any(|p| p.0 as usize >= header.streams.len())
+    {
+        return bad("a position names a stream that is not listed");
+    }
+    for stream in &mut header.streams {
+        *stream = crate::text::strip_control(&cut_text(stream, MAX_SOURCE_LEN));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +222,32 @@ mod tests {
         );
         r.stage = Stage::Published;
         r
+    }
+
+    #[test]
+    fn positions_read_back_and_inconsistent_ones_refuse_the_batch() {
+        let records = vec![record("a"), record("b")];
+        let streams = vec!["host:fp1".to_owned()];
+        let positions = [Position(0, 10), Position(0, 25)];
+        let body = encode_positioned("agent@host", &records, &streams, &positions);
+        let (header, back) = decode(&body, Timestamp::now()).unwrap();
+        assert_eq!(
+            (header.streams, header.positions),
+            (streams.clone(), positions.to_vec())
+        );
+        assert_eq!(back, records);
+        for (streams, positions) in [
+            (streams.clone(), vec![Position(0, 10)]),
+            (streams.clone(), vec![Position(0, 10), Position(1, 25)]),
+            (vec!["a".into(), "b".into(), "c".into()], positions.to_vec()),
+        ] {
+            let body = encode_positioned("agent@host", &records, &streams, &positions);
+            let error = decode(&body, Timestamp::now()).unwrap_err();
+            assert!(
+                matches!(error, BatchError::Header(ref m) if m.starts_with("positions")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
