@@ -16,8 +16,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use causeway_index::RecordIndex;
 use causeway_model::{
-    AnomalyKind, CorrelationId, EventId, FlowStatus, Level, Record, SpanId, Stage, StepStatus,
-    Timestamp, TraceId,
+    AnomalyKind, CorrelationId, EventId, FlowStatus, Level, Record, SpanId, SpanLink, Stage,
+    StepStatus, Timestamp, TraceId,
 };
 use causeway_query::{AlertRule, AlertsConfig, QueryConfig, QueryState, route_paths, router};
 use http_body_util::BodyExt;
@@ -67,6 +67,10 @@ fn flow(flow: &str, t0: i64, fail: bool) -> (TraceId, Vec<Record>) {
         records.push(handled);
         let mut received = at(40, "shipping", Stage::Received, "e2", "PaymentAuthorized");
         received.consumer_group = Some("shipping-workers".into());
+        received.links = vec![SpanLink {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+        }];
         records.push(received);
     }
     (trace, records)
