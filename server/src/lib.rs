@@ -9,14 +9,20 @@
 //!   answered as JSON `{"error":{"code","message"}}`, including the ones
 //!   axum and tower write themselves (extractor rejections, 404, 405, 413).
 //! - [`HttpLimits`] is the part of every daemon's config that sets them.
+//! - [`authorize`] requires a bearer token ([`Access`]) on every route but
+//!   `/healthz`; [`Listener`] with [`TlsFiles`] makes [`serve`] speak TLS.
 //!
 //! It knows nothing of the index, the collector or query: those build their
 //! `Router` and hand it here.
 
+mod access;
 mod errors;
 mod limits;
 mod serve;
+mod tls;
 
+pub use access::{Access, Token, TokenError, authorize, check_tokens};
 pub use errors::error_response;
 pub use limits::{HttpLimits, ListenAddrError, check_listen_addr};
 pub use serve::{harden, serve};
+pub use tls::{Listener, TlsError, TlsFiles};

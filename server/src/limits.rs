@@ -72,25 +72,34 @@ impl HttpLimits {
 /// A listener address that may not be bound.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "refusing to listen on {addr} for `{setting}`: only loopback addresses are allowed until \
-     token authentication lands (use 127.0.0.1 or [::1])"
+    "refusing to listen on {addr} for `{setting}` with no token configured: only loopback \
+     addresses (127.0.0.1, [::1]) may be served without one; set `{tokens_setting}` to bind wider"
 )]
 pub struct ListenAddrError {
     /// The address that was asked for.
     pub addr: SocketAddr,
     /// The setting that asked for it, as the user wrote it.
     pub setting: String,
+    /// The setting whose tokens would allow it.
+    pub tokens_setting: String,
 }
 
 /// The one check every listener address goes through, whatever set it (a
-/// flag, a variable, the config file): loopback only.
-pub fn check_listen_addr(addr: SocketAddr, setting: &str) -> Result<SocketAddr, ListenAddrError> {
-    if addr.ip().is_loopback() {
+/// flag, a variable, the config file): loopback, or any address once the
+/// listener requires a token (`has_tokens`, from `tokens_setting`).
+pub fn check_listen_addr(
+    addr: SocketAddr,
+    setting: &str,
+    tokens_setting: &str,
+    has_tokens: bool,
+) -> Result<SocketAddr, ListenAddrError> {
+    if addr.ip().is_loopback() || has_tokens {
         Ok(addr)
     } else {
         Err(ListenAddrError {
             addr,
             setting: setting.to_owned(),
+            tokens_setting: tokens_setting.to_owned(),
         })
     }
 }
@@ -100,15 +109,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_addresses_pass() {
+    fn only_loopback_addresses_pass_without_a_token() {
         for ok in ["127.0.0.1:4318", "127.9.9.9:0", "[::1]:8686"] {
             let addr: SocketAddr = ok.parse().unwrap();
-            assert_eq!(check_listen_addr(addr, "query.addr"), Ok(addr));
+            assert_eq!(
+                check_listen_addr(addr, "query.addr", "query.tokens", false),
+                Ok(addr)
+            );
         }
         for wide in ["0.0.0.0:4317", "[::]:4317", "192.0.2.1:80"] {
             let addr: SocketAddr = wide.parse().unwrap();
-            let error = check_listen_addr(addr, "collector.grpc_addr").unwrap_err();
+            let error = check_listen_addr(addr, "collector.grpc_addr", "collector.tokens", false)
+                .unwrap_err();
             assert!(error.to_string().contains("collector.grpc_addr"), "{error}");
+            assert!(error.to_string().contains("collector.tokens"), "{error}");
+            assert_eq!(
+                check_listen_addr(addr, "collector.grpc_addr", "collector.tokens", true),
+                Ok(addr)
+            );
         }
     }
 }

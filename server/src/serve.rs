@@ -8,6 +8,11 @@
 //! `header_read_timeout_ms`, and a watchdog closes one that has had no
 //! request in flight and no byte either way for `idle_timeout_ms`.
 //!
+//! A listener given a certificate speaks TLS: the handshake runs in the
+//! connection's own task, under the header read timeout, and holds a
+//! permit like any connection (one past the limit is closed without a
+//! handshake, since a 503 in plain text would mean nothing to it).
+//!
 //! It must not know what the router does; it only bounds clients.
 
 use std::future::Future;
@@ -29,14 +34,16 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::errors::{json_errors, panic_response, raw_status_response, status_response};
 use crate::limits::HttpLimits;
+use crate::tls::Listener;
 
 /// How long connections may take to finish once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -142,12 +149,19 @@ impl HttpBody for DeadlineBody {
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
 /// completes, then lets open connections finish (at most ten seconds).
+/// A listener with TLS files reads them first: one that cannot be read is
+/// an `InvalidInput` error before anything is served.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     router: Router,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let Listener { tcp: listener, tls } = listener.into();
+    let tls = tls
+        .map(|files| files.acceptor())
+        .transpose()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -181,6 +195,8 @@ pub async fn serve(
             Ok(permit) => {
                 let connection = Connection {
                     builder: builder.clone(),
+                    tls: tls.clone(),
+                    handshake_timeout: limits.header_read_timeout(),
                     router: router.clone(),
                     idle_timeout: limits.idle_timeout(),
                     max_age: limits.max_connection_age(),
@@ -189,6 +205,7 @@ pub async fn serve(
                 };
                 connections.spawn(connection.run(stream));
             }
+            Err(_) if tls.is_some() => drop(stream),
             Err(_) => {
                 connections.spawn(refuse(stream));
             }
@@ -245,6 +262,8 @@ async fn refuse(mut stream: TcpStream) {
 
 struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
     router: Router,
     idle_timeout: Duration,
     max_age: Duration,
@@ -253,8 +272,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let Some(acceptor) = self.tls.clone() else {
+            return self.serve_stream(stream).await;
+        };
+        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => self.serve_stream(stream).await,
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_stream<S>(mut self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Tracked::new(stream, activity.clone()));
         let router = self.router.clone();
@@ -383,15 +416,15 @@ impl Drop for InFlight {
 /// or 431, written before any routing) into the JSON error every other
 /// answer is. Our router never writes an empty error (`json_errors` gives
 /// each one a body), so an error head with `content-length: 0` is hyper's.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
     /// A JSON answer standing in for hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-impl Tracked {
-    fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Self {
         Self {
             inner,
             activity,
@@ -449,7 +482,7 @@ fn bare_error_status(bytes: &[u8]) -> Option<StatusCode> {
     (bare && head.contains("\r\ncontent-length: 0")).then_some(status)
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -464,7 +497,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
