@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use causeway_model::wire;
-use causeway_server::HttpLimits;
+use causeway_server::{Access, HttpLimits, TlsFiles, Token};
 use serde::{Deserialize, Serialize};
 
 /// How the collector stores and accepts records.
@@ -18,12 +18,22 @@ pub struct CollectorConfig {
     /// Where the index lives (`<data_dir>/index`).
     pub data_dir: PathBuf,
     /// Where the ingest API (`POST /v1/ingest`) and OTLP/HTTP
-    /// (`POST /v1/traces`, `POST /v1/logs`) listen. Loopback only until
-    /// token authentication lands; port 0 picks a free port.
+    /// (`POST /v1/traces`, `POST /v1/logs`) listen. An address wider than
+    /// loopback needs `tokens`; port 0 picks a free port.
     pub http_addr: SocketAddr,
-    /// Where OTLP/gRPC ingest (`TraceService`, `LogsService`) listens;
-    /// loopback only, like every listener address; port 0 picks a free port.
+    /// Where OTLP/gRPC ingest (`TraceService`, `LogsService`) listens; an
+    /// address wider than loopback needs `tokens`; port 0 picks a free port.
     pub grpc_addr: SocketAddr,
+    /// Bearer tokens, any of which lets a client in (`Authorization: Bearer
+    /// <token>`, gRPC metadata `authorization` alike) on both listeners;
+    /// several so that one can be rotated out. Empty: no token is asked
+    /// for, and only loopback addresses may be bound. `/healthz` is always
+    /// open.
+    pub tokens: Vec<Token>,
+    /// A PEM certificate chain: with `tls_key`, both listeners speak TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Longest time an acknowledged-pending batch waits for the commit that
     /// makes it durable, in milliseconds. Commits happen at least this often
     /// while records arrive.
@@ -54,6 +64,9 @@ impl Default for CollectorConfig {
             max_batch_records: wire::DEFAULT_MAX_BATCH_RECORDS,
             queue_capacity: 64,
             writer_heap_bytes: 64 * 1024 * 1024,
+            tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             http: HttpLimits::default(),
         }
     }
@@ -66,6 +79,23 @@ impl CollectorConfig {
             data_dir: data_dir.into(),
             ..Self::default()
         }
+    }
+
+    /// Who may use the listeners: any of `tokens`.
+    pub fn access(&self) -> Access {
+        Access::new(&self.tokens)
+    }
+
+    /// The listeners' certificate and key, when both are set (the binary
+    /// checks that one is not set without the other).
+    pub fn tls(&self) -> Option<TlsFiles> {
+        TlsFiles::from_settings(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            "collector",
+        )
+        .ok()
+        .flatten()
     }
 
     /// The index directory under the data directory.

@@ -51,13 +51,16 @@ pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
         })
         .merge(otlp_routes)
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
-    causeway_server::harden(app, &config.http)
+    causeway_server::authorize(causeway_server::harden(app, &config.http), &config.access())
 }
 
 /// The OTLP/gRPC app (`TraceService`, `LogsService`) over a running
 /// indexer, for the gRPC listener.
 pub fn grpc_router(indexer: Indexer, config: &CollectorConfig) -> Router {
-    otlp::grpc_router(Otlp::new(indexer, config))
+    causeway_server::authorize(
+        otlp::grpc_router(Otlp::new(indexer, config)),
+        &config.access(),
+    )
 }
 
 /// The listeners the collector serves: HTTP (native batches, OTLP/HTTP)
@@ -138,6 +141,7 @@ pub async fn run(
             tracing::info!(%addr, "collector OTLP/gRPC listening");
         }
         let app = grpc_router(indexer.clone(), &config);
+        let listener = causeway_server::Listener::new(listener, config.tls());
         let serving =
             causeway_server::serve(listener, app, config.http.clone(), stop_on(stopped.clone()));
         tokio::spawn(serving)
@@ -150,6 +154,7 @@ pub async fn run(
             () = http_stopped => {}
         }
     };
+    let http = causeway_server::Listener::new(http, config.tls());
     let mut served = causeway_server::serve(http, app, config.http.clone(), shutdown)
         .await
         .map_err(CollectorError::Serve);

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use causeway_index::ReadBounds;
-use causeway_server::HttpLimits;
+use causeway_server::{Access, HttpLimits, TlsFiles, Token};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::AlertsConfig;
@@ -20,9 +20,22 @@ use crate::topology::TopologySettings;
 pub struct QueryConfig {
     /// The collector's data directory; the index is `<data_dir>/index`.
     pub data_dir: PathBuf,
-    /// Where the query API listens. Loopback only until token
-    /// authentication lands; port 0 picks a free port.
+    /// Where the query API listens. An address wider than loopback needs
+    /// `tokens` or `read_tokens`; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// Bearer tokens, any of which lets a client read the whole API
+    /// (`Authorization: Bearer <token>`); several so that one can be
+    /// rotated out. Empty (and `read_tokens` too): no token is asked for,
+    /// and only loopback addresses may be bound. `/healthz` is always open.
+    pub tokens: Vec<Token>,
+    /// More tokens accepted like `tokens`. The query API only reads: these
+    /// exist so a deployment can hand the TUI and dashboards a token that
+    /// is not the collector's ingest token.
+    pub read_tokens: Vec<Token>,
+    /// A PEM certificate chain: with `tls_key`, the API speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Most records read for one flow or trace.
     pub max_flow_records: usize,
     /// Most flows one `GET /api/v1/flows` returns (`limit` is capped to it).
@@ -84,6 +97,10 @@ impl Default for QueryConfig {
         Self {
             data_dir: PathBuf::from("causeway-data"),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8686)),
+            tokens: Vec::new(),
+            read_tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             max_flow_records: 10_000,
             max_flows: 500,
             max_search_hits: 1_000,
@@ -114,6 +131,19 @@ impl QueryConfig {
             data_dir: data_dir.into(),
             ..Self::default()
         }
+    }
+
+    /// Who may use the API: any of `tokens` and `read_tokens`.
+    pub fn access(&self) -> Access {
+        Access::new(self.tokens.iter().chain(&self.read_tokens))
+    }
+
+    /// The listener's certificate and key, when both are set (the binary
+    /// checks that one is not set without the other).
+    pub fn tls(&self) -> Option<TlsFiles> {
+        TlsFiles::from_settings(self.tls_cert.as_deref(), self.tls_key.as_deref(), "query")
+            .ok()
+            .flatten()
     }
 
     /// The index directory under the data directory.

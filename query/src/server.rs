@@ -90,6 +90,7 @@ pub fn route_paths() -> Vec<String> {
 /// request targets bounded.
 pub fn router(state: QueryState) -> Router {
     let limits = state.config.http.clone();
+    let access = state.config.access();
     let routes = routes();
     crate::openapi::document(|| {
         let mut paths = Paths::new();
@@ -105,7 +106,7 @@ pub fn router(state: QueryState) -> Router {
         })
         .fallback(|| async { RequestError::NotFound("no such endpoint".into()) })
         .with_state(state);
-    causeway_server::harden(app, &limits)
+    causeway_server::authorize(causeway_server::harden(app, &limits), &access)
 }
 
 #[utoipa::path(
@@ -419,6 +420,7 @@ pub async fn run(
         tracing::info!(%addr, "query listening");
     }
     let limits = config.http.clone();
+    let listener = causeway_server::Listener::new(listener, config.tls());
     config.alerts.check().map_err(QueryError::Alerts)?;
     let alerts_config = config.alerts.clone();
     let state = QueryState::load(config)?;
