@@ -47,6 +47,9 @@ pub struct AgentConfig {
     /// The service name of lines that do not say which service wrote them.
     /// When unset, the file name without its extension is used.
     pub default_service: Option<String>,
+    /// The bearer token sent to the collector (one of its `tokens`), when
+    /// it asks for one.
+    pub token: Option<String>,
 }
 
 /// Where a default agent ships: the collector's default address.
@@ -106,6 +109,7 @@ impl AgentConfig {
             max_line_bytes: default_max_line_bytes(),
             poll_interval_ms: default_poll_interval_ms(),
             default_service: None,
+            token: None,
         }
     }
 
@@ -156,6 +160,14 @@ impl AgentConfig {
         }
         if self.checkpoint_path.file_name().is_none() {
             return Err(invalid("checkpoint_path", "must name a file"));
+        }
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|token| token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            // The reason never repeats the token.
+            return Err(invalid("token", "must be visible ASCII without spaces"));
         }
         Ok(())
     }

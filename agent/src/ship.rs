@@ -14,7 +14,7 @@ use std::time::Duration;
 use causeway_model::wire;
 use causeway_model::{Record, strip_control};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tracing::{debug, warn};
 
 use crate::config::AgentConfig;
@@ -63,7 +63,19 @@ pub(crate) struct Shipper {
 
 impl Shipper {
     pub fn new(config: &AgentConfig) -> Result<Self, AgentError> {
+        let mut headers = HeaderMap::new();
+        // `validate` refused a token that is not a header value; marked
+        // sensitive, it never shows in reqwest's debug output.
+        if let Some(Ok(mut value)) = config
+            .token
+            .as_ref()
+            .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+        {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use causeway_model::{ApiErrorBody, FlowDetail, FlowsPage};
 use reqwest::Url;
 use reqwest::blocking::Client;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 use crate::error::TuiError;
 
@@ -53,6 +54,8 @@ impl FetchError {
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
     base: Url,
+    /// `Bearer <token>`, marked sensitive so that `Debug` hides it.
+    authorization: Option<HeaderValue>,
 }
 
 impl Endpoints {
@@ -71,7 +74,22 @@ impl Endpoints {
         if base.query().is_some() || base.fragment().is_some() {
             return Err(invalid("it must not have a query or fragment"));
         }
-        Ok(Self { base })
+        Ok(Self {
+            base,
+            authorization: None,
+        })
+    }
+
+    /// Sends `token` as a bearer token with every request (a token that is
+    /// not a header value is left out: the config check refuses it).
+    pub(crate) fn with_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token
+            .and_then(|token| HeaderValue::from_str(&format!("Bearer {token}")).ok())
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        self
     }
 
     fn with_segments<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Url {
@@ -109,7 +127,12 @@ impl QueryClient {
     /// Builds the HTTP client. reqwest's blocking client must not be built
     /// inside an async runtime, so this is called on the worker thread.
     pub(crate) fn new(endpoints: Endpoints) -> Result<Self, reqwest::Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = &endpoints.authorization {
+            headers.insert(AUTHORIZATION, value.clone());
+        }
         let http = Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("causeway-tui/", env!("CARGO_PKG_VERSION")))

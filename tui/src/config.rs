@@ -20,6 +20,9 @@ pub struct TuiConfig {
     /// How often the flows list and the open flow are fetched again, in
     /// milliseconds (at least 100); an unreachable API is retried as often.
     pub refresh_interval_ms: u64,
+    /// The bearer token sent to the query API (one of its `tokens` or
+    /// `read_tokens`), when it asks for one.
+    pub token: Option<String>,
 }
 
 impl Default for TuiConfig {
@@ -27,6 +30,7 @@ impl Default for TuiConfig {
         Self {
             query_url: "http://127.0.0.1:8686".to_owned(),
             refresh_interval_ms: 2_000,
+            token: None,
         }
     }
 }
@@ -51,7 +55,18 @@ impl TuiConfig {
                 reason: format!("must be at least {MIN_REFRESH_INTERVAL_MS}"),
             });
         }
-        crate::client::Endpoints::new(&self.query_url)
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|token| token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            // The reason never repeats the token.
+            return Err(TuiError::Config {
+                field: "token",
+                reason: "must be visible ASCII without spaces".to_owned(),
+            });
+        }
+        Ok(crate::client::Endpoints::new(&self.query_url)?.with_token(self.token.as_deref()))
     }
 }
 
