@@ -66,6 +66,16 @@ pub struct CollectorAddrs {
     /// OTLP/gRPC address (`collector.grpc_addr`).
     #[arg(long, env = "CAUSEWAY_COLLECTOR_GRPC_ADDR")]
     pub collector_grpc_addr: Option<SocketAddr>,
+    /// Bearer tokens the collector accepts, comma-separated
+    /// (`collector.tokens`); prefer the variable, since a flag shows in the
+    /// process list.
+    #[arg(
+        long,
+        env = "CAUSEWAY_COLLECTOR_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub collector_tokens: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,6 +83,25 @@ pub struct QueryAddr {
     /// Query API address (`query.addr`).
     #[arg(long, env = "CAUSEWAY_QUERY_ADDR")]
     pub query_addr: Option<SocketAddr>,
+    /// Bearer tokens the query API accepts, comma-separated
+    /// (`query.tokens`); prefer the variable, since a flag shows in the
+    /// process list.
+    #[arg(
+        long,
+        env = "CAUSEWAY_QUERY_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub query_tokens: Option<Vec<String>>,
+    /// More tokens the query API accepts, for readers such as the TUI,
+    /// comma-separated (`query.read_tokens`).
+    #[arg(
+        long,
+        env = "CAUSEWAY_QUERY_READ_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub query_read_tokens: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +117,10 @@ pub struct AgentSettings {
     /// (`agent.default_service`).
     #[arg(long, env = "CAUSEWAY_AGENT_SERVICE")]
     pub service: Option<String>,
+    /// The bearer token sent to the collector (`agent.token`); prefer the
+    /// variable, since a flag shows in the process list.
+    #[arg(long, env = "CAUSEWAY_AGENT_TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +128,10 @@ pub struct TuiSettings {
     /// The query API's base URL (`tui.query_url`).
     #[arg(long, env = "CAUSEWAY_QUERY_URL")]
     pub query_url: Option<String>,
+    /// The bearer token sent to the query API (`tui.token`); prefer the
+    /// variable, since a flag shows in the process list.
+    #[arg(long, env = "CAUSEWAY_TUI_TOKEN", hide_env_values = true)]
+    pub tui_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +214,15 @@ fn set<T: Clone>(target: &mut T, value: Option<&T>) {
     }
 }
 
+fn set_tokens(target: &mut Vec<causeway_server::Token>, value: Option<&Vec<String>>) {
+    if let Some(tokens) = value {
+        *target = tokens
+            .iter()
+            .map(|token| causeway_server::Token(token.clone()))
+            .collect();
+    }
+}
+
 impl DataDirArg {
     fn apply(&self, config: &mut CausewayConfig) {
         set(&mut config.collector.data_dir, self.data_dir.as_ref());
@@ -194,12 +240,18 @@ impl CollectorAddrs {
             &mut config.collector.grpc_addr,
             self.collector_grpc_addr.as_ref(),
         );
+        set_tokens(&mut config.collector.tokens, self.collector_tokens.as_ref());
     }
 }
 
 impl QueryAddr {
     fn apply(&self, config: &mut CausewayConfig) {
         set(&mut config.query.addr, self.query_addr.as_ref());
+        set_tokens(&mut config.query.tokens, self.query_tokens.as_ref());
+        set_tokens(
+            &mut config.query.read_tokens,
+            self.query_read_tokens.as_ref(),
+        );
     }
 }
 
@@ -218,12 +270,18 @@ impl AgentSettings {
         if let Some(service) = &self.service {
             config.agent.default_service = Some(service.clone());
         }
+        if let Some(token) = &self.agent_token {
+            config.agent.token = Some(token.clone());
+        }
     }
 }
 
 impl TuiSettings {
     fn apply(&self, config: &mut CausewayConfig) {
         set(&mut config.tui.query_url, self.query_url.as_ref());
+        if let Some(token) = &self.tui_token {
+            config.tui.token = Some(token.clone());
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use causeway_agent::AgentConfig;
 use causeway_collector::CollectorConfig;
 use causeway_query::QueryConfig;
+use causeway_server::{TlsFiles, Token};
 use causeway_tui::TuiConfig;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,9 @@ impl Default for DemoConfig {
         }
     }
 }
+
+/// What `check-config` prints in place of a token.
+const REDACTED: &str = "<redacted>";
 
 /// The most orders one demo places.
 pub(crate) const MAX_DEMO_ORDERS: u64 = 10_000;
@@ -100,6 +104,68 @@ impl Listener {
         }
     }
 
+    /// The tokens that let this listener bind wider than loopback, and the
+    /// variable that sets them too.
+    pub(crate) fn tokens_setting(self) -> (&'static str, &'static str) {
+        match self {
+            Self::CollectorHttp | Self::CollectorGrpc => {
+                ("collector.tokens", "CAUSEWAY_COLLECTOR_TOKENS")
+            }
+            Self::Query => ("query.tokens", "CAUSEWAY_QUERY_TOKENS"),
+        }
+    }
+
+    /// The config section this listener belongs to.
+    fn section(self) -> &'static str {
+        match self {
+            Self::CollectorHttp | Self::CollectorGrpc => "collector",
+            Self::Query => "query",
+        }
+    }
+
+    /// Whether this listener asks for a token.
+    fn has_tokens(self, config: &CausewayConfig) -> bool {
+        match self {
+            Self::CollectorHttp | Self::CollectorGrpc => !config.collector.access().is_open(),
+            Self::Query => !config.query.access().is_open(),
+        }
+    }
+
+    /// The section's token lists, by setting.
+    fn token_lists(self, config: &CausewayConfig) -> Vec<(&'static str, &[Token])> {
+        match self {
+            Self::CollectorHttp | Self::CollectorGrpc => {
+                vec![("collector.tokens", &config.collector.tokens)]
+            }
+            Self::Query => vec![
+                ("query.tokens", &config.query.tokens),
+                ("query.read_tokens", &config.query.read_tokens),
+            ],
+        }
+    }
+
+    /// The section's TLS settings, checked: both or neither, and files
+    /// that make a certificate and key.
+    fn check_tls(self, config: &CausewayConfig) -> anyhow::Result<()> {
+        let (cert, key) = match self {
+            Self::CollectorHttp | Self::CollectorGrpc => {
+                (&config.collector.tls_cert, &config.collector.tls_key)
+            }
+            Self::Query => (&config.query.tls_cert, &config.query.tls_key),
+        };
+        let files = TlsFiles::from_settings(cert.as_deref(), key.as_deref(), self.section())
+            .map_err(anyhow::Error::msg)?;
+        if let Some(files) = files {
+            files.acceptor().with_context(|| {
+                format!(
+                    "`{0}.tls_cert` and `{0}.tls_key` are set by the config file",
+                    self.section()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn addr(self, config: &CausewayConfig) -> SocketAddr {
         match self {
             Self::CollectorHttp => config.collector.http_addr,
@@ -108,14 +174,28 @@ impl Listener {
         }
     }
 
-    /// The one loopback check, [`causeway_server::check_listen_addr`],
-    /// whatever layer the address came from; the error says where it can
-    /// be changed.
+    /// Everything that decides who may reach this listener: its tokens
+    /// are sendable, its TLS files (if any) load, and the one loopback
+    /// check, [`causeway_server::check_listen_addr`] (an address wider than
+    /// loopback needs tokens), whatever layer the address came from; the
+    /// error says where it can be changed and never repeats a token.
     pub fn check(self, config: &CausewayConfig) -> anyhow::Result<SocketAddr> {
+        for (setting, tokens) in self.token_lists(config) {
+            causeway_server::check_tokens(tokens, setting)?;
+        }
+        self.check_tls(config)?;
         let (flag, variable) = self.flag_and_variable();
-        causeway_server::check_listen_addr(self.addr(config), self.setting()).with_context(|| {
+        let (tokens, tokens_variable) = self.tokens_setting();
+        causeway_server::check_listen_addr(
+            self.addr(config),
+            self.setting(),
+            tokens,
+            self.has_tokens(config),
+        )
+        .with_context(|| {
             format!(
-                "`{}` is set by the config file, {variable} or {flag}",
+                "`{}` is set by the config file, {variable} or {flag}; `{tokens}` by the \
+                 config file or {tokens_variable}",
                 self.setting()
             )
         })
@@ -139,9 +219,31 @@ impl CausewayConfig {
         toml::from_str(text).map_err(|error| anyhow::anyhow!("{error}"))
     }
 
-    /// The configuration as `causeway.toml` text, every section.
+    /// The configuration as `causeway.toml` text, every section, each
+    /// token written as `"<redacted>"` (the text is for reading: it never
+    /// repeats a secret).
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string(self).context("writing the configuration as TOML")
+        toml::to_string(&self.redacted()).context("writing the configuration as TOML")
+    }
+
+    /// A copy with every token replaced by `<redacted>`.
+    fn redacted(&self) -> Self {
+        let hide = |tokens: &mut Vec<Token>| {
+            for token in tokens {
+                *token = Token::from(REDACTED);
+            }
+        };
+        let mut copy = self.clone();
+        hide(&mut copy.collector.tokens);
+        hide(&mut copy.query.tokens);
+        hide(&mut copy.query.read_tokens);
+        for token in [&mut copy.agent.token, &mut copy.tui.token]
+            .into_iter()
+            .flatten()
+        {
+            REDACTED.clone_into(token);
+        }
+        copy
     }
 
     /// `up` and `demo` run collector and query over one index.
@@ -158,7 +260,7 @@ impl CausewayConfig {
     }
 
     /// Every check a daemon makes at start, for `check-config`: every
-    /// listener address, the agent's settings (its paths may still come
+    /// listener (address, tokens, TLS files), the agent's settings (its paths may still come
     /// from the command line), the TUI's and the demo's.
     pub fn validate(&self) -> anyhow::Result<()> {
         for listener in Listener::ALL {
@@ -300,6 +402,54 @@ mod tests {
             assert!(error.contains("only loopback"), "{error}");
             assert!(listener.check(&CausewayConfig::default()).is_ok());
         }
+    }
+
+    #[test]
+    fn a_wide_listener_is_accepted_once_its_section_has_tokens() {
+        let wide: SocketAddr = "0.0.0.0:4317".parse().unwrap();
+        let mut config = CausewayConfig::default();
+        config.collector.grpc_addr = wide;
+        config.query.addr = wide;
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("collector.tokens"), "{error}");
+        assert!(error.contains("CAUSEWAY_COLLECTOR_TOKENS"), "{error}");
+        config.collector.tokens = vec![Token::from("collector-secret")];
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("query.addr"), "{error}");
+        assert!(error.contains("query.tokens"), "{error}");
+        // A read token alone is a token too.
+        config.query.read_tokens = vec![Token::from("reader-secret")];
+        config.validate().unwrap();
+
+        config.query.tokens = vec![Token::from("has a space")];
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("query.tokens"), "{error}");
+        assert!(!error.contains("has a space"), "{error}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_files_that_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = CausewayConfig::default();
+        config.query.tls_cert = Some(dir.path().join("cert.pem"));
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("query.tls_key"), "{error}");
+        config.query.tls_key = Some(dir.path().join("key.pem"));
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("cert.pem"), "{error}");
+    }
+
+    #[test]
+    fn the_printed_configuration_never_holds_a_token() {
+        let mut config = CausewayConfig::default();
+        config.collector.tokens = vec![Token::from("collector-secret")];
+        config.query.tokens = vec![Token::from("query-secret")];
+        config.query.read_tokens = vec![Token::from("reader-secret")];
+        config.agent.token = Some("agent-secret".into());
+        config.tui.token = Some("tui-secret".into());
+        let text = config.to_toml().unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(text.matches(REDACTED).count(), 5, "{text}");
     }
 
     #[test]

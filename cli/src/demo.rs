@@ -130,6 +130,16 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     // Port 0 means "any free port": the URLs use the bound addresses.
     let collector_addr = collector.http.local_addr()?;
     let query_addr = query.local_addr()?;
+    // A secured `up` is used with its own tokens, unless the agent's and
+    // TUI's sections name others.
+    let agent_token = (config.agent.token.clone())
+        .or_else(|| config.collector.tokens.first().map(|t| t.0.clone()));
+    let query_token = (config.tui.token.clone()).or_else(|| {
+        (config.query.read_tokens.iter())
+            .chain(&config.query.tokens)
+            .next()
+            .map(|t| t.0.clone())
+    });
     shutdown.on_signals();
     let up = Up::start(config.collector, config.query, collector, query, &shutdown);
     let collector_url = format!("http://{collector_addr}");
@@ -139,6 +149,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         paths: vec![log_dir.clone()],
         collector_url: collector_url.clone(),
         checkpoint_path: data_dir.join("demo-agent.checkpoint.json"),
+        token: agent_token,
         ..config.agent
     };
     let stop = shutdown.wait();
@@ -147,7 +158,15 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     let bus = Bus::default();
     let mut services = causeway_orders::start(&bus).context("starting the orders services")?;
 
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = query_token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("query token: not a header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(5))
         .build()
         .context("building the HTTP client")?;

@@ -1,7 +1,7 @@
 //! The real binary: `causeway check-config` layers the file, `CAUSEWAY_*`
 //! variables and flags in that order, prints every section, refuses an
-//! unknown key with its line, and refuses a wide listener address however
-//! it was set.
+//! unknown key with its line, refuses a wide listener address however
+//! it was set unless its daemon has tokens, and never prints a token.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -167,4 +167,55 @@ fn a_wide_grpc_address_is_refused_from_the_variable_and_from_the_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("collector.grpc_addr"), "{stderr}");
     assert!(!dir.path().join("index").exists(), "nothing may start");
+}
+
+#[test]
+fn a_wide_address_without_tokens_is_refused_naming_the_tokens_setting() {
+    let output = causeway(
+        &["check-config"],
+        &[("CAUSEWAY_QUERY_ADDR", "0.0.0.0:8686")],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("query.addr"), "{stderr}");
+    assert!(stderr.contains("query.tokens"), "{stderr}");
+    assert!(stderr.contains("CAUSEWAY_QUERY_TOKENS"), "{stderr}");
+}
+
+#[test]
+fn a_wide_address_with_tokens_is_accepted_and_the_tokens_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "[collector]\nhttp_addr = \"0.0.0.0:4318\"\ngrpc_addr = \"0.0.0.0:4317\"\n\
+         tokens = [\"file-token-1234\"]\n",
+    );
+    let output = causeway(
+        &["check-config", &file],
+        &[
+            ("CAUSEWAY_QUERY_ADDR", "0.0.0.0:8686"),
+            ("CAUSEWAY_QUERY_TOKENS", "old-query-token,new-query-token"),
+            ("CAUSEWAY_QUERY_READ_TOKENS", "reader-token"),
+            ("CAUSEWAY_TUI_TOKEN", "reader-token"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert_eq!(line(&stdout, "http_addr"), "http_addr = \"0.0.0.0:4318\"");
+    assert_eq!(line(&stdout, "addr"), "addr = \"0.0.0.0:8686\"");
+    // Two query tokens from the variable, both redacted.
+    assert_eq!(
+        line(&stdout, "tokens"),
+        "tokens = [\"<redacted>\"]",
+        "the collector's one token comes first"
+    );
+    assert!(
+        stdout.contains("tokens = [\"<redacted>\", \"<redacted>\"]"),
+        "{stdout}"
+    );
+    for secret in ["file-token", "query-token", "reader-token"] {
+        assert!(!stdout.contains(secret), "{stdout}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
 }
