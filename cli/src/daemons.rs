@@ -1,6 +1,6 @@
 //! What `up`, `collector`, `query` and `demo` share to start daemons:
-//! logging on stderr, binding a listener (loopback only, checked however
-//! the address was set), and running
+//! logging on stderr, binding a listener (loopback unless its daemon has
+//! tokens, checked however the address was set), and running
 //! collector and query side by side. It starts what it is handed and parses
 //! no arguments; it must not import `commands` or `demo`, which both use it.
 
@@ -23,10 +23,10 @@ pub fn init_logging(default: &str) {
         .try_init();
 }
 
-/// Binds `listener`'s address after the one loopback check every listener
-/// address goes through ([`Listener::check`]): token auth for wider binds
-/// is not built yet, and an open ingest or query port must not be the
-/// default.
+/// Binds `listener`'s address after the one check every listener goes
+/// through ([`Listener::check`]: its tokens, its TLS files, and loopback
+/// unless it has tokens): an open ingest or query port must not be
+/// possible, let alone the default.
 pub async fn bind(listener: Listener, config: &CausewayConfig) -> anyhow::Result<TcpListener> {
     let addr = listener.check(config)?;
     let setting = listener.setting();
