@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_index::{DigestFilter, RecordIndex, RecordReader, RecordsRead};
+use causeway_index::{DigestCursor, DigestFilter, RecordIndex, RecordReader, RecordsRead};
 use causeway_model::{FlowDetail, Timestamp};
 use tokio::sync::Semaphore;
 
@@ -20,6 +20,9 @@ use crate::flow::{
 };
 use crate::list::{FlowFilter, list_flows};
 use crate::topology::{Contracts, Topology};
+
+/// Digests read at once while learning the topology.
+const TOPOLOGY_PAGE: usize = 512;
 
 /// A topology and when it was learned.
 type Learned = (Instant, Arc<Topology>);
@@ -130,12 +133,26 @@ impl QueryState {
             active_since_us: Some(now.as_micros().saturating_sub(window)),
             ..DigestFilter::default()
         };
-        let digests = reader.flow_digests(&filter, None, self.config.topology_max_flows)?;
-        let topology = Arc::new(Topology::learn(
-            self.config.topology_settings(),
-            (*self.contracts).clone(),
-            &digests,
-        ));
+        // A page at a time: the whole window's digests at once would hold
+        // (and leave fragmented) hundreds of megabytes for a moment.
+        let mut topology =
+            Topology::empty(self.config.topology_settings(), (*self.contracts).clone());
+        let mut cursor = None;
+        let mut learned = 0usize;
+        while learned < self.config.topology_max_flows {
+            let page = (self.config.topology_max_flows - learned).min(TOPOLOGY_PAGE);
+            let digests = reader.flow_digests(&filter, cursor.as_ref(), page)?;
+            for digest in &digests {
+                topology.add(digest);
+            }
+            learned += digests.len();
+            match digests.last() {
+                Some(last) if digests.len() == page => cursor = Some(DigestCursor::after(last)),
+                _ => break,
+            }
+        }
+        topology.finish();
+        let topology = Arc::new(topology);
         *self
             .topology
             .lock()

@@ -187,7 +187,10 @@ impl Topology {
         topology
     }
 
-    fn add(&mut self, digest: &FlowDigest) {
+    /// Learns from one more flow; [`Topology::finish`] once all are in.
+    /// [`Topology::learn`] in pieces, for callers that read the flows a
+    /// page at a time.
+    pub(crate) fn add(&mut self, digest: &FlowDigest) {
         if digest.is_empty() {
             return;
         }
@@ -261,7 +264,7 @@ impl Topology {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let keep = self.settings.max_samples_per_edge.max(1);
         for stats in self.event_types.values_mut() {
             for edge in stats.consumers.values_mut() {

@@ -427,3 +427,34 @@ async fn a_stale_topology_is_learned_again_from_the_new_flows() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_topology_is_learned_page_by_page_up_to_its_flow_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_dir = QueryConfig::new(dir.path()).index_dir();
+    let index = RecordIndex::open_or_create(&index_dir).unwrap();
+    let mut writer = index.writer(30_000_000).unwrap();
+    let t0 = Timestamp::now().as_micros() - 120_000_000;
+    for i in 0..1_100 {
+        saga(
+            &mut writer,
+            &format!("many-{i:04}"),
+            t0 + i * 1_000,
+            Kind::Happy,
+        );
+    }
+    writer.commit().unwrap();
+    for (limit, learned) in [(usize::MAX, 1_100), (1_030, 1_030)] {
+        let mut config = QueryConfig::new(dir.path());
+        config.topology_max_flows = limit;
+        let topology: TopologyPage =
+            get(&router(QueryState::new(config)), "/api/v1/topology").await;
+        assert_eq!(topology.flows, learned, "limit {limit}");
+        let placed = topology
+            .event_types
+            .iter()
+            .find(|t| t.event_type == "OrderPlaced")
+            .unwrap();
+        assert_eq!(placed.consumers[0].received, learned as u64);
+    }
+}
