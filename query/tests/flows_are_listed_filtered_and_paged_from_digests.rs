@@ -455,6 +455,6 @@ async fn the_topology_is_learned_page_by_page_up_to_its_flow_limit() {
             .iter()
             .find(|t| t.event_type == "OrderPlaced")
             .unwrap();
-        assert_eq!(placed.consumers[0].received, learned as u64);
+        assert_eq!(placed.consumers[0].received, learned);
     }
 }
