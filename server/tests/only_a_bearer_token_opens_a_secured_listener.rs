@@ -2,7 +2,8 @@
 //! no token, a wrong one or a malformed header is answered 401 with the
 //! JSON reason and `WWW-Authenticate: Bearer` (a gRPC call with
 //! `UNAUTHENTICATED`), either of two tokens passes, `/healthz` stays open;
-//! and the same over TLS with a certificate made here.
+//! and the same over TLS with a certificate made here, over HTTP/1.1 and
+//! over HTTP/2 chosen by ALPN (as gRPC clients connect).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -132,13 +133,7 @@ async fn a_grpc_call_without_a_token_is_unauthenticated() {
 #[tokio::test]
 async fn a_tls_listener_answers_over_https_with_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let files = TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
-    std::fs::write(&files.cert, made.cert.pem()).unwrap();
-    std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
+    let (files, made) = certificate(dir.path());
     let (addr, _stop) = start(Some(files)).await;
 
     let trusted = reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap();
@@ -166,6 +161,73 @@ async fn a_tls_listener_answers_over_https_with_its_certificate() {
         .build()
         .unwrap();
     assert!(untrusting.get(&url).send().await.is_err());
+}
+
+/// A self-signed certificate for `localhost`, written to `dir`.
+fn certificate(dir: &std::path::Path) -> (TlsFiles, rcgen::CertifiedKey<rcgen::KeyPair>) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, made.cert.pem()).unwrap();
+    std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
+    (files, made)
+}
+
+#[tokio::test]
+async fn a_grpc_call_over_tls_negotiates_http2_and_needs_the_token() {
+    use tokio_rustls::rustls::crypto::aws_lc_rs;
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (files, made) = certificate(dir.path());
+    let (addr, _stop) = start(Some(files)).await;
+
+    let mut roots = RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let mut config =
+        ClientConfig::builder_with_provider(std::sync::Arc::new(aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let call = |token: Option<&str>| {
+        let mut request =
+            hyper::Request::post(format!("https://localhost:{}/v1/ingest", addr.port()))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request
+            .body(http_body_util::Full::new(axum::body::Bytes::from_static(
+                b"grpc",
+            )))
+            .unwrap()
+    };
+    let refused = sender.send_request(call(None)).await.unwrap();
+    assert_eq!(refused.version(), hyper::Version::HTTP_2);
+    assert_eq!(refused.headers()["grpc-status"], "16");
+    let allowed = sender.send_request(call(Some(SECOND))).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(!allowed.headers().contains_key("grpc-status"));
 }
 
 #[tokio::test]
