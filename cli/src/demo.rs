@@ -122,6 +122,14 @@ fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
 pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     let demo = config.demo.clone();
     demo.validate()?;
+    // Its agent and client speak plain HTTP to the loopback daemons it
+    // starts, and would not trust a certificate made for elsewhere.
+    if config.collector.tls().is_some() || config.query.tls().is_some() {
+        anyhow::bail!(
+            "causeway demo serves plain HTTP on loopback: leave `collector.tls_cert` and \
+             `query.tls_cert` unset for it"
+        );
+    }
     let (collector, query) = bind_up(&config).await?;
     let data_dir = config.collector.data_dir.clone();
     let log_dir = data_dir.join("demo-logs");
