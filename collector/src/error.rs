@@ -29,6 +29,20 @@ pub(crate) enum IngestError {
     IndexFailed,
 }
 
+impl IngestError {
+    /// The error code of the answer, also the metrics' rejection reason.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            IngestError::BadBatch(_) => "bad_batch",
+            IngestError::TooLarge(_) => "batch_too_large",
+            IngestError::Internal(_) => "internal",
+            IngestError::Overloaded => "overloaded",
+            IngestError::ShuttingDown => "shutting_down",
+            IngestError::IndexFailed => "index_failed",
+        }
+    }
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {

@@ -24,7 +24,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use causeway_index::{RecordIndex, RecordWriter};
+use causeway_index::{RecordIndex, RecordReader, RecordWriter};
 use causeway_model::Record;
 use causeway_model::wire::Position;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, IngestError};
+use crate::metrics::{Metrics, Protocol};
 use crate::wal::{self, IngestLog, SegmentLog};
 
 type Ack = oneshot::Sender<Result<(), ()>>;
@@ -66,6 +67,9 @@ pub(crate) struct Origins {
 struct Logged {
     seq: u64,
     batch: Batch,
+    /// Bytes it counts for in the queue.
+    bytes: usize,
+    acknowledged: Instant,
 }
 
 /// What an index commit says about what it holds, stored with it: how far
@@ -113,6 +117,9 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Indexer {
     tx: SyncSender<Job>,
+    metrics: Arc<Metrics>,
+    /// Sees the index as the indexer commits it, for the metrics.
+    reader: Option<RecordReader>,
 }
 
 /// Joins the threads; they exit after the last [`Indexer`] is dropped and
@@ -143,6 +150,8 @@ impl Indexer {
         let index = RecordIndex::open_or_create(&config.index_dir())?;
         let checkpoint = Checkpoint::of(&index)?;
         let writer = index.writer(config.writer_heap_bytes)?;
+        let reader = index.reader().ok();
+        let metrics = Arc::new(Metrics::new(&config.index_dir()));
         let wal_dir = config.wal_dir();
         let log = SegmentLog::open(&wal_dir, checkpoint.wal_seq, config.wal_segment_bytes())
             .map_err(CollectorError::Wal)?;
@@ -159,53 +168,105 @@ impl Indexer {
             indexed,
             streams: checkpoint.streams.clone(),
             checkpoint,
+            metrics: metrics.clone(),
+            acknowledged: Vec::new(),
         };
         let index = std::thread::Builder::new()
             .name("causeway-indexer".into())
             .spawn(move || indexing.run())
             .map_err(CollectorError::Thread)?;
+        let log_metrics = metrics.clone();
         let log = std::thread::Builder::new()
             .name("causeway-wal".into())
-            .spawn(move || log_loop(log, rx, logged_tx, &committed))
+            .spawn(move || log_loop(log, rx, logged_tx, &committed, &log_metrics))
             .map_err(CollectorError::Thread)?;
-        Ok((Self { tx }, IndexerThread { log, index }))
+        Ok((
+            Self {
+                tx,
+                metrics,
+                reader,
+            },
+            IndexerThread { log, index },
+        ))
+    }
+
+    /// The Prometheus text exposition of the collector's metrics. Blocking.
+    pub(crate) fn render_metrics(&self) -> String {
+        self.metrics.render(self.reader.as_ref())
+    }
+
+    /// Whether the write-ahead log is indexed past the last commit and the
+    /// index writer is usable.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.metrics.is_ready()
+    }
+
+    /// Counts a request refused before it reached the indexer.
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.metrics.rejected(reason);
     }
 
     /// Hands records to the write-ahead log and waits until they are
     /// durable there.
-    pub(crate) async fn ingest(&self, records: Vec<Record>) -> Result<(), IngestError> {
-        self.ingest_batch(Batch {
-            records,
-            origins: Origins::default(),
-        })
+    pub(crate) async fn ingest(
+        &self,
+        records: Vec<Record>,
+        protocol: Protocol,
+    ) -> Result<(), IngestError> {
+        self.ingest_batch(
+            Batch {
+                records,
+                origins: Origins::default(),
+            },
+            protocol,
+        )
         .await
     }
 
     /// [`Indexer::ingest`] for records that say where they came from: a
     /// record at or below the position its stream is indexed to is
     /// dropped when indexed, so a batch sent again is indexed once.
-    pub(crate) async fn ingest_batch(&self, batch: Batch) -> Result<(), IngestError> {
+    pub(crate) async fn ingest_batch(
+        &self,
+        batch: Batch,
+        protocol: Protocol,
+    ) -> Result<(), IngestError> {
         let (batch, payload) = tokio::task::spawn_blocking(move || {
             let payload = encode(&batch);
             (batch, payload)
         })
         .await
         .map_err(|error| IngestError::Internal(format!("encoding task: {error}")))?;
+        let records = batch.records.len();
+        let malformed = batch
+            .records
+            .iter()
+            .filter(|r| r.malformed.is_some())
+            .count();
+        let bytes = payload.len();
         let (ack, done) = oneshot::channel();
-        match self.tx.try_send(Job {
+        let queued = self.tx.try_send(Job {
             batch,
             payload,
             ack,
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(IngestError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
+        });
+        let result = match queued {
+            Ok(()) => {
+                self.metrics.queued(1, bytes as i64);
+                match done.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(())) => Err(IngestError::IndexFailed),
+                    Err(_) => Err(IngestError::ShuttingDown),
+                }
+            }
+            Err(TrySendError::Full(_)) => Err(IngestError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(IngestError::ShuttingDown),
+        };
+        match &result {
+            Ok(()) => self.metrics.received(protocol, records, malformed, bytes),
+            Err(error) => self.metrics.rejected(error.code()),
         }
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(())) => Err(IngestError::IndexFailed),
-            Err(_) => Err(IngestError::ShuttingDown),
-        }
+        result
     }
 }
 
@@ -262,7 +323,9 @@ fn log_loop(
     rx: Receiver<Job>,
     logged: SyncSender<Logged>,
     committed: &AtomicU64,
+    metrics: &Metrics,
 ) {
+    metrics.wal(log.bytes(), log.segments());
     let mut truncated = committed.load(Ordering::Acquire);
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -287,11 +350,15 @@ fn log_loop(
         let payloads: Vec<&[u8]> = group.iter().map(|job| job.payload.as_slice()).collect();
         match log.append(&payloads) {
             Ok(first_seq) => {
+                metrics.wal(log.bytes(), log.segments());
+                let acknowledged = Instant::now();
                 for (seq, job) in (first_seq..).zip(group) {
                     let _ = job.ack.send(Ok(()));
                     let handed = logged.send(Logged {
                         seq,
+                        bytes: job.payload.len(),
                         batch: job.batch,
+                        acknowledged,
                     });
                     if handed.is_err() {
                         // The indexer is gone; the log holds the batch for
@@ -306,11 +373,13 @@ fn log_loop(
             Err(error) => {
                 tracing::error!(%error, batches = group.len(), "writing to the write-ahead log failed");
                 for job in group {
+                    metrics.queued(-1, -(job.payload.len() as i64));
                     let _ = job.ack.send(Err(()));
                 }
             }
         }
         truncate(&mut log, committed, &mut truncated);
+        metrics.wal(log.bytes(), log.segments());
     }
 }
 
@@ -348,6 +417,9 @@ struct IndexLoop {
     streams: BTreeMap<String, (u64, u64)>,
     /// What the last commit holds.
     checkpoint: Checkpoint,
+    metrics: Arc<Metrics>,
+    /// When each batch added since the last commit was acknowledged.
+    acknowledged: Vec<Instant>,
 }
 
 impl IndexLoop {
@@ -356,6 +428,7 @@ impl IndexLoop {
         if !self.catch_up_or_give_up() {
             return;
         }
+        self.metrics.set_ready(true);
         let mut oldest_pending: Option<Instant> = None;
         loop {
             let wait = oldest_pending.map_or(Duration::from_secs(60), |t| {
@@ -363,8 +436,13 @@ impl IndexLoop {
             });
             let disconnected = match self.rx.recv_timeout(wait) {
                 // Read from the log already (catching up).
-                Ok(logged) if logged.seq <= self.indexed => false,
+                Ok(logged) if logged.seq <= self.indexed => {
+                    self.metrics.queued(-1, -(logged.bytes as i64));
+                    false
+                }
                 Ok(logged) => {
+                    self.metrics.queued(-1, -(logged.bytes as i64));
+                    self.acknowledged.push(logged.acknowledged);
                     if self.add(logged.seq, &logged.batch) {
                         oldest_pending.get_or_insert_with(Instant::now);
                     } else if self.recover() {
@@ -413,6 +491,7 @@ impl IndexLoop {
             }
         }
         if dropped > 0 {
+            self.metrics.duplicates(dropped);
             tracing::info!(
                 seq,
                 dropped,
@@ -432,8 +511,14 @@ impl IndexLoop {
             streams: self.streams.clone(),
         };
         let payload = serde_json::to_string(&checkpoint).unwrap_or_default();
+        let started = Instant::now();
         match self.writer.commit_with_payload(Some(&payload)) {
             Ok(_) => {
+                let done = Instant::now();
+                self.metrics.committed(
+                    done - started,
+                    self.acknowledged.drain(..).map(|at| done - at),
+                );
                 self.committed.store(self.indexed, Ordering::Release);
                 self.checkpoint = checkpoint;
                 true
@@ -474,11 +559,13 @@ impl IndexLoop {
 
     /// Forgets what was added since the last commit (rolled back).
     fn back_to_checkpoint(&mut self) {
+        self.acknowledged.clear();
         self.indexed = self.checkpoint.wal_seq;
         self.streams = self.checkpoint.streams.clone();
     }
 
     fn give_up(&self, error: &str) -> bool {
+        self.metrics.set_ready(false);
         tracing::error!(
             %error,
             "the index writer is beyond use; indexing stops and acknowledged batches wait in \
@@ -541,13 +628,19 @@ fn forget_quietest(streams: &mut BTreeMap<String, (u64, u64)>) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[tokio::test]
     async fn a_full_queue_is_refused_not_buffered() {
         // A queue of one that nobody drains: the first batch fills it.
         let (tx, _rx) = sync_channel(1);
-        let indexer = Indexer { tx };
+        let indexer = Indexer {
+            tx,
+            metrics: Arc::new(Metrics::new(Path::new("/nonexistent"))),
+            reader: None,
+        };
         let (ack, _done) = oneshot::channel();
         indexer
             .tx
@@ -558,7 +651,7 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(
-            indexer.ingest(Vec::new()).await,
+            indexer.ingest(Vec::new(), Protocol::Causeway).await,
             Err(IngestError::Overloaded)
         ));
     }
@@ -567,9 +660,13 @@ mod tests {
     async fn a_stopped_indexer_says_so() {
         let (tx, rx) = sync_channel(1);
         drop(rx);
-        let indexer = Indexer { tx };
+        let indexer = Indexer {
+            tx,
+            metrics: Arc::new(Metrics::new(Path::new("/nonexistent"))),
+            reader: None,
+        };
         assert!(matches!(
-            indexer.ingest(Vec::new()).await,
+            indexer.ingest(Vec::new(), Protocol::Causeway).await,
             Err(IngestError::ShuttingDown)
         ));
     }
@@ -627,6 +724,8 @@ mod tests {
             indexed: 0,
             streams: BTreeMap::new(),
             checkpoint: Checkpoint::default(),
+            metrics: Arc::new(Metrics::new(dir.path())),
+            acknowledged: Vec::new(),
         };
         assert!(indexing.add(1, &positioned(&[10, 20, 30])));
         assert!(indexing.commit());

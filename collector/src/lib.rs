@@ -12,6 +12,7 @@
 mod config;
 mod error;
 mod indexer;
+mod metrics;
 mod otlp;
 mod server;
 mod wal;

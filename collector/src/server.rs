@@ -14,6 +14,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use causeway_model::Timestamp;
 use causeway_model::wire::{self, BatchError};
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use crate::config::CollectorConfig;
 use crate::error::{CollectorError, IngestError};
 use crate::indexer::{Batch, Indexer, Origins};
+use crate::metrics::Protocol;
 use crate::otlp::{self, Otlp};
 
 /// The body of a successful ingest.
@@ -45,6 +48,8 @@ pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
     let app = Router::new()
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(IngestState {
             indexer,
             max_batch_records: config.max_batch_records,
@@ -100,10 +105,12 @@ async fn ingest(
     })
     .await
     .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
-    let (header, records) = decoded.map_err(|error| match error {
-        BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
-        other => IngestError::BadBatch(other.to_string()),
-    })?;
+    let (header, records) = decoded
+        .map_err(|error| match error {
+            BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
+            other => IngestError::BadBatch(other.to_string()),
+        })
+        .inspect_err(|error| indexer.rejected(error.code()))?;
     let reply = IngestReply {
         accepted: records.len(),
         malformed: records.iter().filter(|r| r.malformed.is_some()).count(),
@@ -112,8 +119,39 @@ async fn ingest(
         streams: header.streams,
         positions: header.positions,
     };
-    indexer.ingest_batch(Batch { records, origins }).await?;
+    indexer
+        .ingest_batch(Batch { records, origins }, Protocol::Causeway)
+        .await?;
     Ok(Json(reply))
+}
+
+/// 200 once the write-ahead log is indexed past the last commit and while
+/// the index writer is usable; 503 with `Retry-After` until then.
+async fn readyz(State(state): State<IngestState>) -> Response {
+    if state.indexer.is_ready() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        causeway_server::error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "replaying the write-ahead log into the index, or the index cannot be written",
+        )
+    }
+}
+
+/// The collector's metrics in Prometheus text format.
+async fn metrics(State(state): State<IngestState>) -> Result<Response, IngestError> {
+    let text = tokio::task::spawn_blocking(move || state.indexer.render_metrics())
+        .await
+        .map_err(|error| IngestError::Internal(format!("metrics task: {error}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -53,6 +53,9 @@ pub(crate) trait IngestLog: Send + 'static {
 
     /// Bytes the log holds on disk.
     fn bytes(&self) -> u64;
+
+    /// Segment files the log holds.
+    fn segments(&self) -> usize;
 }
 
 /// A segment file and the sequence number of its first frame.
@@ -232,6 +235,10 @@ impl IngestLog for SegmentLog {
 
     fn bytes(&self) -> u64 {
         self.active_bytes + self.closed.iter().map(|(_, b)| b).sum::<u64>()
+    }
+
+    fn segments(&self) -> usize {
+        self.closed.len() + 1
     }
 }
 

@@ -149,3 +149,87 @@ async fn an_oversized_body_is_refused_with_413() {
     drop(app);
     thread.join();
 }
+
+async fn get_text(app: axum::Router, uri: &str) -> (StatusCode, String) {
+    let response = app
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_replay_and_metrics_count_what_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig::new(dir.path());
+    let (indexer, thread) = Indexer::start(&config).unwrap();
+    let app = router(indexer, &config);
+    let ready = eventually(|| get_text_blocking(&app, "/readyz") == StatusCode::OK).await;
+    assert!(ready, "never ready");
+
+    let body = format!(
+        "{{\"causeway_batch\":1,\"source\":\"agent@test\",\"count\":3}}\n{}\n{}\nnot json\n",
+        record(1).to_json_line(),
+        record(2).to_json_line()
+    );
+    let (status, json, _) = post(app.clone(), body).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, _, _) = post(
+        app.clone(),
+        "{\"causeway_batch\":7,\"source\":\"x\",\"count\":0}\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The commit that makes the batch searchable is observed too.
+    let text = eventually(|| {
+        let text = get_text_blocking_body(&app, "/metrics");
+        if text.contains("causeway_collector_ingest_to_searchable_seconds_count 1") {
+            text
+        } else {
+            String::new()
+        }
+    })
+    .await;
+    for line in [
+        "causeway_collector_records_received_total{protocol=\"causeway\"} 3",
+        "causeway_collector_records_malformed_total{protocol=\"causeway\"} 1",
+        "causeway_collector_requests_rejected_total{reason=\"bad_batch\"} 1",
+        "causeway_collector_queue_batches 0",
+        "causeway_collector_wal_segments 1",
+        "causeway_collector_index_documents 3",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    drop(app);
+    thread.join();
+}
+
+/// `GET uri`'s status, from a synchronous closure.
+fn get_text_blocking(app: &axum::Router, uri: &str) -> StatusCode {
+    let app = app.clone();
+    let uri = uri.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(get_text(app, &uri))
+            .0
+    })
+    .join()
+    .unwrap()
+}
+
+/// `GET uri`'s body, from a synchronous closure.
+fn get_text_blocking_body(app: &axum::Router, uri: &str) -> String {
+    let app = app.clone();
+    let uri = uri.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(get_text(app, &uri))
+            .1
+    })
+    .join()
+    .unwrap()
+}

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use crate::config::CollectorConfig;
 use crate::error::IngestError;
 use crate::indexer::Indexer;
+use crate::metrics::Protocol;
 use crate::otlp::map::{self, Mapped};
 
 /// The OTLP receiver: the indexer and the limits every export is held to.
@@ -48,8 +49,12 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::span_count(&request);
         self.check_count(count, "spans")?;
-        self.ingest(move || map::spans(&request, Timestamp::now()), "spans")
-            .await
+        self.ingest(
+            move || map::spans(&request, Timestamp::now()),
+            "spans",
+            Protocol::OtlpTraces,
+        )
+        .await
     }
 
     /// Maps a logs export and waits until its records are durable.
@@ -59,12 +64,17 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::log_count(&request);
         self.check_count(count, "log records")?;
-        self.ingest(move || map::logs(&request, Timestamp::now()), "log records")
-            .await
+        self.ingest(
+            move || map::logs(&request, Timestamp::now()),
+            "log records",
+            Protocol::OtlpLogs,
+        )
+        .await
     }
 
     fn check_count(&self, count: usize, what: &str) -> Result<(), IngestError> {
         if count > self.max_records {
+            self.indexer.rejected("batch_too_large");
             return Err(IngestError::TooLarge(format!(
                 "the request holds {count} {what}, the limit is {}",
                 self.max_records
@@ -77,6 +87,7 @@ impl Otlp {
         &self,
         map: impl FnOnce() -> Mapped + Send + 'static,
         what: &'static str,
+        protocol: Protocol,
     ) -> Result<Accepted, IngestError> {
         // Mapping thousands of spans is CPU work: off the async workers.
         let mapped = tokio::task::spawn_blocking(map)
@@ -87,7 +98,7 @@ impl Otlp {
             message: mapped.error_message(what),
         };
         if !mapped.records.is_empty() {
-            self.indexer.ingest(mapped.records).await?;
+            self.indexer.ingest(mapped.records, protocol).await?;
         }
         Ok(accepted)
     }
