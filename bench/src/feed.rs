@@ -6,7 +6,7 @@
 //! One thread generates the batches (a corpus starting now, its order
 //! numbers offset so that none of its flows is one of `build-index`'s), a
 //! bounded queue hands them to `concurrency` posters, each on its own
-//! keep-alive connection. A 503 is retried after its `Retry-After`, as the
+//! keep-alive connection. A 429 or 503 is retried after its `Retry-After`, as the
 //! agent does; a batch refused otherwise is counted and dropped. It writes
 //! nothing itself: the collector does.
 
@@ -28,7 +28,7 @@ use crate::latency::Latencies;
 const ORDER_NO_OFFSET: u64 = 1_000_000_000;
 /// The wire batch's `source`.
 const SOURCE: &str = "causeway-bench";
-/// A 503 without `Retry-After` is retried after this.
+/// A 429 or 503 without `Retry-After` is retried after this.
 const DEFAULT_RETRY: Duration = Duration::from_millis(200);
 
 /// How fast to post.
@@ -102,7 +102,7 @@ pub fn ingest(options: &FeedOptions) -> anyhow::Result<()> {
         if last.0.elapsed() >= Duration::from_secs(5) {
             let acked = counters.acked.load(Ordering::Relaxed);
             eprintln!(
-                "{:.0} s: {acked} records acked, {:.0} records/s over the last {:.0} s, {} 503s, {} errors",
+                "{:.0} s: {acked} records acked, {:.0} records/s over the last {:.0} s, {} 429/503s, {} errors",
                 started.elapsed().as_secs_f64(),
                 (acked - last.1) as f64 / last.0.elapsed().as_secs_f64(),
                 last.0.elapsed().as_secs_f64(),
@@ -154,7 +154,7 @@ pub fn ingest(options: &FeedOptions) -> anyhow::Result<()> {
     );
     println!("| batches acknowledged | {} |", s.count);
     println!(
-        "| 503 answers (retried after Retry-After) | {} |",
+        "| 429/503 answers (retried after Retry-After) | {} |",
         counters.busy.load(Ordering::Relaxed)
     );
     println!(
@@ -265,7 +265,7 @@ fn post_batches(
                     counters.acked.fetch_add(batch.records, Ordering::Relaxed);
                     break;
                 }
-                Ok(response) if response.status == 503 => {
+                Ok(response) if response.status == 429 || response.status == 503 => {
                     counters.busy.fetch_add(1, Ordering::Relaxed);
                     let wait = response
                         .retry_after

@@ -44,9 +44,15 @@ pub struct CollectorConfig {
     /// before it is decoded (a record costs a few hundred bytes in memory
     /// however short its line, so the body limit alone does not bound it).
     pub max_batch_records: usize,
-    /// Batches waiting for the indexer; when full, ingest answers 503 with
-    /// `Retry-After` instead of buffering without bound.
+    /// Batches waiting for the write-ahead log and the indexer; when full,
+    /// ingest answers 429 with `Retry-After` instead of buffering without
+    /// bound.
     pub queue_capacity: usize,
+    /// Bytes of records waiting for the write-ahead log and the indexer;
+    /// past it, ingest answers 429 with `Retry-After` (OTLP/gRPC:
+    /// `RESOURCE_EXHAUSTED` with a retry delay). A batch is let in alone
+    /// whatever its size, so the bound is this plus one batch.
+    pub max_queue_bytes: usize,
     /// tantivy's indexing memory budget, in bytes.
     pub writer_heap_bytes: usize,
     /// What one client may hold of the HTTP listener.
@@ -63,6 +69,7 @@ impl Default for CollectorConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_batch_records: wire::DEFAULT_MAX_BATCH_RECORDS,
             queue_capacity: 64,
+            max_queue_bytes: 256 * 1024 * 1024,
             writer_heap_bytes: 64 * 1024 * 1024,
             tokens: Vec::new(),
             tls_cert: None,

@@ -57,7 +57,7 @@ impl IntoResponse for IngestError {
                 )
             }
             IngestError::Overloaded => (
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::TOO_MANY_REQUESTS,
                 "overloaded",
                 "the indexer queue is full, retry later".to_owned(),
             ),
@@ -83,9 +83,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overload_answers_503_with_retry_after() {
+    fn overload_answers_429_with_retry_after() {
         let response = IngestError::Overloaded.into_response();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let response = IngestError::BadBatch("x".into()).into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -117,6 +117,7 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Indexer {
     tx: SyncSender<Job>,
+    queue: Arc<QueueBudget>,
     metrics: Arc<Metrics>,
     /// Sees the index as the indexer commits it, for the metrics.
     reader: Option<RecordReader>,
@@ -152,6 +153,7 @@ impl Indexer {
         let writer = index.writer(config.writer_heap_bytes)?;
         let reader = index.reader().ok();
         let metrics = Arc::new(Metrics::new(&config.index_dir()));
+        let queue = Arc::new(QueueBudget::new(config.max_queue_bytes, metrics.clone()));
         let wal_dir = config.wal_dir();
         let log = SegmentLog::open(&wal_dir, checkpoint.wal_seq, config.wal_segment_bytes())
             .map_err(CollectorError::Wal)?;
@@ -169,6 +171,7 @@ impl Indexer {
             streams: checkpoint.streams.clone(),
             checkpoint,
             metrics: metrics.clone(),
+            queue: queue.clone(),
             acknowledged: Vec::new(),
         };
         let index = std::thread::Builder::new()
@@ -176,13 +179,15 @@ impl Indexer {
             .spawn(move || indexing.run())
             .map_err(CollectorError::Thread)?;
         let log_metrics = metrics.clone();
+        let log_queue = queue.clone();
         let log = std::thread::Builder::new()
             .name("causeway-wal".into())
-            .spawn(move || log_loop(log, rx, logged_tx, &committed, &log_metrics))
+            .spawn(move || log_loop(log, rx, logged_tx, &committed, &log_metrics, &log_queue))
             .map_err(CollectorError::Thread)?;
         Ok((
             Self {
                 tx,
+                queue,
                 metrics,
                 reader,
             },
@@ -244,21 +249,25 @@ impl Indexer {
             .filter(|r| r.malformed.is_some())
             .count();
         let bytes = payload.len();
+        if !self.queue.try_take(bytes) {
+            self.metrics.rejected(IngestError::Overloaded.code());
+            return Err(IngestError::Overloaded);
+        }
         let (ack, done) = oneshot::channel();
         let queued = self.tx.try_send(Job {
             batch,
             payload,
             ack,
         });
+        if queued.is_err() {
+            self.queue.give_back(bytes);
+        }
         let result = match queued {
-            Ok(()) => {
-                self.metrics.queued(1, bytes as i64);
-                match done.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(())) => Err(IngestError::IndexFailed),
-                    Err(_) => Err(IngestError::ShuttingDown),
-                }
-            }
+            Ok(()) => match done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(())) => Err(IngestError::IndexFailed),
+                Err(_) => Err(IngestError::ShuttingDown),
+            },
             Err(TrySendError::Full(_)) => Err(IngestError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(IngestError::ShuttingDown),
         };
@@ -324,6 +333,7 @@ fn log_loop(
     logged: SyncSender<Logged>,
     committed: &AtomicU64,
     metrics: &Metrics,
+    queue: &QueueBudget,
 ) {
     metrics.wal(log.bytes(), log.segments());
     let mut truncated = committed.load(Ordering::Acquire);
@@ -362,7 +372,9 @@ fn log_loop(
                     });
                     if handed.is_err() {
                         // The indexer is gone; the log holds the batch for
-                        // the next start.
+                        // the next start. Its bytes stay taken: once the
+                        // budget is spent, ingest answers 429 rather than
+                        // filling the disk with what nobody indexes.
                         tracing::error!(
                             seq,
                             "the indexer stopped; batches wait in the write-ahead log"
@@ -373,7 +385,7 @@ fn log_loop(
             Err(error) => {
                 tracing::error!(%error, batches = group.len(), "writing to the write-ahead log failed");
                 for job in group {
-                    metrics.queued(-1, -(job.payload.len() as i64));
+                    queue.give_back(job.payload.len());
                     let _ = job.ack.send(Err(()));
                 }
             }
@@ -418,6 +430,7 @@ struct IndexLoop {
     /// What the last commit holds.
     checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
+    queue: Arc<QueueBudget>,
     /// When each batch added since the last commit was acknowledged.
     acknowledged: Vec<Instant>,
 }
@@ -437,11 +450,11 @@ impl IndexLoop {
             let disconnected = match self.rx.recv_timeout(wait) {
                 // Read from the log already (catching up).
                 Ok(logged) if logged.seq <= self.indexed => {
-                    self.metrics.queued(-1, -(logged.bytes as i64));
+                    self.queue.give_back(logged.bytes);
                     false
                 }
                 Ok(logged) => {
-                    self.metrics.queued(-1, -(logged.bytes as i64));
+                    self.queue.give_back(logged.bytes);
                     self.acknowledged.push(logged.acknowledged);
                     if self.add(logged.seq, &logged.batch) {
                         oldest_pending.get_or_insert_with(Instant::now);
@@ -606,6 +619,55 @@ impl IndexLoop {
     }
 }
 
+/// The bytes of the batches between acceptance and the indexer, bounded by
+/// `max_queue_bytes`; shown as the queue metrics.
+#[derive(Debug)]
+struct QueueBudget {
+    used: AtomicUsize,
+    max: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl QueueBudget {
+    fn new(max: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            max,
+            metrics,
+        }
+    }
+
+    /// Takes `bytes` for a batch, unless that would pass the bound while
+    /// something is queued (a batch alone always gets in, so no size is
+    /// refused forever).
+    fn try_take(&self, bytes: usize) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used > 0 && used.saturating_add(bytes) > self.max {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.metrics.queued(1, bytes as i64);
+                    return true;
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// A batch left the queue.
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.metrics.queued(-1, -(bytes as i64));
+    }
+}
+
 /// Drops the streams quiet longest past [`MAX_STREAMS`].
 fn forget_quietest(streams: &mut BTreeMap<String, (u64, u64)>) {
     let excess = streams.len().saturating_sub(MAX_STREAMS);
@@ -636,9 +698,11 @@ mod tests {
     async fn a_full_queue_is_refused_not_buffered() {
         // A queue of one that nobody drains: the first batch fills it.
         let (tx, _rx) = sync_channel(1);
+        let metrics = Arc::new(Metrics::new(Path::new("/nonexistent")));
         let indexer = Indexer {
             tx,
-            metrics: Arc::new(Metrics::new(Path::new("/nonexistent"))),
+            queue: Arc::new(QueueBudget::new(1 << 20, metrics.clone())),
+            metrics,
             reader: None,
         };
         let (ack, _done) = oneshot::channel();
@@ -660,15 +724,32 @@ mod tests {
     async fn a_stopped_indexer_says_so() {
         let (tx, rx) = sync_channel(1);
         drop(rx);
+        let metrics = Arc::new(Metrics::new(Path::new("/nonexistent")));
         let indexer = Indexer {
             tx,
-            metrics: Arc::new(Metrics::new(Path::new("/nonexistent"))),
+            queue: Arc::new(QueueBudget::new(1 << 20, metrics.clone())),
+            metrics,
             reader: None,
         };
         assert!(matches!(
             indexer.ingest(Vec::new(), Protocol::Causeway).await,
             Err(IngestError::ShuttingDown)
         ));
+    }
+
+    #[test]
+    fn the_queue_refuses_bytes_past_its_bound_but_never_a_batch_alone() {
+        let queue = QueueBudget::new(100, Arc::new(Metrics::new(Path::new("/nonexistent"))));
+        assert!(queue.try_take(60));
+        assert!(queue.try_take(40));
+        assert!(!queue.try_take(1));
+        queue.give_back(60);
+        assert!(!queue.try_take(61));
+        assert!(queue.try_take(60));
+        queue.give_back(60);
+        queue.give_back(40);
+        assert!(queue.try_take(1_000), "alone, any batch gets in");
+        assert!(!queue.try_take(1));
     }
 
     #[test]
@@ -725,6 +806,10 @@ mod tests {
             streams: BTreeMap::new(),
             checkpoint: Checkpoint::default(),
             metrics: Arc::new(Metrics::new(dir.path())),
+            queue: Arc::new(QueueBudget::new(
+                1 << 20,
+                Arc::new(Metrics::new(dir.path())),
+            )),
             acknowledged: Vec::new(),
         };
         assert!(indexing.add(1, &positioned(&[10, 20, 30])));

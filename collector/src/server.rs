@@ -36,6 +36,10 @@ pub struct IngestReply {
     pub accepted: usize,
     /// How many of them were kept as malformed.
     pub malformed: usize,
+    /// The body's line numbers (from 1, the header's line included) of
+    /// the malformed ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub malformed_lines: Vec<usize>,
 }
 
 /// The HTTP app over a running indexer, hardened: JSON errors everywhere,
@@ -101,11 +105,15 @@ async fn ingest(
         // Invalid UTF-8 is replaced rather than refused, so the line
         // survives as text (and, failing to parse, as a malformed record).
         let text = String::from_utf8_lossy(&body);
-        wire::decode_at_most(&text, Timestamp::now(), max_batch_records)
+        wire::decode_numbered(&text, Timestamp::now(), max_batch_records)
     })
     .await
     .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
-    let (header, records) = decoded
+    let wire::Decoded {
+        header,
+        records,
+        malformed_lines,
+    } = decoded
         .map_err(|error| match error {
             BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
             other => IngestError::BadBatch(other.to_string()),
@@ -113,7 +121,8 @@ async fn ingest(
         .inspect_err(|error| indexer.rejected(error.code()))?;
     let reply = IngestReply {
         accepted: records.len(),
-        malformed: records.iter().filter(|r| r.malformed.is_some()).count(),
+        malformed: malformed_lines.len(),
+        malformed_lines,
     };
     let origins = Origins {
         streams: header.streams,

@@ -73,7 +73,8 @@ async fn an_acknowledged_batch_is_searchable_within_moments() {
         reply,
         IngestReply {
             accepted: 2,
-            malformed: 0
+            malformed: 0,
+            malformed_lines: Vec::new(),
         }
     );
 
@@ -104,6 +105,7 @@ async fn a_bad_line_is_kept_and_a_bad_batch_is_refused() {
     let (status, json, _) = post(app.clone(), body).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["malformed"], 1);
+    assert_eq!(json["malformed_lines"], serde_json::json!([3]));
     let reader = RecordIndex::open_existing(&config.index_dir())
         .unwrap()
         .reader()
@@ -232,4 +234,56 @@ fn get_text_blocking_body(app: &axum::Router, uri: &str) -> String {
     })
     .join()
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_its_byte_budget_the_queue_answers_429_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        // Any batch alone gets in; a second one while the first waits does not.
+        max_queue_bytes: 1,
+        ..CollectorConfig::new(dir.path())
+    };
+    let (indexer, thread) = Indexer::start(&config).unwrap();
+    let app = router(indexer, &config);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for round in 0..20 {
+        let posts: Vec<_> = (0..32)
+            .map(|i| {
+                let n = round * 32 + i;
+                let records: Vec<Record> = (0..200).map(|j| record(n * 1_000 + j)).collect();
+                let app = app.clone();
+                tokio::spawn(async move { (n, post(app, wire::encode("test", &records)).await) })
+            })
+            .collect();
+        for post in posts {
+            let (n, (status, json, retry_after)) = post.await.unwrap();
+            match status {
+                StatusCode::OK => acked.push(n),
+                StatusCode::TOO_MANY_REQUESTS => refused = Some((json, retry_after)),
+                other => panic!("{other}: {json}"),
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    let (json, retry_after) = refused.expect("32 concurrent batches never overran a 1-byte budget");
+    assert_eq!(json["error"]["code"], "overloaded");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let reader = RecordIndex::open_existing(&config.index_dir())
+        .unwrap()
+        .reader()
+        .unwrap();
+    let want = (acked.len() * 200) as u64;
+    let got = eventually(|| {
+        reader.reload().unwrap();
+        let count = reader.record_count().unwrap();
+        if count >= want { count } else { 0 }
+    })
+    .await;
+    assert_eq!(got, want);
+    drop(app);
+    thread.join();
 }

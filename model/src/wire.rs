@@ -136,8 +136,30 @@ pub fn decode_at_most(
     received_at: Timestamp,
     max_records: usize,
 ) -> Result<(BatchHeader, Vec<Record>), BatchError> {
-    let mut lines = body.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().ok_or(BatchError::Empty)?;
+    decode_numbered(body, received_at, max_records).map(|d| (d.header, d.records))
+}
+
+/// A batch read by [`decode_numbered`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub header: BatchHeader,
+    pub records: Vec<Record>,
+    /// The body's line numbers (from 1, the header's line included) of the
+    /// record lines kept as malformed.
+    pub malformed_lines: Vec<usize>,
+}
+
+/// [`decode_at_most`], saying which lines of the body were malformed.
+pub fn decode_numbered(
+    body: &str,
+    received_at: Timestamp,
+    max_records: usize,
+) -> Result<Decoded, BatchError> {
+    let mut lines = body
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, first) = lines.next().ok_or(BatchError::Empty)?;
     let value: serde_json::Value = serde_json::from_str(first)
         .map_err(|e| BatchError::Header(cut_text(&e.to_string(), MAX_REASON_LEN)))?;
     let version = value
@@ -156,11 +178,13 @@ pub fn decode_at_most(
         return Err(BatchError::TooManyRecords { max: max_records });
     }
     check_positions(&mut header)?;
+    let mut malformed_lines = Vec::new();
     let records: Vec<Record> = lines
         .by_ref()
         .take(max_records)
-        .map(|line| {
+        .map(|(i, line)| {
             serde_json::from_str::<Record>(line).unwrap_or_else(|e| {
+                malformed_lines.push(i + 1);
                 Record::malformed(
                     received_at,
                     header.source.clone(),
@@ -179,7 +203,11 @@ pub fn decode_at_most(
             found: records.len(),
         });
     }
-    Ok((header, records))
+    Ok(Decoded {
+        header,
+        records,
+        malformed_lines,
+    })
 }
 
 /// Positions name streams that exist, one per record; stream names are
@@ -248,6 +276,17 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn malformed_lines_are_numbered_as_the_body_is() {
+        let body = format!(
+            "{{\"causeway_batch\":1,\"source\":\"a\",\"count\":3}}\n{}\n\nnot json\n{{}}\n",
+            record("ok").to_json_line()
+        );
+        let decoded = decode_numbered(&body, Timestamp::now(), 10).unwrap();
+        assert_eq!(decoded.malformed_lines, [4, 5]);
+        assert_eq!(decoded.records.len(), 3);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! anything is decoded, then hands the services the plain message.
 //!
 //! Answers: `RESOURCE_EXHAUSTED` past a limit (not retried by exporters),
-//! `INVALID_ARGUMENT` for a message that is not a request, `UNAVAILABLE`
-//! when the indexer queue is full, a commit failed or the collector is
-//! stopping (retried), `INTERNAL` without detail for anything else.
+//! and when the ingest queue is full with a `RetryInfo` of 1 s (retried
+//! after it, as the OTLP specification asks), `INVALID_ARGUMENT` for a
+//! message that is not a request, `UNAVAILABLE` when the write-ahead log
+//! failed or the collector is stopping (retried), `INTERNAL` without
+//! detail for anything else.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -32,6 +36,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::IngestError;
 use crate::otlp::decode::{self, DecodeError};
@@ -109,7 +114,13 @@ fn status(error: IngestError) -> Status {
             tracing::error!(error = %detail, "OTLP ingest failed");
             Status::internal("internal error")
         }
-        IngestError::Overloaded => Status::unavailable("the indexer queue is full, retry later"),
+        // The OTLP specification: RESOURCE_EXHAUSTED is retried only when
+        // the server says when, with RetryInfo.
+        IngestError::Overloaded => Status::with_error_details(
+            Code::ResourceExhausted,
+            "the ingest queue is full, retry later",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+        ),
         IngestError::ShuttingDown => Status::unavailable("the collector is shutting down"),
         IngestError::IndexFailed => {
             Status::unavailable("the export could not be made durable, retry it")
@@ -218,4 +229,23 @@ async fn guard(State(otlp): State<Otlp>, request: Request, next: Next) -> Respon
 
 fn refuse(code: Code, message: String) -> Response {
     Status::new(code, message).into_http::<Body>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_is_resource_exhausted_with_a_retry_delay() {
+        let full = status(IngestError::Overloaded);
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        let retry = full
+            .get_details_retry_info()
+            .expect("RetryInfo in the details");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+        // A limit passed is not worth retrying: no delay is offered.
+        let too_large = status(IngestError::TooLarge("too many spans".into()));
+        assert_eq!(too_large.code(), Code::ResourceExhausted);
+        assert!(too_large.get_details_retry_info().is_none());
+    }
 }

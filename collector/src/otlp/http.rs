@@ -8,8 +8,9 @@
 //! request's encoding (protobuf when the content type is not one of the
 //! two): 400 for a body that is not a request, 413 past the body limit
 //! (compressed or inflated) or the record limit, 415 for another content
-//! type or encoding, 503 with `Retry-After` when the indexer queue is full
-//! or a commit failed (an SDK retries those), 500 without detail for
+//! type or encoding, 429 with `Retry-After` when the ingest queue is full,
+//! 503 with `Retry-After` when shutting down or the write-ahead log failed
+//! (an SDK retries both), 500 without detail for
 //! anything else. No server internals reach the body.
 
 use axum::body::Bytes;
@@ -217,8 +218,8 @@ fn ingest_error(encoding: Encoding, error: IngestError) -> Response {
             )
         }
         IngestError::Overloaded => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
+            RESOURCE_EXHAUSTED,
             "the indexer queue is full, retry later".to_owned(),
         ),
         IngestError::ShuttingDown => (
@@ -236,10 +237,10 @@ fn ingest_error(encoding: Encoding, error: IngestError) -> Response {
     status(encoding, http, code, message)
 }
 
-/// A `google.rpc.Status` answer; 503 also says `Retry-After: 1`.
+/// A `google.rpc.Status` answer; 429 and 503 also say `Retry-After: 1`.
 fn status(encoding: Encoding, http: StatusCode, code: i32, message: String) -> Response {
     let mut response = answer(encoding, http, &RpcStatus { code, message });
-    if http == StatusCode::SERVICE_UNAVAILABLE {
+    if http == StatusCode::SERVICE_UNAVAILABLE || http == StatusCode::TOO_MANY_REQUESTS {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
