@@ -27,8 +27,25 @@ pub struct Cli {
     /// picked up on its own.
     #[arg(long, global = true, env = "CAUSEWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How the daemons write their own logs on stderr: `text` for people,
+    /// `json` (one object per line) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "CAUSEWAY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of the daemons' own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,7 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     match cli.command {
         Command::Up(_) => {
-            init_logging("info");
+            init_logging("info", cli.log_format);
             let (collector, query) = bind_up(&config).await?;
             shutdown.on_signals();
             Up::start(config.collector, config.query, collector, query, &shutdown)
@@ -29,19 +29,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
         }
         Command::Collector(_) => {
-            init_logging("info");
+            init_logging("info", cli.log_format);
             let listener = bind_collector(&config).await?;
             shutdown.on_signals();
             causeway_collector::run(listener, config.collector, shutdown.wait()).await?;
         }
         Command::Query(_) => {
-            init_logging("info");
+            init_logging("info", cli.log_format);
             let listener = bind(Listener::Query, &config).await?;
             shutdown.on_signals();
             causeway_query::run(listener, config.query, shutdown.wait()).await?;
         }
         Command::Agent(_) => {
-            init_logging("info");
+            init_logging("info", cli.log_format);
             shutdown.on_signals();
             causeway_agent::run(config.agent, shutdown.wait()).await?;
         }

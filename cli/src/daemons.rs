@@ -11,16 +11,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing_subscriber::EnvFilter;
 
+use crate::args::LogFormat;
 use crate::config::{CausewayConfig, Listener};
 use crate::shutdown::Shutdown;
 
-/// Our own logs: human-readable on stderr, `RUST_LOG` overrides `default`.
-pub fn init_logging(default: &str) {
+/// Our own logs on stderr, human-readable or one JSON object per line;
+/// `RUST_LOG` overrides `default`.
+pub fn init_logging(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Binds `listener`'s address after the one check every listener goes
