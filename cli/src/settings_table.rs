@@ -209,7 +209,10 @@ fn every_variable_of_the_command_line_is_in_the_readme() {
         // The two global options are not keys of the file: the section's
         // text names them.
         if variable == "CAUSEWAY_CONFIG" || variable == "CAUSEWAY_LOG_FORMAT" {
-            assert!(section.contains(&variable), "{variable} is not in\n{section}");
+            assert!(
+                section.contains(&variable),
+                "{variable} is not in\n{section}"
+            );
         } else {
             assert!(documented.contains(&variable), "{variable} is undocumented");
         }
