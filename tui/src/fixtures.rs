@@ -2,8 +2,8 @@
 //! the state and screen tests. Test-only; nothing here talks to a server.
 
 use causeway_model::{
-    ConsumerStep, EventId, FlowDetail, FlowEvent, FlowStatus, FlowSummary, FlowsPage, Stage,
-    StepStatus, Timestamp,
+    Anomaly, AnomalyKind, ConsumerStep, EventId, FlowDetail, FlowEvent, FlowStatus, FlowSummary,
+    FlowsPage, Stage, StepStatus, Timestamp,
 };
 
 /// `2026-11-22T12:00:00Z` plus `millis`.
@@ -192,7 +192,21 @@ pub(crate) fn failed_payment_detail() -> FlowDetail {
             7_000,
             vec![inventory, payment],
         )],
-        anomalies: vec![],
+        anomalies: vec![Anomaly {
+            kind: AnomalyKind::Redelivery,
+            // As the query writes it, with a control character the screen
+            // must not get.
+            message: "payments[payments] received OrderPlaced 2 times\u{1b}[2J".to_owned(),
+            event_id: None,
+            event_type: Some("OrderPlaced".to_owned()),
+            consumer: None,
+            other_event_id: None,
+            count: Some(2),
+            observed_us: None,
+            threshold_us: None,
+            corrections: vec![],
+            records: vec![],
+        }],
         clock_corrections: vec![],
         records: vec![],
         truncated: false,

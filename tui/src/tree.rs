@@ -1,9 +1,10 @@
-//! One flow's causal tree as screen lines: each event, under it the
+//! One flow as screen lines: first what is wrong with it (its anomalies,
+//! one line each), then its causal tree: each event, under it the
 //! consumers that received it, under each consumer the events it published
 //! while handling it, drawn with tree glyphs. Detail in, lines out: no
 //! state, no layout. Every API string is cleaned on its way into a line.
 
-use causeway_model::{ConsumerStep, FlowDetail, FlowEvent, Stage};
+use causeway_model::{Anomaly, ConsumerStep, FlowDetail, FlowEvent, Stage};
 use ratatui::text::{Line, Span};
 
 use crate::format::{clean, duration, short_id};
@@ -14,9 +15,13 @@ const LAST_BRANCH: &str = "└─ ";
 const PIPE: &str = "│  ";
 const SPACE: &str = "   ";
 
-/// Every line of the tree, roots oldest first, a blank line between roots.
+/// The anomalies, then every line of the tree, roots oldest first, a
+/// blank line between roots.
 pub(crate) fn lines(detail: &FlowDetail) -> Vec<Line<'static>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Line<'static>> = detail.anomalies.iter().map(anomaly).collect();
+    if !out.is_empty() {
+        out.push(Line::default());
+    }
     for (i, root) in detail.roots.iter().enumerate() {
         if i > 0 {
             out.push(Line::default());
@@ -24,6 +29,16 @@ pub(crate) fn lines(detail: &FlowDetail) -> Vec<Line<'static>> {
         event(&mut out, root, "", "");
     }
     out
+}
+
+/// `! kind  message`, the kind in the colour of trouble.
+fn anomaly(anomaly: &Anomaly) -> Line<'static> {
+    Line::from(vec![
+        Span::styled("! ", theme::ERROR),
+        Span::styled(anomaly.kind.as_str(), theme::PENDING),
+        Span::raw("  "),
+        Span::raw(clean(&anomaly.message)),
+    ])
 }
 
 /// `lead` goes before this node's own line, `indent` before its children's.
@@ -117,8 +132,19 @@ mod tests {
     }
 
     #[test]
-    fn events_consumers_and_children_nest_with_glyphs() {
+    fn anomalies_come_first_then_events_consumers_and_children_nest_with_glyphs() {
         let lines = text(&lines(&fixtures::failed_payment_detail()));
+        assert!(
+            lines[0].starts_with("! redelivery  payments[payments] received OrderPlaced 2 times"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            !lines[0].contains('\u{1b}'),
+            "a control character reached the screen"
+        );
+        assert_eq!(lines[1], "");
+        let lines = &lines[2..];
         assert_eq!(
             lines[0],
             "OrderPlaced  (orders -> orders.placed)  …e0000001"
