@@ -168,8 +168,8 @@ async fn readyz_waits_for_the_replay_and_metrics_count_what_arrived() {
     let config = CollectorConfig::new(dir.path());
     let (indexer, thread) = Indexer::start(&config).unwrap();
     let app = router(indexer, &config);
-    let ready = eventually(|| get_text_blocking(&app, "/readyz") == StatusCode::OK).await;
-    assert!(ready, "never ready");
+    let (status, _) = poll(&app, "/readyz", |status, _| status == StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "never ready");
 
     let body = format!(
         "{{\"causeway_batch\":1,\"source\":\"agent@test\",\"count\":3}}\n{}\n{}\nnot json\n",
@@ -185,13 +185,8 @@ async fn readyz_waits_for_the_replay_and_metrics_count_what_arrived() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // The commit that makes the batch searchable is observed too.
-    let text = eventually(|| {
-        let text = get_text_blocking_body(&app, "/metrics");
-        if text.contains("causeway_collector_ingest_to_searchable_seconds_count 1") {
-            text
-        } else {
-            String::new()
-        }
+    let (_, text) = poll(&app, "/metrics", |_, text| {
+        text.contains("causeway_collector_ingest_to_searchable_seconds_count 1")
     })
     .await;
     for line in [
@@ -208,32 +203,21 @@ async fn readyz_waits_for_the_replay_and_metrics_count_what_arrived() {
     thread.join();
 }
 
-/// `GET uri`'s status, from a synchronous closure.
-fn get_text_blocking(app: &axum::Router, uri: &str) -> StatusCode {
-    let app = app.clone();
-    let uri = uri.to_owned();
-    std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(get_text(app, &uri))
-            .0
-    })
-    .join()
-    .unwrap()
-}
-
-/// `GET uri`'s body, from a synchronous closure.
-fn get_text_blocking_body(app: &axum::Router, uri: &str) -> String {
-    let app = app.clone();
-    let uri = uri.to_owned();
-    std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(get_text(app, &uri))
-            .1
-    })
-    .join()
-    .unwrap()
+/// `GET uri` until `done` holds for its answer, for 10 s at most; the last
+/// answer.
+async fn poll(
+    app: &axum::Router,
+    uri: &str,
+    done: impl Fn(StatusCode, &str) -> bool,
+) -> (StatusCode, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, text) = get_text(app.clone(), uri).await;
+        if done(status, &text) || std::time::Instant::now() > deadline {
+            return (status, text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,6 +13,8 @@
 //! (an SDK retries both), 500 without detail for
 //! anything else. No server internals reach the body.
 
+use std::future::Future;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -54,37 +56,22 @@ pub(crate) async fn traces(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (encoding, body) = match read(&otlp, &headers, body).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let max_records = otlp.max_records;
-    let decoded = tokio::task::spawn_blocking(move || {
-        decode::decode::<ExportTraceServiceRequest>(&body, encoding, max_records, "spans")
-    })
-    .await;
-    let request = match decoded {
-        Ok(Ok(request)) => request,
-        Ok(Err(error)) => return decode_error(encoding, error),
-        Err(error) => return ingest_error(encoding, IngestError::Internal(error.to_string())),
-    };
-    match otlp.traces(request).await {
-        Ok(Accepted { rejected, message }) => {
-            let partial =
-                (rejected > 0 || !message.is_empty()).then_some(ExportTracePartialSuccess {
+    export(
+        otlp,
+        headers,
+        body,
+        "spans",
+        |otlp, request: ExportTraceServiceRequest| async move { otlp.traces(request).await },
+        |rejected, error_message| ExportTraceServiceResponse {
+            partial_success: partial(rejected, &error_message).then_some(
+                ExportTracePartialSuccess {
                     rejected_spans: rejected,
-                    error_message: message,
-                });
-            answer(
-                encoding,
-                StatusCode::OK,
-                &ExportTraceServiceResponse {
-                    partial_success: partial,
+                    error_message,
                 },
-            )
-        }
-        Err(error) => ingest_error(encoding, error),
-    }
+            ),
+        },
+    )
+    .await
 }
 
 /// `POST /v1/logs`.
@@ -93,13 +80,53 @@ pub(crate) async fn logs(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    export(
+        otlp,
+        headers,
+        body,
+        "log records",
+        |otlp, request: ExportLogsServiceRequest| async move { otlp.logs(request).await },
+        |rejected, error_message| ExportLogsServiceResponse {
+            partial_success: partial(rejected, &error_message).then_some(
+                ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message,
+                },
+            ),
+        },
+    )
+    .await
+}
+
+/// Whether an answer carries a partial success: something was rejected or
+/// there is something to say.
+fn partial(rejected: i64, message: &str) -> bool {
+    rejected > 0 || !message.is_empty()
+}
+
+/// What both routes do: read the body, decode the export (`what` it holds)
+/// on the blocking pool, hand it to `ingest`, and answer with `reply` of
+/// the rejected count and message, in the request's encoding.
+async fn export<Req, Resp, Fut>(
+    otlp: Otlp,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    what: &'static str,
+    ingest: impl FnOnce(Otlp, Req) -> Fut,
+    reply: impl FnOnce(i64, String) -> Resp,
+) -> Response
+where
+    Req: Message + Default + serde::de::DeserializeOwned + Send + 'static,
+    Resp: Message + Serialize,
+    Fut: Future<Output = Result<Accepted, IngestError>>,
+{
     let (encoding, body) = match read(&otlp, &headers, body).await {
         Ok(read) => read,
         Err(response) => return response,
     };
     let max_records = otlp.max_records;
     let decoded = tokio::task::spawn_blocking(move || {
-        decode::decode::<ExportLogsServiceRequest>(&body, encoding, max_records, "log records")
+        decode::decode::<Req>(&body, encoding, max_records, what)
     })
     .await;
     let request = match decoded {
@@ -107,20 +134,9 @@ pub(crate) async fn logs(
         Ok(Err(error)) => return decode_error(encoding, error),
         Err(error) => return ingest_error(encoding, IngestError::Internal(error.to_string())),
     };
-    match otlp.logs(request).await {
+    match ingest(otlp, request).await {
         Ok(Accepted { rejected, message }) => {
-            let partial =
-                (rejected > 0 || !message.is_empty()).then_some(ExportLogsPartialSuccess {
-                    rejected_log_records: rejected,
-                    error_message: message,
-                });
-            answer(
-                encoding,
-                StatusCode::OK,
-                &ExportLogsServiceResponse {
-                    partial_success: partial,
-                },
-            )
+            answer(encoding, StatusCode::OK, &reply(rejected, message))
         }
         Err(error) => ingest_error(encoding, error),
     }
