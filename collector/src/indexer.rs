@@ -328,7 +328,7 @@ fn decode(payload: &[u8]) -> Batch {
 
 /// The log thread: group commits until every [`Indexer`] is gone.
 fn log_loop(
-    mut log: SegmentLog,
+    mut log: impl IngestLog,
     rx: Receiver<Job>,
     logged: SyncSender<Logged>,
     committed: &AtomicU64,
@@ -396,7 +396,7 @@ fn log_loop(
 }
 
 /// Drops the log segments the index has committed, once per new commit.
-fn truncate(log: &mut SegmentLog, committed: &AtomicU64, truncated: &mut u64) {
+fn truncate(log: &mut impl IngestLog, committed: &AtomicU64, truncated: &mut u64) {
     let now = committed.load(Ordering::Acquire);
     if now > *truncated {
         match log.truncate_through(now) {
