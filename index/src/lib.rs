@@ -15,6 +15,7 @@
 mod digest_doc;
 mod digests;
 mod error;
+mod partition;
 mod query;
 mod reader;
 mod record_index;
@@ -24,7 +25,7 @@ mod writer;
 pub use digests::{DigestCursor, DigestFilter};
 pub use error::IndexError;
 pub use query::{ReadBounds, check_query, nesting_depth};
-pub use reader::{MAX_HISTOGRAM_BUCKETS, RecordReader, RecordsRead};
+pub use reader::{MAX_HISTOGRAM_BUCKETS, Partition, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::SCHEMA_VERSION;
-pub use writer::RecordWriter;
+pub use writer::{Expired, RecordWriter};

@@ -28,6 +28,7 @@ use tantivy::{
 
 use crate::digest_doc;
 use crate::error::IndexError;
+use crate::partition::{DAY_US, TimePruned, segment_span};
 use crate::query::{ReadBounds, check_query};
 use crate::schema::{FLOW, Fields, INGESTED_US, TIMESTAMP_US};
 
@@ -46,6 +47,17 @@ pub struct RecordsRead {
     /// True when the read stopped at its byte budget, or (for a flow or a
     /// trace) at the count it was asked for, with more records left.
     pub truncated: bool,
+}
+
+/// One UTC day of the index: the segments whose newest document falls on
+/// it (records by their time, digests by their flow's last record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// The day's first microsecond, since the Unix epoch.
+    pub day_start_us: i64,
+    pub segments: usize,
+    /// Live documents (records and flow digests).
+    pub documents: u64,
 }
 
 /// A searcher over the index; cheap to clone, safe to share.
@@ -118,12 +130,49 @@ impl RecordReader {
         let query = self.records_matching(self.parse(query)?, since_us, until_us);
         let searcher = self.reader.searcher();
         if limit == 0 {
-            return Ok((searcher.search(&query, &Count)?, RecordsRead::default()));
+            let count = TimePruned::new(Count, since_us, until_us);
+            return Ok((searcher.search(&query, &count)?, RecordsRead::default()));
         }
         let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>(TIMESTAMP_US, Order::Desc);
-        let (total, hits) = searcher.search(&query, &(Count, top))?;
+        let collector = TimePruned::new((Count, top), since_us, until_us);
+        let (total, hits) = searcher.search(&query, &collector)?;
         let read = self.load(&searcher, hits.into_iter().map(|(_, a)| a))?;
         Ok((total, read))
+    }
+
+    /// How many of the index's segments a read bounded to
+    /// `since_us..=until_us` skips without evaluating its query there
+    /// (their time span lies outside), and how many it searches.
+    pub fn segments_in_range(
+        &self,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<(usize, usize), IndexError> {
+        let searcher = self.reader.searcher();
+        let pruned = TimePruned::new(Count, since_us, until_us);
+        searcher.search(&AllQuery, &pruned)?;
+        let skipped = pruned.skipped();
+        Ok((skipped, searcher.segment_readers().len() - skipped))
+    }
+
+    /// The index's time partitions (UTC days, see `partition.rs`), oldest
+    /// first: per day, its segments and their live documents.
+    pub fn partitions(&self) -> Result<Vec<Partition>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut days: std::collections::BTreeMap<i64, Partition> = Default::default();
+        for segment in searcher.segment_readers() {
+            let Some(span) = segment_span(segment)? else {
+                continue;
+            };
+            let day = days.entry(span.day()).or_insert(Partition {
+                day_start_us: span.day() * DAY_US,
+                segments: 0,
+                documents: 0,
+            });
+            day.segments += 1;
+            day.documents += u64::from(segment.num_docs());
+        }
+        Ok(days.into_values().collect())
     }
 
     /// How many records matching `query` fall in each of at most `buckets`
@@ -153,8 +202,11 @@ impl RecordReader {
         let width = u64::try_from(width).unwrap_or(u64::MAX);
         let count = usize::try_from(count).unwrap_or(buckets);
         let query = self.records_matching(query, Some(start_us), Some(end_us));
-        let collector =
-            HistogramCollector::new::<i64>(TIMESTAMP_US.to_owned(), start_us, width, count);
+        let collector = TimePruned::new(
+            HistogramCollector::new::<i64>(TIMESTAMP_US.to_owned(), start_us, width, count),
+            Some(start_us),
+            Some(end_us),
+        );
         let counts = self.reader.searcher().search(&query, &collector)?;
         Ok(counts
             .into_iter()

@@ -19,10 +19,16 @@
 use std::collections::HashMap;
 
 use causeway_model::{FlowDigest, Record};
+use std::ops::Bound;
+
+use tantivy::collector::Count;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
 use crate::digest_doc;
 use crate::error::IndexError;
+use crate::partition::DayMergePolicy;
 use crate::schema::Fields;
 
 /// Most flows whose committed digest the writer keeps in memory.
@@ -79,6 +85,13 @@ impl DigestCache {
     }
 }
 
+/// What [`RecordWriter::expire_before`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub records: u64,
+    pub flows: u64,
+}
+
 /// The index writer.
 pub struct RecordWriter {
     writer: IndexWriter,
@@ -117,8 +130,10 @@ impl RecordWriter {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let writer = index.writer(heap_bytes)?;
+        writer.set_merge_policy(Box::new(DayMergePolicy::new(index.clone())));
         Ok(Self {
-            writer: index.writer(heap_bytes)?,
+            writer,
             fields,
             committed,
             uncommitted: 0,
@@ -170,6 +185,67 @@ impl RecordWriter {
                 .or_insert_with_key(|key| FlowDigest::new(key.as_str()))
                 .add(record);
         }
+        Ok(())
+    }
+
+    /// Deletes the records stamped before `cutoff_us`, and the digests of
+    /// the flows whose last record is, as of the next commit; returns how
+    /// many the last commit held. A segment left with no live document is
+    /// dropped whole at that commit (see `partition.rs`). A digest whose
+    /// flow goes on past the cutoff stays, and still counts the records
+    /// deleted from under it.
+    pub fn expire_before(&mut self, cutoff_us: i64) -> Result<Expired, IndexError> {
+        self.check_usable()?;
+        self.committed.reload()?;
+        let searcher = self.committed.searcher();
+        let older = |kind: Term, time: Field| {
+            BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(kind, IndexRecordOption::Basic)) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(RangeQuery::new(
+                        Bound::Unbounded,
+                        Bound::Excluded(Term::from_field_i64(time, cutoff_us)),
+                    )),
+                ),
+            ])
+        };
+        let records = older(self.fields.record_term(), self.fields.timestamp);
+        let flows = older(self.fields.flow_term(), self.fields.digest.last_us);
+        let expired = Expired {
+            records: searcher.search(&records, &Count)? as u64,
+            flows: searcher.search(&flows, &Count)? as u64,
+        };
+        if expired.records > 0 {
+            self.writer.delete_query(Box::new(records))?;
+        }
+        if expired.flows > 0 {
+            self.writer.delete_query(Box::new(flows))?;
+            // The cache may hold a digest just deleted; merging a late
+            // record into it would bring the expired flow back.
+            self.cache.clear();
+        }
+        Ok(expired)
+    }
+
+    /// Removes the files of segments no commit and no open searcher uses
+    /// any more, such as those retention dropped; tantivy also does this
+    /// after each commit, but then a reader may still hold them.
+    pub fn collect_garbage(&mut self) -> Result<(), IndexError> {
+        self.check_usable()?;
+        self.committed.reload()?;
+        self.writer.garbage_collect_files().wait()?;
+        Ok(())
+    }
+
+    /// Waits for the merges under way, and those they lead to, then closes
+    /// the writer. Dropping it instead abandons them.
+    pub fn finish_merges(self) -> Result<(), IndexError> {
+        self.check_usable()?;
+        self.writer.wait_merging_threads()?;
         Ok(())
     }
 
