@@ -3,8 +3,9 @@
 //!
 //! One batch is in flight at a time, so the offsets in the checkpoint are
 //! always those of acknowledged data: a crash or shutdown at any point
-//! resends at most the batch that was in flight (at least once, never
-//! lost). This module owns no parsing, reading or HTTP details; blocking
+//! resends at most the batch that was in flight, never loses it, and since
+//! each record carries its stream and offset the collector indexes what it
+//! already had only once (exactly once end to end). This module owns no parsing, reading or HTTP details; blocking
 //! file work goes to `spawn_blocking`.
 
 use std::future::Future;
@@ -76,7 +77,13 @@ pub async fn run(
 
         let mut stop = false;
         if !batch.records.is_empty() {
-            match shipper.ship(&batch.records, shutdown.as_mut()).await {
+            let sent = shipper.ship(
+                &batch.records,
+                &batch.streams,
+                &batch.positions,
+                shutdown.as_mut(),
+            );
+            match sent.await {
                 Outcome::Acked => {}
                 Outcome::AckedThenShutdown => stop = true,
                 Outcome::Abandoned => break,

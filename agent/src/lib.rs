@@ -1,10 +1,12 @@
 //! causeway-agent: tails services' structured JSON-lines log files and
-//! ships their records to the collector, at least once, never losing one.
+//! ships their records to the collector, each indexed exactly once.
 //!
 //! Each line becomes a [`causeway_model::Record`] ([`parse_line`]); lines
 //! are sent in versioned wire batches to `POST {collector_url}/v1/ingest`,
-//! and a file's offset is checkpointed only after the collector has
-//! acknowledged the batch holding its lines. The daemon is [`run`]; its
+//! each record with its stream (a file's content, named by its fingerprint
+//! and generation) and the offset just past it, so the collector drops one
+//! it already indexed; a stream's offset is checkpointed only after the
+//! collector has acknowledged the batch holding its lines. The daemon is [`run`]; its
 //! thin `main` lives in the `causeway` binary.
 
 mod checkpoint;

@@ -1,4 +1,6 @@
-//! Sending one batch to the collector until it is acknowledged.
+//! Sending one batch to the collector until it is acknowledged. Every
+//! record names its stream and offset, so sending a batch again (after a
+//! lost answer or a restart) costs bandwidth, not duplicates.
 //!
 //! A batch is acknowledged by a 2xx answer and by nothing else. Connection
 //! errors, 5xx and 429 are retried with exponential backoff (100 ms
@@ -11,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use causeway_model::wire;
+use causeway_model::wire::{self, Position};
 use causeway_model::{Record, strip_control};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -89,13 +91,22 @@ impl Shipper {
         })
     }
 
-    /// Sends `records` as one batch until the collector acknowledges it or
-    /// `shutdown` completes.
-    pub async fn ship<S>(&self, records: &[Record], mut shutdown: Pin<&mut S>) -> Outcome
+    /// Sends `records` as one batch, with the stream and offset each was
+    /// read from ([`wire::encode_positioned`]: the collector drops a record
+    /// at or below what it indexed of its stream, so a batch sent again is
+    /// indexed once), until the collector acknowledges it or `shutdown`
+    /// completes.
+    pub async fn ship<S>(
+        &self,
+        records: &[Record],
+        streams: &[String],
+        positions: &[Position],
+        mut shutdown: Pin<&mut S>,
+    ) -> Outcome
     where
         S: Future<Output = ()>,
     {
-        let body = wire::encode(&self.source, records);
+        let body = wire::encode_positioned(&self.source, records, streams, positions);
         let batch_len = records.len();
         let mut backoff = Backoff::new();
         let mut attempt = 0u64;

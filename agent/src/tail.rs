@@ -1,40 +1,67 @@
-//! Following files: finding them under the configured paths, noticing
-//! rotation and truncation, and reading complete lines into the next
-//! batch of records.
+//! Following files: finding them under the configured paths, knowing
+//! each as a stream, noticing rotation, copies and truncation, and reading
+//! complete lines into the next batch of records.
+//!
+//! A *stream* is one run of content: what one file held from its start.
+//! It is named once, when its first line is complete, from the agent's
+//! source, the file's device and inode, the fingerprint of its first line
+//! and its generation (see [`stream_name`]), and every record read from it
+//! carries that name and the offset just past the record, so the collector
+//! drops a record it already indexed however often it is sent. A name
+//! never stands for other content: a file truncated or rewritten in place
+//! starts a new stream with the next generation, even when its new content
+//! starts with the same bytes.
 //!
 //! Files are known by identity (device and inode) and read through a
-//! handle kept open, so a file renamed or deleted by rotation is read to
-//! its end before it is let go. Only whole lines (ending in `\n`) are read;
-//! a partial last line waits for its newline. Offsets move only in
-//! [`Tailer::ack`], which must be called only once the collector has
-//! acknowledged the batch: nothing here sends, sleeps or retries, and
-//! every function does blocking file I/O, so callers run it off the async
-//! runtime (`spawn_blocking`).
+//! handle kept open, so a file renamed by rotation goes on as the same
+//! stream, and one renamed or deleted is read to its end before it is let
+//! go. A file seen for the first time whose first line is that of a stream
+//! already known, and whose bytes agree with it, is a *copy* (the `.1`
+//! that copytruncate leaves): it is read as that stream, from the stream's
+//! offset, and only while no original file is, so its lines are not
+//! shipped twice, and those the original lost to truncation are shipped
+//! once. Only whole lines (ending in `\n`) are read; a partial last line
+//! waits for its newline. Offsets move only in [`Tailer::ack`], which must
+//! be called only once the collector has acknowledged the batch: nothing
+//! here sends, sleeps or retries, and every function does blocking file
+//! I/O, so callers run it off the async runtime (`spawn_blocking`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use causeway_model::wire::MAX_RAW_LEN;
-use causeway_model::{Record, Timestamp};
+use causeway_model::wire::{MAX_RAW_LEN, MAX_SOURCE_LEN, Position};
+use causeway_model::{Record, Timestamp, char_prefix, strip_control};
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::{Checkpoint, FileEntry, Head};
+use crate::checkpoint::{Checkpoint, FileEntry, Head, StreamEntry, V1FileEntry};
 use crate::config::AgentConfig;
 use crate::parse::parse_line;
 
 /// File extensions picked up in a watched directory.
 const EXTENSIONS: [&str; 4] = ["log", "json", "jsonl", "ndjson"];
-/// How many leading bytes of a file are fingerprinted.
-const HEAD_LEN: u64 = 256;
+/// The most leading bytes a fingerprint covers: a file's first line, up to
+/// its newline, but no more than this.
+pub(crate) const FINGERPRINT_MAX: u64 = 1024;
+/// How many bytes before a stream's offset its tail fingerprint covers (at
+/// most: the last line read, newline included).
+const TAIL_LEN: usize = 64;
+/// How many bytes of a new file are compared with the original it may be
+/// a copy of, ending where the shorter of the two ends.
+const COMPARE_LEN: u64 = 4096;
+/// Streams no followed file is read as, kept so that a later copy of their
+/// file is known; past this many, the one orphaned longest is forgotten.
+const MAX_ORPHANS: usize = 1024;
 /// How long a rotated-away or deleted file must stay unchanged before its
 /// unterminated last line is taken as complete and the file is let go.
 const DRAIN_QUIET: Duration = Duration::from_secs(5);
 /// Allowance for the batch header line in the byte budget.
 const HEADER_BYTES: usize = 128;
+/// Allowance per record for its stream position in the header.
+const POSITION_BYTES: usize = 24;
 /// Read buffer size.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -55,22 +82,42 @@ impl FileId {
     }
 }
 
-/// How far one file moves once a batch is acknowledged.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Advance {
-    id: FileId,
-    offset: u64,
-    /// The fingerprint of the file's start, read *before* its lines, so a
-    /// file rewritten in between fails the fingerprint later (a resend)
-    /// instead of passing it (a loss).
-    head: Head,
+/// The name of a stream, unique to its content: the file it was first read
+/// from (device and inode), the fingerprint of its first line, and its
+/// generation, then the agent's source. The collector keeps
+/// [`MAX_SOURCE_LEN`] bytes of a name, so the parts that tell streams apart
+/// come first and the source is cut to fit.
+pub(crate) fn stream_name(source: &str, id: FileId, fingerprint: Head, generation: u32) -> String {
+    let unique = format!(
+        "file:{}:{}:{:016x}:{generation}",
+        id.dev, id.ino, fingerprint.fnv1a
+    );
+    let source = strip_control(source);
+    let room = MAX_SOURCE_LEN.saturating_sub(unique.len() + 1);
+    format!("{unique}@{}", char_prefix(&source, room))
 }
 
-/// What one poll read: records to send and, per file, the offset that
-/// becomes acknowledged once they are.
+/// How far one stream moves once a batch is acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) struct Advance {
+    stream: String,
+    offset: u64,
+    /// The fingerprint of the bytes just before `offset`, from the bytes
+    /// read (not read again), so a file rewritten meanwhile fails it later
+    /// (a resend) instead of passing it (a loss).
+    tail: Option<Head>,
+}
+
+/// What one poll read: records to send, where each came from, and per
+/// stream the offset that becomes acknowledged once they are.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub records: Vec<Record>,
+    /// The streams the records came from, each once.
+    pub streams: Vec<String>,
+    /// Per record, its stream (an index into `streams`) and the offset
+    /// just past it.
+    pub positions: Vec<Position>,
     pub advances: Vec<Advance>,
     /// A limit was reached: more may be ready right away.
     pub full: bool,
@@ -92,20 +139,66 @@ enum State {
     Draining { quiet_since: Instant },
 }
 
+/// One stream and how far it was acknowledged.
+#[derive(Debug, Clone)]
+struct Stream {
+    fingerprint: Head,
+    /// Acknowledged up to here.
+    offset: u64,
+    /// The fingerprint of the last bytes before `offset`.
+    tail: Option<Head>,
+    generation: u32,
+    /// Since when (Unix seconds) no followed file is read as it.
+    orphan_since: Option<u64>,
+}
+
 #[derive(Debug)]
 struct Tracked {
     path: PathBuf,
     id: FileId,
     file: File,
-    /// Acknowledged up to here.
-    offset: u64,
-    /// Fingerprint of the first acknowledged bytes.
-    head: Option<Head>,
-    /// Length at the previous poll.
+    /// The stream the file is read as; `None` until its first line is
+    /// complete, and again after a truncation.
+    stream: Option<String>,
+    /// A copy of its stream's content under another inode: read only
+    /// while no original is.
+    copy: bool,
+    /// A copy not yet compared with its stream (it was shorter than the
+    /// stream's offset and the original was gone).
+    unverified: bool,
+    /// The generation of its stream, or of its next one.
+    generation: u32,
+    /// Just opened from the checkpoint: checked in full at the next poll.
+    recheck: bool,
+    /// What a version 1 checkpoint said about the file.
+    v1: Option<V1FileEntry>,
+    /// Length and modification time at the previous poll.
     last_len: u64,
+    last_modified: Option<SystemTime>,
     /// The service of lines that name none.
     service: String,
     state: State,
+}
+
+impl Tracked {
+    /// Drained and quiet long enough: an unterminated last line is taken
+    /// as complete.
+    fn flush_partial(&self) -> bool {
+        matches!(
+            self.state,
+            State::Draining { quiet_since } if quiet_since.elapsed() >= DRAIN_QUIET
+        )
+    }
+
+    /// Stops reading the file as its stream; its next stream, from its
+    /// start, takes the next generation.
+    fn leave(&mut self, why: &str) {
+        info!(path = %self.path.display(), stream = ?self.stream, why, "log file starts a new stream, read from its start");
+        self.stream = None;
+        self.copy = false;
+        self.unverified = false;
+        self.generation = self.generation.saturating_add(1);
+    }
 }
 
 /// The limits of one batch.
@@ -115,15 +208,18 @@ pub(crate) struct Limits {
     pub max_bytes: usize,
 }
 
-/// Every followed file and how far it was acknowledged.
+/// Every followed file, every stream, and how far each was acknowledged.
 #[derive(Debug)]
 pub(crate) struct Tailer {
     paths: Vec<PathBuf>,
+    source: String,
     max_line_bytes: usize,
     default_service: Option<String>,
     files: Vec<Tracked>,
+    streams: BTreeMap<String, Stream>,
     /// Checkpoint entries not yet matched to a file.
     resume: Vec<FileEntry>,
+    resume_v1: Vec<V1FileEntry>,
     /// Which file the next batch starts with, so that a busy file does not
     /// starve the others.
     next_start: usize,
@@ -133,19 +229,36 @@ pub(crate) struct Tailer {
 
 impl Tailer {
     pub fn new(config: &AgentConfig, checkpoint: Checkpoint) -> Self {
+        let streams = checkpoint
+            .streams
+            .into_iter()
+            .map(|s| {
+                let stream = Stream {
+                    fingerprint: s.fingerprint,
+                    offset: s.offset,
+                    tail: s.tail,
+                    generation: s.generation,
+                    orphan_since: s.orphan_since,
+                };
+                (s.name, stream)
+            })
+            .collect();
         Self {
             paths: config.paths.clone(),
+            source: config.source.clone(),
             max_line_bytes: config.max_line_bytes,
             default_service: config.default_service.clone(),
             files: Vec::new(),
+            streams,
             resume: checkpoint.files,
+            resume_v1: checkpoint.v1_files,
             next_start: 0,
             problems: HashMap::new(),
         }
     }
 
-    /// Looks for new, rotated and truncated files, then reads the next
-    /// batch of lines.
+    /// Looks for new, rotated, copied and truncated files, then reads the
+    /// next batch of lines.
     pub fn poll(&mut self, limits: Limits) -> Batch {
         self.refresh();
         self.read_batch(limits)
@@ -154,15 +267,27 @@ impl Tailer {
     /// Marks a sent batch as acknowledged.
     pub fn ack(&mut self, advances: &[Advance]) {
         for advance in advances {
-            if let Some(tracked) = self.files.iter_mut().find(|t| t.id == advance.id) {
-                tracked.offset = advance.offset;
-                tracked.head = Some(advance.head);
+            if let Some(stream) = self.streams.get_mut(&advance.stream) {
+                stream.offset = advance.offset;
+                stream.tail = advance.tail;
             }
         }
     }
 
     /// The acknowledged state, to persist.
     pub fn checkpoint(&self) -> Checkpoint {
+        let streams = self
+            .streams
+            .iter()
+            .map(|(name, s)| StreamEntry {
+                name: name.clone(),
+                fingerprint: s.fingerprint,
+                offset: s.offset,
+                tail: s.tail,
+                generation: s.generation,
+                orphan_since: s.orphan_since,
+            })
+            .collect();
         let files = self
             .files
             .iter()
@@ -170,11 +295,15 @@ impl Tailer {
                 path: t.path.to_string_lossy().into_owned(),
                 dev: t.id.dev,
                 inode: t.id.ino,
-                offset: t.offset,
-                head: t.head,
+                stream: t.stream.clone(),
+                copy: t.copy,
+                unverified: t.unverified,
+                generation: t.generation,
             })
             .collect();
-        Checkpoint::new(files)
+        let mut checkpoint = Checkpoint::new(streams, files);
+        checkpoint.v1_files.clone_from(&self.resume_v1);
+        checkpoint
     }
 
     fn report(&mut self, path: &Path, error: &io::Error) {
@@ -226,7 +355,10 @@ impl Tailer {
         found
     }
 
-    /// Matches what is on disk now with the files followed so far.
+    /// Matches what is on disk now with the files followed so far, then
+    /// settles each file's stream: files already known first (so a
+    /// truncation is seen before a new file is taken for a copy of what
+    /// was truncated), then files whose stream is still to be named.
     fn refresh(&mut self) {
         let mut seen = HashSet::new();
         for path in self.discover() {
@@ -264,20 +396,35 @@ impl Tailer {
             }
         }
         let mut problems = Vec::new();
-        self.files.retain_mut(|tracked| match check(tracked) {
-            Ok(keep) => keep,
-            Err(e) => {
-                problems.push((tracked.path.clone(), e));
-                true
+        let mut keep = vec![true; self.files.len()];
+        // Originals, then copies (compared with their originals as they are
+        // now), then files with no stream yet.
+        let rank = |t: &Tracked| match (&t.stream, t.copy) {
+            (Some(_), false) => 0,
+            (Some(_), true) => 1,
+            (None, _) => 2,
+        };
+        for pass in 0..3 {
+            for (i, kept) in keep.iter_mut().enumerate() {
+                if rank(&self.files[i]) != pass {
+                    continue;
+                }
+                match self.check(i) {
+                    Ok(k) => *kept = k,
+                    Err(e) => problems.push((self.files[i].path.clone(), e)),
+                }
             }
-        });
+        }
+        let mut keep = keep.into_iter();
+        self.files.retain(|_| keep.next().unwrap_or(true));
         for (path, e) in problems {
             self.report(&path, &e);
         }
+        self.tend_orphans();
     }
 
-    /// Starts following a file found for the first time, where the
-    /// checkpoint left it if the checkpoint knows it and it is unchanged.
+    /// Starts following a file found for the first time, as the stream the
+    /// checkpoint names for it, if any (checked at the next [`Self::check`]).
     fn open(&mut self, path: &Path) -> io::Result<Tracked> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
@@ -291,31 +438,246 @@ impl Tailer {
             path: path.to_owned(),
             id,
             file,
-            offset: 0,
-            head: None,
+            stream: None,
+            copy: false,
+            unverified: false,
+            generation: 0,
+            recheck: true,
+            v1: None,
             last_len: meta.len(),
+            last_modified: meta.modified().ok(),
             service,
             state: State::Active,
         };
-        let resumed = self
-            .resume
-            .iter()
-            .position(|e| e.dev == id.dev && e.inode == id.ino)
-            .map(|i| self.resume.swap_remove(i));
-        match resumed {
-            Some(entry)
-                if entry.offset <= meta.len() && head_matches(&tracked.file, entry.head)? =>
-            {
-                debug!(path = %path.display(), offset = entry.offset, "resuming log file from the checkpoint");
-                tracked.offset = entry.offset;
-                tracked.head = entry.head;
+        let known = |dev: u64, inode: u64| dev == id.dev && inode == id.ino;
+        if let Some(i) = self.resume.iter().position(|e| known(e.dev, e.inode)) {
+            let entry = self.resume.swap_remove(i);
+            tracked.generation = entry.generation;
+            match entry.stream {
+                Some(name) if self.streams.contains_key(&name) => {
+                    debug!(path = %path.display(), stream = %name, "resuming log file from the checkpoint");
+                    tracked.stream = Some(name);
+                    tracked.copy = entry.copy;
+                    tracked.unverified = entry.unverified;
+                }
+                Some(name) => {
+                    // A checkpoint edited by hand: start the file afresh.
+                    warn!(path = %path.display(), stream = %name, "the checkpoint names a stream it does not hold");
+                    tracked.generation = tracked.generation.saturating_add(1);
+                }
+                None => {}
             }
-            Some(_) => {
-                info!(path = %path.display(), "log file changed since the checkpoint, reading it from the start");
-            }
-            None => debug!(path = %path.display(), "following new log file"),
+        } else if let Some(i) = self.resume_v1.iter().position(|e| known(e.dev, e.inode)) {
+            tracked.v1 = Some(self.resume_v1.swap_remove(i));
+        } else {
+            debug!(path = %path.display(), "following new log file");
         }
         Ok(tracked)
+    }
+
+    /// The file read as `stream` (and not a copy), other than file `except`.
+    fn original_of(&self, stream: &str, except: usize) -> Option<usize> {
+        self.files
+            .iter()
+            .enumerate()
+            .position(|(i, t)| i != except && !t.copy && t.stream.as_deref() == Some(stream))
+    }
+
+    /// Notices truncation, replaced content and copies that turn out not
+    /// to be, names the stream of a file whose first line is complete, and
+    /// lets drained files go. `Ok(false)` means stop following the file.
+    fn check(&mut self, i: usize) -> io::Result<bool> {
+        let meta = self.files[i].file.metadata()?;
+        let (len, modified) = (meta.len(), meta.modified().ok());
+        let tracked = &self.files[i];
+        let changed =
+            tracked.recheck || len != tracked.last_len || modified != tracked.last_modified;
+        let shrank = !tracked.recheck && len < tracked.last_len;
+        if let Some(name) = tracked.stream.clone() {
+            self.check_known(i, &name, len, changed, shrank)?;
+        }
+        if self.files[i].stream.is_none() {
+            self.settle(i, len)?;
+        }
+        let tracked = &mut self.files[i];
+        tracked.recheck = false;
+        tracked.last_len = len;
+        tracked.last_modified = modified;
+        let offset = match &tracked.stream {
+            Some(name) if !tracked.copy => self.streams.get(name).map_or(0, |s| s.offset),
+            // A copy has nothing the stream does not have; a file whose
+            // stream is not named yet holds no complete line.
+            _ => len,
+        };
+        let tracked = &mut self.files[i];
+        if let State::Draining { quiet_since } = &mut tracked.state {
+            if changed {
+                *quiet_since = Instant::now();
+            } else if offset >= len && quiet_since.elapsed() >= DRAIN_QUIET {
+                info!(path = %tracked.path.display(), "rotated log file read to its end");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Checks a file read as stream `name` against it.
+    fn check_known(
+        &mut self,
+        i: usize,
+        name: &str,
+        len: u64,
+        changed: bool,
+        shrank: bool,
+    ) -> io::Result<()> {
+        let Some(stream) = self.streams.get(name).cloned() else {
+            self.files[i].leave("its stream is gone");
+            return Ok(());
+        };
+        let original = self.original_of(name, i);
+        let tracked = &self.files[i];
+        // An original was read up to the stream's offset; a copy may be
+        // shorter than that, having nothing left to read.
+        if shrank || (!tracked.copy && len < stream.offset) {
+            self.files[i].leave("truncated");
+            return Ok(());
+        }
+        if !changed && !tracked.unverified {
+            return Ok(());
+        }
+        if !fingerprint_matches(&tracked.file, stream.fingerprint)? {
+            self.files[i].leave("its first line changed");
+            return Ok(());
+        }
+        if len >= stream.offset {
+            if !tail_matches(&tracked.file, stream.offset, stream.tail)? {
+                self.files[i].leave("its content before the acknowledged offset changed");
+                return Ok(());
+            }
+            self.files[i].unverified = false;
+        }
+        let tracked = &self.files[i];
+        let differs = match original {
+            Some(original) if tracked.copy => {
+                !is_copy_of(&tracked.file, &self.files[original].file)?
+            }
+            _ => false,
+        };
+        if differs {
+            self.files[i].leave("it differs from the file it looked a copy of");
+        }
+        Ok(())
+    }
+
+    /// Names the stream of a file whose first line is complete: a copy of
+    /// a known stream if the file is new and its bytes agree with that
+    /// stream, else a new stream of its own.
+    fn settle(&mut self, i: usize, len: u64) -> io::Result<()> {
+        let tracked = &self.files[i];
+        let Some(fingerprint) = fingerprint_of(&tracked.file, tracked.flush_partial())? else {
+            return Ok(()); // no complete first line yet
+        };
+        if tracked.generation == 0 && tracked.v1.is_none() {
+            let candidates: Vec<(String, Stream)> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.fingerprint == fingerprint)
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect();
+            for (name, stream) in candidates {
+                let tracked = &self.files[i];
+                let agrees = match self.original_of(&name, i) {
+                    Some(original) => {
+                        is_copy_of(&tracked.file, &self.files[original].file)?
+                            && (len < stream.offset
+                                || tail_matches(&tracked.file, stream.offset, stream.tail)?)
+                    }
+                    None => {
+                        len < stream.offset
+                            || tail_matches(&tracked.file, stream.offset, stream.tail)?
+                    }
+                };
+                if agrees {
+                    let unverified = len < stream.offset && self.original_of(&name, i).is_none();
+                    info!(path = %tracked.path.display(), stream = %name, "log file is a copy of a stream already followed; not read twice");
+                    let tracked = &mut self.files[i];
+                    tracked.stream = Some(name);
+                    tracked.copy = true;
+                    tracked.unverified = unverified;
+                    return Ok(());
+                }
+            }
+        }
+        let tracked = &mut self.files[i];
+        let mut name = stream_name(&self.source, tracked.id, fingerprint, tracked.generation);
+        while self.streams.contains_key(&name) {
+            // Never name new content after a stream already known.
+            tracked.generation = tracked.generation.saturating_add(1);
+            name = stream_name(&self.source, tracked.id, fingerprint, tracked.generation);
+        }
+        let mut offset = 0;
+        if let Some(v1) = tracked.v1.take()
+            && v1.offset <= len
+            && head_matches(&tracked.file, v1.head)?
+        {
+            debug!(path = %tracked.path.display(), offset = v1.offset, "resuming log file from a version 1 checkpoint");
+            offset = v1.offset;
+        }
+        debug!(path = %tracked.path.display(), stream = %name, "new stream");
+        self.streams.insert(
+            name.clone(),
+            Stream {
+                fingerprint,
+                offset,
+                tail: None,
+                generation: tracked.generation,
+                orphan_since: None,
+            },
+        );
+        tracked.stream = Some(name);
+        Ok(())
+    }
+
+    /// Marks the streams no file is read as, and forgets the oldest past
+    /// [`MAX_ORPHANS`].
+    fn tend_orphans(&mut self) {
+        let followed: HashSet<&str> = self
+            .files
+            .iter()
+            .filter_map(|t| t.stream.as_deref())
+            .collect();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut orphans = Vec::new();
+        for (name, stream) in &mut self.streams {
+            if followed.contains(name.as_str()) {
+                stream.orphan_since = None;
+            } else {
+                orphans.push((*stream.orphan_since.get_or_insert(now), name.clone()));
+            }
+        }
+        if orphans.len() > MAX_ORPHANS {
+            orphans.sort();
+            for (_, name) in &orphans[..orphans.len() - MAX_ORPHANS] {
+                self.streams.remove(name);
+            }
+        }
+    }
+
+    /// Per stream, the file read as it: its original, else a copy.
+    fn readers(&self) -> HashMap<&str, usize> {
+        let mut readers = HashMap::new();
+        for (i, tracked) in self.files.iter().enumerate() {
+            if let Some(name) = tracked.stream.as_deref() {
+                if tracked.copy {
+                    readers.entry(name).or_insert(i);
+                } else {
+                    readers.insert(name, i);
+                }
+            }
+        }
+        readers
     }
 
     fn read_batch(&mut self, limits: Limits) -> Batch {
@@ -324,71 +686,74 @@ impl Tailer {
         if count == 0 {
             return batch;
         }
-        let mut bytes = HEADER_BYTES;
         let start = self.next_start % count;
         self.next_start = (start + 1) % count;
+        let readers = self.readers();
+        let mut bytes = HEADER_BYTES;
         let mut problems = Vec::new();
         for k in 0..count {
             if batch.records.len() >= limits.max_records || bytes >= limits.max_bytes {
                 batch.full = true;
                 break;
             }
-            let tracked = &self.files[(start + k) % count];
-            let flush_partial = matches!(
-                tracked.state,
-                State::Draining { quiet_since } if quiet_since.elapsed() >= DRAIN_QUIET
-            );
-            // The file's first bytes, unless the fingerprint already covers
-            // all HEAD_LEN of them.
-            let prefix = match tracked.head {
-                Some(head) if head.len >= HEAD_LEN => Ok(None),
-                _ => read_head(&tracked.file, HEAD_LEN).map(Some),
+            let index = (start + k) % count;
+            let tracked = &self.files[index];
+            let Some(name) = tracked.stream.as_deref() else {
+                continue;
+            };
+            if readers.get(name) != Some(&index) {
+                continue;
+            }
+            let Some(stream) = self.streams.get(name) else {
+                continue;
             };
             let read = read_lines(
                 &tracked.file,
-                tracked.offset,
+                stream.offset,
                 ReadLimits {
                     max_lines: limits.max_records - batch.records.len(),
                     max_bytes: limits.max_bytes - bytes,
                     max_line_bytes: self.max_line_bytes,
-                    flush_partial,
+                    flush_partial: tracked.flush_partial(),
                 },
             );
-            let (read, prefix) = match (read, prefix) {
-                (Ok(read), Ok(prefix)) => (read, prefix),
-                (Err(e), _) | (_, Err(e)) => {
+            let read = match read {
+                Ok(read) => read,
+                Err(e) => {
                     problems.push((tracked.path.clone(), e));
                     continue;
                 }
             };
             batch.full |= read.more;
             let read_at = Timestamp::now();
-            let mut end = tracked.offset;
+            let stream_index = u32::try_from(batch.streams.len()).unwrap_or(u32::MAX);
+            let mut listed = false;
+            let mut end = stream.offset;
+            let mut tail = stream.tail;
             for line in read.lines {
                 if let Some(record) = self.to_record(tracked, &line, read_at) {
-                    let size = record.to_json_line().len() + 1;
+                    let size = record.to_json_line().len() + 1 + POSITION_BYTES;
                     if !batch.records.is_empty() && bytes + size > limits.max_bytes {
                         batch.full = true;
                         break;
                     }
+                    if !listed {
+                        batch.streams.push(name.to_owned());
+                        bytes += name.len() + 4;
+                        listed = true;
+                    }
                     bytes += size;
                     batch.records.push(record);
+                    batch.positions.push(Position(stream_index, line.end));
                 }
                 end = line.end;
+                tail = line.tail();
             }
-            if end > tracked.offset {
-                let head = match prefix {
-                    Some(prefix) => {
-                        let len = usize::try_from(end).unwrap_or(usize::MAX).min(prefix.len());
-                        Head::of(&prefix[..len])
-                    }
-                    // `prefix` is only left out when the fingerprint is complete.
-                    None => tracked.head.unwrap_or(Head::of(&[])),
-                };
+            if end > stream.offset {
                 batch.advances.push(Advance {
-                    id: tracked.id,
+                    stream: name.to_owned(),
                     offset: end,
-                    head,
+                    tail,
                 });
             }
             if batch.full {
@@ -419,47 +784,63 @@ impl Tailer {
     }
 }
 
-/// Notices truncation and replaced content (the fingerprint no longer
-/// matches), and lets drained files go. `Ok(false)` means stop following the file.
-fn check(tracked: &mut Tracked) -> io::Result<bool> {
-    let len = tracked.file.metadata()?.len();
-    let changed = len != tracked.last_len;
-    if len < tracked.offset {
-        info!(path = %tracked.path.display(), len, offset = tracked.offset, "log file truncated, reading it from the start");
-        tracked.offset = 0;
-        tracked.head = None;
-    } else if changed && tracked.offset > 0 && !head_matches(&tracked.file, tracked.head)? {
-        info!(path = %tracked.path.display(), "log file content replaced, reading it from the start");
-        tracked.offset = 0;
-        tracked.head = None;
-    }
-    if let State::Draining { quiet_since } = &mut tracked.state {
-        if changed {
-            *quiet_since = Instant::now();
-        } else if tracked.offset >= len && quiet_since.elapsed() >= DRAIN_QUIET {
-            info!(path = %tracked.path.display(), "rotated log file read to its end");
-            return Ok(false);
-        }
-    }
-    tracked.last_len = len;
-    Ok(true)
-}
-
-fn read_head(file: &File, len: u64) -> io::Result<Vec<u8>> {
-    let mut head = Vec::new();
-    PositionedReader { file, pos: 0 }
+fn read_range(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    PositionedReader { file, pos: start }
         .take(len)
-        .read_to_end(&mut head)?;
-    Ok(head)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
-/// Whether the file still starts with the fingerprinted bytes (true when
-/// there is no fingerprint yet).
-fn head_matches(file: &File, head: Option<Head>) -> io::Result<bool> {
-    let Some(head) = head else {
+/// The fingerprint of a file: its first line, newline included, or its
+/// first [`FINGERPRINT_MAX`] bytes when the line is longer. `None` while
+/// neither is there, unless `partial` (a drained file): then whatever the
+/// file holds.
+fn fingerprint_of(file: &File, partial: bool) -> io::Result<Option<Head>> {
+    let head = read_range(file, 0, FINGERPRINT_MAX)?;
+    Ok(match head.iter().position(|b| *b == b'\n') {
+        Some(newline) => Some(Head::of(&head[..=newline])),
+        None if head.len() as u64 >= FINGERPRINT_MAX || (partial && !head.is_empty()) => {
+            Some(Head::of(&head))
+        }
+        None => None,
+    })
+}
+
+/// Whether the file still starts with the fingerprinted bytes.
+fn fingerprint_matches(file: &File, fingerprint: Head) -> io::Result<bool> {
+    Ok(Head::of(&read_range(file, 0, fingerprint.len)?) == fingerprint)
+}
+
+/// Whether the bytes before `offset` are still those `tail` fingerprints
+/// (true when there is no tail).
+fn tail_matches(file: &File, offset: u64, tail: Option<Head>) -> io::Result<bool> {
+    let Some(tail) = tail else {
         return Ok(true);
     };
-    Ok(Head::of(&read_head(file, head.len)?) == head)
+    let Some(start) = offset.checked_sub(tail.len) else {
+        return Ok(false);
+    };
+    Ok(Head::of(&read_range(file, start, tail.len)?) == tail)
+}
+
+/// Whether the file starts with the bytes a version 1 checkpoint
+/// fingerprinted (true when there is no fingerprint).
+fn head_matches(file: &File, head: Option<Head>) -> io::Result<bool> {
+    head.map_or(Ok(true), |head| fingerprint_matches(file, head))
+}
+
+/// Whether `copy` looks a copy of `original` as it is now: no longer than
+/// it (the original only grows), and the same bytes where the copy ends
+/// (its last [`COMPARE_LEN`] bytes, compared with the original's at the
+/// same offsets). What tells a copy from a file that only starts alike.
+fn is_copy_of(copy: &File, original: &File) -> io::Result<bool> {
+    let end = copy.metadata()?.len();
+    if end > original.metadata()?.len() {
+        return Ok(false);
+    }
+    let start = end.saturating_sub(COMPARE_LEN);
+    Ok(read_range(copy, start, end - start)? == read_range(original, start, end - start)?)
 }
 
 /// The start of an over-long line with the same marker as
@@ -508,6 +889,23 @@ struct Line {
     len: u64,
     /// The offset just after the line's newline.
     end: u64,
+    /// Ended by a newline (not a drained file's last bytes).
+    terminated: bool,
+}
+
+impl Line {
+    /// The fingerprint of the line's last bytes, newline included, up to
+    /// [`TAIL_LEN`]; `None` for a line longer than what was kept of it.
+    fn tail(&self) -> Option<Head> {
+        if self.len != self.bytes.len() as u64 {
+            return None;
+        }
+        let mut whole = self.bytes.clone();
+        if self.terminated {
+            whole.push(b'\n');
+        }
+        Some(Head::of(&whole[whole.len().saturating_sub(TAIL_LEN)..]))
+    }
 }
 
 #[derive(Debug)]
@@ -537,6 +935,7 @@ fn read_lines(file: &File, start: u64, limits: ReadLimits) -> io::Result<ReadLin
                         bytes,
                         len,
                         end: pos + len,
+                        terminated: false,
                     });
                 }
                 return Ok(ReadLines { lines, more: false });
@@ -555,6 +954,7 @@ fn read_lines(file: &File, start: u64, limits: ReadLimits) -> io::Result<ReadLin
                     bytes,
                     len,
                     end: pos,
+                    terminated: true,
                 });
                 break;
             }

@@ -189,18 +189,33 @@ pub fn line(message: &str) -> String {
 }
 
 /// The acknowledged offset the checkpoint holds for `file` (matched by
-/// inode), if the checkpoint exists and knows the file.
+/// inode): that of the stream it is read as, if the checkpoint exists and
+/// knows the file and its stream.
 pub fn checkpoint_offset(checkpoint: &Path, file: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(checkpoint).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(json["version"], 1);
-    let inode = std::fs::metadata(file).unwrap().ino();
-    json["files"]
+    let (json, name) = checkpoint_stream(checkpoint, file)?;
+    json["streams"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|entry| entry["inode"] == inode)
-        .map(|entry| entry["offset"].as_u64().unwrap())
+        .find(|stream| stream["name"] == name.as_str())
+        .map(|stream| stream["offset"].as_u64().unwrap())
+}
+
+/// The checkpoint and the name of the stream `file` (matched by inode) is
+/// read as.
+pub fn checkpoint_stream(checkpoint: &Path, file: &Path) -> Option<(serde_json::Value, String)> {
+    let text = std::fs::read_to_string(checkpoint).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["version"], 2);
+    let inode = std::fs::metadata(file).unwrap().ino();
+    let name = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["inode"] == inode)?["stream"]
+        .as_str()?
+        .to_owned();
+    Some((json, name))
 }
 
 pub fn file_len(path: &Path) -> u64 {
