@@ -55,8 +55,68 @@ pub struct CollectorConfig {
     pub max_queue_bytes: usize,
     /// tantivy's indexing memory budget, in bytes.
     pub writer_heap_bytes: usize,
+    /// How long records are kept, by their own time (`"7d"`, `"36h"`):
+    /// older records, and the flows whose last record is older, are
+    /// deleted, and the index's day partitions they leave empty are
+    /// dropped whole. Unset: kept for ever.
+    pub retention: Option<Retention>,
     /// What one client may hold of the HTTP listener.
     pub http: HttpLimits,
+}
+
+/// How long records are kept: a duration written as text (`"7d"`,
+/// `"36h"`, `"90m"`; see humantime), of at least a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(Duration);
+
+impl Retention {
+    /// The shortest retention: anything shorter is surely a mistake in
+    /// units, and would delete records as they arrive.
+    pub const MIN: Duration = Duration::from_secs(60);
+
+    pub fn new(keep: Duration) -> Result<Self, String> {
+        if keep < Self::MIN {
+            return Err(format!(
+                "retention {} is shorter than the least, {}",
+                humantime::format_duration(keep),
+                humantime::format_duration(Self::MIN)
+            ));
+        }
+        Ok(Self(keep))
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let keep = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("retention {text:?} is not a duration such as \"7d\": {e}"))?;
+        Self::new(keep)
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for CollectorConfig {
@@ -74,6 +134,7 @@ impl Default for CollectorConfig {
             tokens: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            retention: None,
             http: HttpLimits::default(),
         }
     }
@@ -121,7 +182,37 @@ impl CollectorConfig {
         64 * 1024 * 1024
     }
 
+    /// How often the indexer deletes what retention let go of.
+    pub(crate) fn retention_check_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
     pub(crate) fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms.clamp(1, 1_000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_reads_durations_as_text_and_refuses_nonsense() {
+        let config: CollectorConfig = serde_json::from_str(r#"{"retention":"7d"}"#).unwrap();
+        assert_eq!(
+            config.retention.map(|r| r.duration()),
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            "36h".parse::<Retention>().unwrap().duration(),
+            Duration::from_secs(36 * 3_600)
+        );
+        let written = serde_json::to_string(&"7d".parse::<Retention>().unwrap()).unwrap();
+        assert_eq!(written, "\"7days\"");
+        for bad in ["7", "seven days", "30s", ""] {
+            let error = bad.parse::<Retention>().unwrap_err();
+            assert!(error.contains("retention"), "{bad:?}: {error}");
+        }
+        assert!(serde_json::from_str::<CollectorConfig>(r#"{"retention":"1x"}"#).is_err());
     }
 }

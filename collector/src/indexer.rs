@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use causeway_index::{RecordIndex, RecordReader, RecordWriter};
-use causeway_model::Record;
 use causeway_model::wire::Position;
+use causeway_model::{Record, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -173,6 +173,9 @@ impl Indexer {
             metrics: metrics.clone(),
             queue: queue.clone(),
             acknowledged: Vec::new(),
+            retention: config.retention.map(|r| r.duration()),
+            retention_every: config.retention_check_interval(),
+            next_expiry: Instant::now(),
         };
         let index = std::thread::Builder::new()
             .name("causeway-indexer".into())
@@ -311,7 +314,7 @@ fn decode(payload: &[u8]) -> Batch {
         .map(|line| {
             serde_json::from_str(line).unwrap_or_else(|error| {
                 Record::malformed(
-                    causeway_model::Timestamp::now(),
+                    Timestamp::now(),
                     "causeway-collector",
                     line,
                     format!("unreadable in the write-ahead log: {error}"),
@@ -433,6 +436,11 @@ struct IndexLoop {
     queue: Arc<QueueBudget>,
     /// When each batch added since the last commit was acknowledged.
     acknowledged: Vec<Instant>,
+    /// How long records are kept; `None`: for ever.
+    retention: Option<Duration>,
+    retention_every: Duration,
+    /// When retention next deletes what it let go of.
+    next_expiry: Instant,
 }
 
 impl IndexLoop {
@@ -444,9 +452,12 @@ impl IndexLoop {
         self.metrics.set_ready(true);
         let mut oldest_pending: Option<Instant> = None;
         loop {
-            let wait = oldest_pending.map_or(Duration::from_secs(60), |t| {
+            let mut wait = oldest_pending.map_or(Duration::from_secs(60), |t| {
                 self.interval.saturating_sub(t.elapsed())
             });
+            if self.retention.is_some() {
+                wait = wait.min(self.next_expiry.saturating_duration_since(Instant::now()));
+            }
             let disconnected = match self.rx.recv_timeout(wait) {
                 // Read from the log already (catching up).
                 Ok(logged) if logged.seq <= self.indexed => {
@@ -478,7 +489,50 @@ impl IndexLoop {
             if disconnected {
                 return;
             }
+            if let Some(keep) = self.retention
+                && Instant::now() >= self.next_expiry
+            {
+                if !self.expire(keep) && !self.recover() {
+                    return;
+                }
+                oldest_pending = None;
+            }
         }
+    }
+
+    /// Deletes the records older than `keep`, and the flows whose last
+    /// record is, after committing what was added; false when that failed.
+    fn expire(&mut self, keep: Duration) -> bool {
+        self.next_expiry = Instant::now() + self.retention_every;
+        if self.writer.uncommitted() > 0 && !self.commit() {
+            return false;
+        }
+        let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::now().as_micros().saturating_sub(keep_us);
+        let expired = match self.writer.expire_before(cutoff) {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::error!(%error, "deleting records past their retention failed");
+                return false;
+            }
+        };
+        if expired.records == 0 && expired.flows == 0 {
+            return true;
+        }
+        if !self.commit() {
+            return false;
+        }
+        self.metrics.expired(expired.records, expired.flows);
+        tracing::info!(
+            records = expired.records,
+            flows = expired.flows,
+            before = %Timestamp::from_micros(cutoff),
+            "deleted what is past its retention"
+        );
+        if let Err(error) = self.writer.collect_garbage() {
+            tracing::warn!(%error, "removing the files of dropped index segments failed");
+        }
+        true
     }
 
     /// Adds the records of logged batch `seq` that are past their
@@ -754,7 +808,7 @@ mod tests {
 
     #[test]
     fn a_batch_reads_back_from_its_log_form() {
-        let mut record = Record::new(causeway_model::Timestamp::from_micros(5), "svc", "a\nb");
+        let mut record = Record::new(Timestamp::from_micros(5), "svc", "a\nb");
         record.level = causeway_model::Level::Warn;
         let records = vec![record.clone(), Record::new(record.timestamp, "other", "")];
         let plain = Batch {
@@ -776,13 +830,7 @@ mod tests {
         Batch {
             records: offsets
                 .iter()
-                .map(|o| {
-                    Record::new(
-                        causeway_model::Timestamp::from_micros(*o as i64),
-                        "svc",
-                        format!("at {o}"),
-                    )
-                })
+                .map(|o| Record::new(Timestamp::from_micros(*o as i64), "svc", format!("at {o}")))
                 .collect(),
             origins: Origins {
                 streams: vec!["host:fp".into()],
@@ -811,6 +859,9 @@ mod tests {
                 Arc::new(Metrics::new(dir.path())),
             )),
             acknowledged: Vec::new(),
+            retention: None,
+            retention_every: Duration::from_secs(60),
+            next_expiry: Instant::now(),
         };
         assert!(indexing.add(1, &positioned(&[10, 20, 30])));
         assert!(indexing.commit());

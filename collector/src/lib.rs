@@ -17,7 +17,7 @@ mod otlp;
 mod server;
 mod wal;
 
-pub use config::CollectorConfig;
+pub use config::{CollectorConfig, Retention};
 pub use error::CollectorError;
 pub use indexer::{Indexer, IndexerThread};
 pub use server::{IngestReply, Listeners, grpc_router, router, run};

@@ -50,6 +50,7 @@ pub(crate) struct Metrics {
     malformed: Family<Label, Counter>,
     rejected: Family<Label, Counter>,
     duplicates: Counter,
+    expired: Family<Label, Counter>,
     queue_batches: Gauge,
     queue_bytes: Gauge,
     wal_bytes: Gauge,
@@ -71,6 +72,7 @@ impl Metrics {
             malformed: Family::default(),
             rejected: Family::default(),
             duplicates: Counter::default(),
+            expired: Family::default(),
             queue_batches: Gauge::default(),
             queue_bytes: Gauge::default(),
             wal_bytes: Gauge::default(),
@@ -108,6 +110,11 @@ impl Metrics {
             "records_duplicate",
             "Records dropped at indexing because their stream position was indexed already",
             metrics.duplicates.clone(),
+        );
+        r.register(
+            "expired",
+            "Documents deleted by retention, by kind (record, flow)",
+            metrics.expired.clone(),
         );
         r.register(
             "queue_batches",
@@ -176,6 +183,16 @@ impl Metrics {
 
     pub(crate) fn duplicates(&self, records: usize) {
         self.duplicates.inc_by(records as u64);
+    }
+
+    /// Records and flow digests deleted by retention.
+    pub(crate) fn expired(&self, records: u64, flows: u64) {
+        self.expired
+            .get_or_create(&vec![("kind", "record")])
+            .inc_by(records);
+        self.expired
+            .get_or_create(&vec![("kind", "flow")])
+            .inc_by(flows);
     }
 
     /// A batch entered (`+1`) or left (`-1`) the queues.
