@@ -24,6 +24,7 @@ use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 
 use crate::digest_doc;
 use crate::error::IndexError;
+use crate::partition::TimePruned;
 use crate::reader::{RecordReader, with_terms};
 use crate::schema::{FLOW_KEY, FLOW_LAST_US, Fields};
 
@@ -264,7 +265,14 @@ impl RecordReader {
             return Ok(Vec::new());
         }
         let searcher = self.searcher();
-        let hits = searcher.search(&query, &NewestDigests { limit })?;
+        // A segment all older than `since`, or all newer than the cursor,
+        // holds no digest this page wants (see `partition.rs`).
+        let collector = TimePruned::new(
+            NewestDigests { limit },
+            filter.active_since_us,
+            after.map(|cursor| cursor.last_us),
+        );
+        let hits = searcher.search(&query, &collector)?;
         hits.into_iter()
             .map(|(_, key, address)| {
                 digest_doc::load_or_rebuild(&searcher, self.fields(), address, &key)

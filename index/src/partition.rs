@@ -360,6 +360,20 @@ mod tests {
         assert!(skipped > 0);
         let (total, _) = reader.search_in_range("*", Some(since), None, 5).unwrap();
         assert_eq!(total as i64, 2 * COMMITS_PER_DAY * RECORDS_PER_COMMIT);
+        // So does a page of flows active since then, and one after a cursor.
+        let filter = crate::DigestFilter {
+            active_since_us: Some(since),
+            ..Default::default()
+        };
+        let flows = reader.flow_digests(&filter, None, 100).unwrap();
+        assert_eq!(flows.len(), 2 * COMMITS_PER_DAY as usize);
+        let cursor = crate::DigestCursor::after(flows.last().unwrap());
+        assert!(
+            reader
+                .flow_digests(&filter, Some(&cursor), 100)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
