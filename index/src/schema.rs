@@ -24,7 +24,8 @@ use std::borrow::Cow;
 
 use causeway_model::{FieldKind, FieldValue, NestedField, Record, RecordField};
 use tantivy::schema::{
-    FAST, Field, INDEXED, JsonObjectOptions, STORED, STRING, Schema, TEXT, TextFieldIndexing,
+    FAST, Field, INDEXED, JsonObjectOptions, NumericOptions, STORED, STRING, Schema, TEXT,
+    TextFieldIndexing,
 };
 use tantivy::{TantivyDocument, TantivyError, Term};
 
@@ -33,12 +34,16 @@ use crate::error::IndexError;
 /// The version of the schema below. Bump it with any change to fields or
 /// their options, and add `schemas/v<version>.json` (the test
 /// `the_schema_is_the_one_its_version_names` says so when it is due).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// When the writer added a document (record or digest), microseconds,
 /// increasing within a writer: what a tail follows, since records arrive
 /// out of their own time order.
 pub(crate) const INGESTED_US: &str = "_ingested_us";
+/// A record's content hash, given by a sender that can send the same
+/// record again with no position to tell (OTLP): indexed only, so that
+/// the writer finds whether it holds the record already.
+pub(crate) const CONTENT_HASH: &str = "_hash";
 /// The field holding the flow key of a record.
 pub(crate) const FLOW: &str = "flow";
 /// The keyword telling a record document from a digest document.
@@ -162,6 +167,8 @@ pub(crate) fn build_schema() -> Schema {
     b.add_text_field(FLOW_FACETS, STRING);
     b.add_u64_field(FLOW_RECORD_COUNT, FAST);
     b.add_i64_field(INGESTED_US, INDEXED | FAST);
+    // No fieldnorms: nothing is scored by it.
+    b.add_u64_field(CONTENT_HASH, NumericOptions::default().set_indexed());
     b.build()
 }
 
@@ -195,6 +202,8 @@ pub(crate) struct Fields {
     pub doc_kind: Field,
     /// [`INGESTED_US`], on every document.
     pub ingested: Field,
+    /// [`CONTENT_HASH`], on records whose sender gave one.
+    pub content_hash: Field,
     pub digest: DigestFields,
     record: [Option<Field>; RecordField::COUNT],
     nested: [Option<Field>; NestedField::COUNT],
@@ -241,6 +250,7 @@ impl Fields {
             timestamp: find(TIMESTAMP_US)?,
             doc_kind: find(DOC_KIND)?,
             ingested: find(INGESTED_US)?,
+            content_hash: find(CONTENT_HASH)?,
             digest: DigestFields {
                 key: find(FLOW_KEY)?,
                 json: find(FLOW_DIGEST)?,
@@ -435,8 +445,11 @@ mod tests {
         }
         let doc = fields.document(&record, record.flow_key().as_deref());
         for (field, entry) in schema.fields() {
-            if entry.name().starts_with("flow_") || entry.name() == INGESTED_US {
-                // The digest document's fields; the stamp the writer adds.
+            if entry.name().starts_with("flow_")
+                || entry.name() == INGESTED_US
+                || entry.name() == CONTENT_HASH
+            {
+                // The digest document's fields; what the writer adds.
                 continue;
             }
             assert!(

@@ -16,7 +16,7 @@
 //! This module imports the schema and the digest document only; it never
 //! opens an index itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use causeway_model::{FlowDigest, Record};
 use std::ops::Bound;
@@ -24,11 +24,11 @@ use std::ops::Bound;
 use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
 use crate::digest_doc;
 use crate::error::IndexError;
-use crate::partition::DayMergePolicy;
+use crate::partition::{DayMergePolicy, Span, segment_span};
 use crate::schema::Fields;
 
 /// Most flows whose committed digest the writer keeps in memory.
@@ -103,6 +103,11 @@ pub struct RecordWriter {
     /// Per flow, the digest of the records added since the last commit.
     delta: HashMap<String, FlowDigest>,
     cache: DigestCache,
+    /// Content hashes added since the last commit.
+    pending_hashes: HashSet<u64>,
+    /// The last commit's segments with their time spans, read at the
+    /// first [`Self::add_once`] after it (`None`: not read yet).
+    committed_spans: Option<(Searcher, Vec<Option<Span>>)>,
     /// Set when a rollback failed: tantivy's writer is then unusable.
     broken: Option<String>,
     /// The last ingest stamp given out.
@@ -139,6 +144,8 @@ impl RecordWriter {
             uncommitted: 0,
             delta: HashMap::new(),
             cache: DigestCache::new(MAX_CACHED_FLOWS, MAX_CACHED_BYTES),
+            pending_hashes: HashSet::new(),
+            committed_spans: None,
             broken: None,
             last_ingested_us: 0,
         })
@@ -174,9 +181,66 @@ impl RecordWriter {
     /// visible at the next commit.
     pub fn add(&mut self, record: &Record) -> Result<(), IndexError> {
         self.check_usable()?;
+        self.add_document(record, None)
+    }
+
+    /// [`Self::add`], unless a record of the same content hash (the
+    /// sender's, stable across its retries) was added since the last
+    /// commit or is committed in a segment whose time span holds this
+    /// record's time: a record sent again is stamped as before, so only
+    /// those segments need looking at. False when the record was there
+    /// already.
+    pub fn add_once(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
+        self.check_usable()?;
+        if self.pending_hashes.contains(&hash) || self.committed_holds(hash, record)? {
+            return Ok(false);
+        }
+        self.pending_hashes.insert(hash);
+        self.add_document(record, Some(hash))?;
+        Ok(true)
+    }
+
+    /// Whether the last commit holds a record of content hash `hash` in a
+    /// segment whose span holds `record`'s time.
+    fn committed_holds(&mut self, hash: u64, record: &Record) -> Result<bool, IndexError> {
+        if self.committed_spans.is_none() {
+            self.committed.reload()?;
+            let searcher = self.committed.searcher();
+            let spans = searcher
+                .segment_readers()
+                .iter()
+                .map(segment_span)
+                .collect::<tantivy::Result<Vec<_>>>()?;
+            self.committed_spans = Some((searcher, spans));
+        }
+        let Some((searcher, spans)) = &self.committed_spans else {
+            return Ok(false);
+        };
+        let time = record.timestamp.as_micros();
+        let term = Term::from_field_u64(self.fields.content_hash, hash);
+        for (segment, span) in searcher.segment_readers().iter().zip(spans) {
+            if !span.is_some_and(|s| s.meets(Some(time), Some(time))) {
+                continue;
+            }
+            let postings = segment.inverted_index(self.fields.content_hash)?;
+            if postings
+                .get_term_info(&term)
+                .map_err(tantivy::TantivyError::from)?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn add_document(&mut self, record: &Record, hash: Option<u64>) -> Result<(), IndexError> {
         let key = record.flow_key();
         let mut doc = self.fields.document(record, key.as_deref());
         doc.add_i64(self.fields.ingested, self.ingest_stamp());
+        if let Some(hash) = hash {
+            doc.add_u64(self.fields.content_hash, hash);
+        }
         self.writer.add_document(doc)?;
         self.uncommitted += 1;
         if let Some(key) = key {
@@ -309,6 +373,8 @@ impl RecordWriter {
         }
         let opstamp = prepared.commit()?;
         self.uncommitted = 0;
+        self.pending_hashes.clear();
+        self.committed_spans = None;
         for (key, digest, bytes) in written {
             self.cache.insert(key, digest, bytes);
         }
@@ -329,6 +395,7 @@ impl RecordWriter {
     /// digests of that work).
     fn abandon(&mut self) {
         self.delta.clear();
+        self.pending_hashes.clear();
         self.cache.clear();
         self.uncommitted = 0;
         if let Err(error) = self.writer.rollback() {
@@ -448,6 +515,37 @@ mod tests {
         assert_eq!(digests, expected(&records));
         assert_eq!(count, 4, "one digest document per flow");
         assert_eq!(reader.record_count().unwrap(), records.len() as u64);
+    }
+
+    #[test]
+    fn a_content_hash_is_added_once_pending_committed_or_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let reader = index.reader().unwrap();
+        let one = record(1_000, "a", "order", Stage::Published, "a1");
+        let two = record(2_000, "b", "order", Stage::Published, "b1");
+        let mut writer = index.writer(15_000_000).unwrap();
+        assert!(writer.add_once(&one, 1).unwrap());
+        assert!(!writer.add_once(&one, 1).unwrap(), "pending");
+        writer.commit().unwrap();
+        assert!(!writer.add_once(&one, 1).unwrap(), "committed");
+        // Rolled back, a hash is free again.
+        assert!(writer.add_once(&two, 2).unwrap());
+        writer.rollback().unwrap();
+        assert!(writer.add_once(&two, 2).unwrap());
+        writer.commit().unwrap();
+        drop(writer);
+
+        let mut writer = index.writer(15_000_000).unwrap();
+        assert!(!writer.add_once(&one, 1).unwrap(), "after reopening");
+        assert!(!writer.add_once(&two, 2).unwrap(), "after reopening");
+        // Only segments whose time span holds the record's time are looked
+        // at: the same hash at another time is another record.
+        let later = record(9_000_000, "a", "order", Stage::Published, "a1");
+        assert!(writer.add_once(&later, 1).unwrap());
+        writer.commit().unwrap();
+        reader.reload().unwrap();
+        assert_eq!(reader.record_count().unwrap(), 3);
     }
 
     #[test]
