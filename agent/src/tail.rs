@@ -52,9 +52,13 @@ const TAIL_LEN: usize = 64;
 /// How many bytes of a new file are compared with the original it may be
 /// a copy of, ending where the shorter of the two ends.
 const COMPARE_LEN: u64 = 4096;
-/// Streams no followed file is read as, kept so that a later copy of their
-/// file is known; past this many, the one orphaned longest is forgotten.
-const MAX_ORPHANS: usize = 1024;
+/// Streams no followed file is read as are kept (in the checkpoint, which
+/// is written after every batch) so that a later copy of their file is
+/// known: at most this many, the one orphaned longest forgotten first...
+const MAX_ORPHANS: usize = 128;
+/// ...and for at most this long (seconds). A copy of a forgotten stream is
+/// shipped again, as a stream of its own.
+const ORPHAN_TTL_SECS: u64 = 24 * 3600;
 /// How long a rotated-away or deleted file must stay unchanged before its
 /// unterminated last line is taken as complete and the file is let go.
 const DRAIN_QUIET: Duration = Duration::from_secs(5);
@@ -503,10 +507,14 @@ impl Tailer {
         tracked.recheck = false;
         tracked.last_len = len;
         tracked.last_modified = modified;
-        let offset = match &tracked.stream {
-            Some(name) if !tracked.copy => self.streams.get(name).map_or(0, |s| s.offset),
-            // A copy has nothing the stream does not have; a file whose
-            // stream is not named yet holds no complete line.
+        let offset = match tracked.stream.clone() {
+            // A copy read as its stream (no original is) has what the
+            // original did not ship.
+            Some(name) if !tracked.copy || self.original_of(&name, i).is_none() => {
+                self.streams.get(&name).map_or(0, |s| s.offset)
+            }
+            // A copy an original is read for has nothing to ship; a file
+            // whose stream is not named yet holds no complete line.
             _ => len,
         };
         let tracked = &mut self.files[i];
@@ -657,9 +665,11 @@ impl Tailer {
                 orphans.push((*stream.orphan_since.get_or_insert(now), name.clone()));
             }
         }
-        if orphans.len() > MAX_ORPHANS {
-            orphans.sort();
-            for (_, name) in &orphans[..orphans.len() - MAX_ORPHANS] {
+        orphans.sort();
+        let excess = orphans.len().saturating_sub(MAX_ORPHANS);
+        for (i, (since, name)) in orphans.iter().enumerate() {
+            if i < excess || now.saturating_sub(*since) > ORPHAN_TTL_SECS {
+                debug!(stream = %name, "forgetting a stream no file is read as");
                 self.streams.remove(name);
             }
         }
@@ -1037,5 +1047,77 @@ mod tests {
             cut_long_line("abé".as_bytes()[..3].as_ref(), 10),
             "ab…[cut 8 bytes]"
         );
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_first_line_up_to_1_kib() {
+        let (_tmp, file) = file_with(b"{\"message\":\"a\"}\nmore\n");
+        assert_eq!(
+            fingerprint_of(&file, false).unwrap(),
+            Some(Head::of(b"{\"message\":\"a\"}\n"))
+        );
+        // No complete first line: none yet, unless the file is drained.
+        let (_tmp, file) = file_with(b"{\"message\"");
+        assert_eq!(fingerprint_of(&file, false).unwrap(), None);
+        assert_eq!(
+            fingerprint_of(&file, true).unwrap(),
+            Some(Head::of(b"{\"message\""))
+        );
+        let long = vec![b'x'; 3000];
+        let (_tmp, file) = file_with(&long);
+        let fingerprint = fingerprint_of(&file, false).unwrap().unwrap();
+        assert_eq!(fingerprint.len, FINGERPRINT_MAX);
+        assert!(fingerprint_matches(&file, fingerprint).unwrap());
+    }
+
+    #[test]
+    fn the_tail_is_the_end_of_the_last_line_and_is_checked_where_it_ends() {
+        let text =
+            b"short\n0123456789012345678901234567890123456789012345678901234567890123456789\n";
+        let (_tmp, file) = file_with(text);
+        let read = read_lines(&file, 0, limits(1000)).unwrap();
+        let end = read.lines[1].end;
+        let tail = read.lines[1].tail().unwrap();
+        assert_eq!(tail.len, TAIL_LEN as u64);
+        assert!(tail_matches(&file, end, Some(tail)).unwrap());
+        assert!(!tail_matches(&file, end - 1, Some(tail)).unwrap());
+        let short = read.lines[0].tail().unwrap();
+        assert_eq!(short, Head::of(b"short\n"));
+        assert!(tail_matches(&file, 6, Some(short)).unwrap());
+        // A line cut to max_line_bytes has no tail to check.
+        let cut = read_lines(&file, 0, limits(10)).unwrap();
+        assert_eq!(cut.lines[1].tail(), None);
+    }
+
+    #[test]
+    fn a_copy_is_no_longer_than_its_original_and_ends_with_its_bytes() {
+        let (_a, original) = file_with(b"one\ntwo\nthree\n");
+        let (_b, copy) = file_with(b"one\ntwo\n");
+        let (_c, other) = file_with(b"one\nTWO\n");
+        let (_d, longer) = file_with(b"one\ntwo\nthree\nfour\n");
+        assert!(is_copy_of(&copy, &original).unwrap());
+        assert!(!is_copy_of(&other, &original).unwrap());
+        assert!(!is_copy_of(&longer, &original).unwrap());
+    }
+
+    #[test]
+    fn a_stream_name_tells_files_fingerprints_and_generations_apart_within_the_collectors_bound() {
+        let id = FileId { dev: 2049, ino: 77 };
+        let fingerprint = Head::of(b"first\n");
+        let name = stream_name("agent@host", id, fingerprint, 0);
+        assert_eq!(
+            name,
+            format!("file:2049:77:{:016x}:0@agent@host", fingerprint.fnv1a)
+        );
+        let others = [
+            stream_name("agent@host", id, fingerprint, 1),
+            stream_name("agent@host", FileId { dev: 2049, ino: 78 }, fingerprint, 0),
+            stream_name("agent@host", id, Head::of(b"other\n"), 0),
+            stream_name("agent@other", id, fingerprint, 0),
+        ];
+        assert!(others.iter().all(|other| *other != name));
+        let long = stream_name(&"h\u{7}é".repeat(200), id, fingerprint, 3);
+        assert!(long.len() <= MAX_SOURCE_LEN, "{}", long.len());
+        assert!(long.starts_with("file:2049:77:") && !long.contains('\u{7}'));
     }
 }
