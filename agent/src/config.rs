@@ -27,9 +27,11 @@ pub struct AgentConfig {
     /// The collector's base URL, such as `http://127.0.0.1:4318`; batches
     /// are sent to `POST {collector_url}/v1/ingest`.
     pub collector_url: String,
-    /// Where the agent remembers how far each file has been shipped and
-    /// acknowledged. Written atomically after every acknowledged batch; a
-    /// missing file means every file is read from its start.
+    /// Where the agent remembers how far each file's content (its stream)
+    /// has been shipped and acknowledged, and which file is read as which
+    /// stream. Written atomically after every acknowledged batch; a missing
+    /// file means every file is read from its start (the collector still
+    /// drops lines it indexed under the same stream names).
     pub checkpoint_path: PathBuf,
     /// The agent's name in each batch header, for diagnostics on the
     /// collector. Defaults to `agent@<hostname>`, the host's name.
