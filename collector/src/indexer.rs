@@ -54,13 +54,17 @@ pub(crate) struct Batch {
 }
 
 /// The streams a batch's records came from and each record's position:
-/// none, or one position per record.
+/// none, or one position per record; and the content hash of each record
+/// (none, or one per record) when its sender may send it again with no
+/// position to tell (OTLP).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Origins {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) streams: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) positions: Vec<Position>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) hashes: Vec<u64>,
 }
 
 /// A batch in the log, on its way to the index.
@@ -215,25 +219,10 @@ impl Indexer {
     }
 
     /// Hands records to the write-ahead log and waits until they are
-    /// durable there.
-    pub(crate) async fn ingest(
-        &self,
-        records: Vec<Record>,
-        protocol: Protocol,
-    ) -> Result<(), IngestError> {
-        self.ingest_batch(
-            Batch {
-                records,
-                origins: Origins::default(),
-            },
-            protocol,
-        )
-        .await
-    }
-
-    /// [`Indexer::ingest`] for records that say where they came from: a
-    /// record at or below the position its stream is indexed to is
-    /// dropped when indexed, so a batch sent again is indexed once.
+    /// durable there. Records that say where they came from are indexed
+    /// once: one at or below the position its stream is indexed to, or
+    /// whose content hash the index holds at its time, is dropped when
+    /// indexed, so a batch sent again is indexed once.
     pub(crate) async fn ingest_batch(
         &self,
         batch: Batch,
@@ -324,7 +313,11 @@ fn decode(payload: &[u8]) -> Batch {
         .collect();
     let mut batch = Batch { records, origins };
     if batch.origins.positions.len() != batch.records.len() {
-        batch.origins = Origins::default();
+        batch.origins.streams.clear();
+        batch.origins.positions.clear();
+    }
+    if batch.origins.hashes.len() != batch.records.len() {
+        batch.origins.hashes.clear();
     }
     batch
 }
@@ -538,7 +531,11 @@ impl IndexLoop {
     /// Adds the records of logged batch `seq` that are past their
     /// stream's position.
     fn add(&mut self, seq: u64, batch: &Batch) -> bool {
-        let Origins { streams, positions } = &batch.origins;
+        let Origins {
+            streams,
+            positions,
+            hashes,
+        } = &batch.origins;
         let mut dropped = 0usize;
         for (i, record) in batch.records.iter().enumerate() {
             if let Some(&Position(stream, offset)) = positions.get(i) {
@@ -552,9 +549,17 @@ impl IndexLoop {
                 }
                 self.streams.insert(name.clone(), (offset, seq));
             }
-            if let Err(error) = self.writer.add(record) {
-                tracing::error!(%error, "adding a record to the index failed");
-                return false;
+            let added = match hashes.get(i) {
+                Some(&hash) => self.writer.add_once(record, hash),
+                None => self.writer.add(record).map(|()| true),
+            };
+            match added {
+                Ok(true) => {}
+                Ok(false) => dropped += 1,
+                Err(error) => {
+                    tracing::error!(%error, "adding a record to the index failed");
+                    return false;
+                }
             }
         }
         if dropped > 0 {
@@ -769,7 +774,9 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(
-            indexer.ingest(Vec::new(), Protocol::Causeway).await,
+            indexer
+                .ingest_batch(Batch::default(), Protocol::Causeway)
+                .await,
             Err(IngestError::Overloaded)
         ));
     }
@@ -786,7 +793,9 @@ mod tests {
             reader: None,
         };
         assert!(matches!(
-            indexer.ingest(Vec::new(), Protocol::Causeway).await,
+            indexer
+                .ingest_batch(Batch::default(), Protocol::Causeway)
+                .await,
             Err(IngestError::ShuttingDown)
         ));
     }
@@ -821,6 +830,7 @@ mod tests {
             origins: Origins {
                 streams: vec!["host:fp".into()],
                 positions: vec![Position(0, 4), Position(0, 9)],
+                hashes: vec![7, u64::MAX],
             },
         };
         assert_eq!(decode(&encode(&positioned)), positioned);
@@ -835,6 +845,7 @@ mod tests {
             origins: Origins {
                 streams: vec!["host:fp".into()],
                 positions: offsets.iter().map(|&o| Position(0, o)).collect(),
+                hashes: Vec::new(),
             },
         }
     }

@@ -108,7 +108,7 @@ impl Metrics {
         );
         r.register(
             "records_duplicate",
-            "Records dropped at indexing because their stream position was indexed already",
+            "Records dropped at indexing because their stream position or content hash was indexed already",
             metrics.duplicates.clone(),
         );
         r.register(

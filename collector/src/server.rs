@@ -127,6 +127,7 @@ async fn ingest(
     let origins = Origins {
         streams: header.streams,
         positions: header.positions,
+        hashes: Vec::new(),
     };
     indexer
         .ingest_batch(Batch { records, origins }, Protocol::Causeway)

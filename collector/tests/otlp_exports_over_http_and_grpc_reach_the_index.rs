@@ -53,7 +53,11 @@ struct Daemon {
 }
 
 async fn start(max_body_bytes: usize) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), max_body_bytes).await
+}
+
+/// A collector on the data directory `dir`.
+async fn start_in(dir: tempfile::TempDir, max_body_bytes: usize) -> Daemon {
     let mut config = CollectorConfig::new(dir.path());
     config.max_body_bytes = max_body_bytes;
     config.commit_interval_ms = 20;
@@ -117,9 +121,34 @@ impl Daemon {
         request.body(body).send().await.unwrap()
     }
 
-    async fn stop(self) {
+    /// Stops the collector; its data directory stays until dropped.
+    async fn stop(self) -> tempfile::TempDir {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
+        self._dir
+    }
+
+    /// `causeway_collector_records_duplicate_total` once it reaches
+    /// `want`, or after 10 s.
+    async fn duplicates(&self, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = reqwest::get(format!("{}/metrics", self.http))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let count = text
+                .lines()
+                .find_map(|l| l.strip_prefix("causeway_collector_records_duplicate_total "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if count >= want || Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -444,5 +473,77 @@ async fn grpc_exports_plain_and_gzip_reach_the_index() {
         tonic::Code::ResourceExhausted,
         "{refused:?}"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_sent_again_is_indexed_once_over_http_and_grpc_and_after_a_restart() {
+    let daemon = start(1 << 20).await;
+    let [send, process] = producer_and_consumer([0x41; 16], [0x42; 16]);
+    let traces = export("order", vec![send, process]);
+    let log = LogRecord {
+        trace_id: vec![0x41; 16],
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("order accepted".into())),
+        }),
+        ..LogRecord::default()
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource("order"),
+            scope_logs: vec![ScopeLogs {
+                // Two equal log records are two records: their place tells.
+                log_records: vec![log.clone(), log],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    let post_both = |daemon: &Daemon| {
+        let (traces, logs) = (traces.encode_to_vec(), logs.encode_to_vec());
+        let http = daemon.http.clone();
+        async move {
+            let client = reqwest::Client::new();
+            for (path, body) in [("/v1/traces", traces), ("/v1/logs", logs)] {
+                let response = client
+                    .post(format!("{http}{path}"))
+                    .header("content-type", "application/x-protobuf")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    };
+    // published, received, handled, and the two log records.
+    const RECORDS: usize = 5;
+    post_both(&daemon).await;
+    assert_eq!(daemon.flow(&key([0x41; 16]), RECORDS).len(), RECORDS);
+
+    // The SDK sends both again (its answer was lost), over HTTP, then
+    // over gRPC.
+    post_both(&daemon).await;
+    assert_eq!(daemon.duplicates(RECORDS as u64).await, RECORDS as u64);
+    let mut grpc_traces = TraceServiceClient::connect(daemon.grpc.clone())
+        .await
+        .unwrap();
+    grpc_traces.export(traces.clone()).await.unwrap();
+    let mut grpc_logs = LogsServiceClient::connect(daemon.grpc.clone())
+        .await
+        .unwrap();
+    grpc_logs.export(logs.clone()).await.unwrap();
+    assert_eq!(
+        daemon.duplicates(2 * RECORDS as u64).await,
+        2 * RECORDS as u64
+    );
+    assert_eq!(daemon.flow(&key([0x41; 16]), RECORDS).len(), RECORDS);
+
+    // And again to a collector started afresh on the same data.
+    let dir = daemon.stop().await;
+    let daemon = start_in(dir, 1 << 20).await;
+    post_both(&daemon).await;
+    assert_eq!(daemon.duplicates(RECORDS as u64).await, RECORDS as u64);
+    assert_eq!(daemon.flow(&key([0x41; 16]), RECORDS).len(), RECORDS);
     daemon.stop().await;
 }

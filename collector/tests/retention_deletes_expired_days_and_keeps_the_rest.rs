@@ -90,8 +90,16 @@ async fn a_restart_with_retention_deletes_the_expired_days_whole() {
             .iter()
             .all(|r| r.correlation_id.as_ref().unwrap().as_str() == "order-0d")
     );
-    let metrics = Request::get("/metrics").body(Body::empty()).unwrap();
-    let (_, text) = request(&app, metrics).await;
+    // Counted right after the commit that readers may see first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let metrics = Request::get("/metrics").body(Body::empty()).unwrap();
+        let (_, text) = request(&app, metrics).await;
+        if text.contains("expired_total") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for line in [
         "causeway_collector_expired_total{kind=\"record\"} 10",
         "causeway_collector_expired_total{kind=\"flow\"} 2",

@@ -28,4 +28,4 @@ pub use query::{ReadBounds, check_query, nesting_depth};
 pub use reader::{MAX_HISTOGRAM_BUCKETS, Partition, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::SCHEMA_VERSION;
-pub use writer::{Expired, RecordWriter};
+pub use writer::{DEDUPE_WINDOW_US, Expired, RecordWriter};

@@ -37,6 +37,12 @@ const MAX_CACHED_FLOWS: usize = 100_000;
 /// digest takes a small multiple of its JSON).
 const MAX_CACHED_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long before its own time [`RecordWriter::add_once`] looks for a
+/// record's copy: a record its sender gave no time is stamped on arrival,
+/// so a copy sent again later (an OpenTelemetry Collector retries for 5
+/// minutes by default) is stamped later than the first.
+pub const DEDUPE_WINDOW_US: i64 = 10 * 60 * 1_000_000;
+
 /// The committed digests of recently written flows, so that a commit need
 /// not read back the digests it wrote a moment ago. Past either bound it is
 /// dropped whole and fills again: a miss only costs a read of the index.
@@ -186,10 +192,12 @@ impl RecordWriter {
 
     /// [`Self::add`], unless a record of the same content hash (the
     /// sender's, stable across its retries) was added since the last
-    /// commit or is committed in a segment whose time span holds this
-    /// record's time: a record sent again is stamped as before, so only
-    /// those segments need looking at. False when the record was there
-    /// already.
+    /// commit or is committed in a segment whose time span meets the
+    /// [`DEDUPE_WINDOW_US`] up to this record's time. A record sent again
+    /// carries its time as before, or, when its sender gave it none and it
+    /// was stamped on arrival, a later one; so only those segments, the
+    /// newest few for live traffic, need looking at. False when the record
+    /// was there already.
     pub fn add_once(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
         self.check_usable()?;
         if self.pending_hashes.contains(&hash) || self.committed_holds(hash, record)? {
@@ -217,9 +225,10 @@ impl RecordWriter {
             return Ok(false);
         };
         let time = record.timestamp.as_micros();
+        let since = time.saturating_sub(DEDUPE_WINDOW_US);
         let term = Term::from_field_u64(self.fields.content_hash, hash);
         for (segment, span) in searcher.segment_readers().iter().zip(spans) {
-            if !span.is_some_and(|s| s.meets(Some(time), Some(time))) {
+            if !span.is_some_and(|s| s.meets(Some(since), Some(time))) {
                 continue;
             }
             let postings = segment.inverted_index(self.fields.content_hash)?;
@@ -539,9 +548,24 @@ mod tests {
         let mut writer = index.writer(15_000_000).unwrap();
         assert!(!writer.add_once(&one, 1).unwrap(), "after reopening");
         assert!(!writer.add_once(&two, 2).unwrap(), "after reopening");
-        // Only segments whose time span holds the record's time are looked
-        // at: the same hash at another time is another record.
-        let later = record(9_000_000, "a", "order", Stage::Published, "a1");
+        // Only segments whose time span meets the window up to the
+        // record's time are looked at: the same hash much later is another
+        // record.
+        let within = record(
+            1_000 + DEDUPE_WINDOW_US,
+            "a",
+            "order",
+            Stage::Published,
+            "a1",
+        );
+        assert!(!writer.add_once(&within, 1).unwrap(), "within the window");
+        let later = record(
+            1_001 + DEDUPE_WINDOW_US,
+            "a",
+            "order",
+            Stage::Published,
+            "a1",
+        );
         assert!(writer.add_once(&later, 1).unwrap());
         writer.commit().unwrap();
         reader.reload().unwrap();

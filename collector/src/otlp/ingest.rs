@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::config::CollectorConfig;
 use crate::error::IngestError;
-use crate::indexer::Indexer;
+use crate::indexer::{Batch, Indexer, Origins};
 use crate::metrics::Protocol;
 use crate::otlp::map::{self, Mapped};
 
@@ -108,7 +108,15 @@ impl Otlp {
             message: mapped.error_message(what),
         };
         if !mapped.records.is_empty() {
-            self.indexer.ingest(mapped.records, protocol).await?;
+            let origins = Origins {
+                hashes: mapped.hashes,
+                ..Origins::default()
+            };
+            let batch = Batch {
+                records: mapped.records,
+                origins,
+            };
+            self.indexer.ingest_batch(batch, protocol).await?;
         }
         Ok(accepted)
     }

@@ -20,6 +20,13 @@
 //!   other spans of that trace in the same request inherit the correlation
 //!   through their parents.
 //!
+//! Each record gets a content hash: that of the span or log record it came
+//! from (its protobuf encoding, with its resource, scope and place in the
+//! request), and its place among that one's records. An SDK that sends an export again (its answer
+//! was lost) sends the same spans, so the indexer can tell the records it
+//! holds already; JSON and protobuf of the same span hash alike, since
+//! both are hashed as protobuf.
+//!
 //! A span or log record whose ids are not OTLP ids (wrong length, all
 //! zero) is rejected: counted for the partial-success answer, and kept as
 //! a malformed record holding its JSON, never dropped silently.
@@ -28,6 +35,7 @@
 //! receipt), nothing of HTTP or gRPC.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 
 use causeway_model::wire::{MAX_REASON_LEN, cut_raw, cut_text};
 use causeway_model::{
@@ -41,7 +49,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, span};
+use prost::Message;
 use serde_json::{Map, Value};
+use siphasher::sip::SipHasher13;
 
 const SERVICE_NAME: &str = "service.name";
 const SERVICE_INSTANCE: &str = "service.instance.id";
@@ -69,10 +79,16 @@ const SCOPE_NAME: &str = "otel.scope.name";
 /// How far up a span's parents the mapping looks for a correlation id.
 const MAX_PARENT_WALK: usize = 64;
 
+/// The SipHash keys of content hashes. Changing them makes every record
+/// sent again after the change look new.
+const HASH_KEYS: (u64, u64) = (0x6361_7573_6577_6179, 0x6f74_6c70_2d68_6173);
+
 /// What a request became.
 #[derive(Debug, Default)]
 pub(crate) struct Mapped {
     pub records: Vec<Record>,
+    /// The content hash of each record, in order.
+    pub hashes: Vec<u64>,
     /// Spans or log records rejected (each kept as a malformed record).
     pub rejected: i64,
     /// Why the first rejected one was, for the partial-success message.
@@ -86,6 +102,17 @@ impl Mapped {
         self.records.push(record);
     }
 
+    /// Gives the records added since the last call their content hashes:
+    /// `item`'s (the span or log record they came from), and their place
+    /// among its records.
+    fn hash_new(&mut self, item: &SipHasher13) {
+        for ordinal in 0..self.records.len() - self.hashes.len() {
+            let mut hasher = *item;
+            hasher.write_usize(ordinal);
+            self.hashes.push(hasher.finish());
+        }
+    }
+
     /// The partial-success message: how many, and the first reason.
     pub(crate) fn error_message(&self, what: &str) -> String {
         match &self.first_error {
@@ -96,6 +123,37 @@ impl Mapped {
             _ => String::new(),
         }
     }
+}
+
+/// The hash state of a resource and scope, to which each of their spans or
+/// log records adds its own encoding. `kind` keeps a span and a log record
+/// of the same bytes apart.
+fn scope_hasher(
+    kind: &[u8],
+    resource: Option<&Resource>,
+    scope: Option<&InstrumentationScope>,
+) -> SipHasher13 {
+    let mut hasher = SipHasher13::new_with_keys(HASH_KEYS.0, HASH_KEYS.1);
+    hasher.write(kind);
+    for part in [
+        resource.map(Message::encode_to_vec),
+        scope.map(Message::encode_to_vec),
+    ] {
+        let bytes = part.unwrap_or_default();
+        hasher.write_usize(bytes.len());
+        hasher.write(&bytes);
+    }
+    hasher
+}
+
+/// `scope`'s hash state with `item`'s place in its request and its
+/// encoding added: the same request sent again hashes alike, while two
+/// equal log lines in one request (no time set, say) stay two records.
+fn item_hasher(scope: &SipHasher13, at: usize, item: &impl Message) -> SipHasher13 {
+    let mut hasher = *scope;
+    hasher.write_usize(at);
+    hasher.write(&item.encode_to_vec());
+    hasher
 }
 
 /// How many spans or log records a request holds.
@@ -235,6 +293,11 @@ pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp)
     for resource_spans in &request.resource_spans {
         let resource = ResourceFacts::new(resource_spans.resource.as_ref());
         for scope_spans in &resource_spans.scope_spans {
+            let scope_hash = scope_hasher(
+                b"span",
+                resource_spans.resource.as_ref(),
+                scope_spans.scope.as_ref(),
+            );
             for span in &scope_spans.spans {
                 let at = position;
                 position += 1;
@@ -260,6 +323,7 @@ pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp)
                         mapped.reject(record, format!("span {:?}: {reason}", span.name));
                     }
                 }
+                mapped.hash_new(&item_hasher(&scope_hash, at, span));
             }
         }
     }
@@ -462,10 +526,18 @@ fn operation(attributes: &[KeyValue]) -> Option<&str> {
 /// Maps an OTLP logs export onto records (stage `log`).
 pub(crate) fn logs(request: &ExportLogsServiceRequest, received_at: Timestamp) -> Mapped {
     let mut mapped = Mapped::default();
+    let mut position = 0;
     for resource_logs in &request.resource_logs {
         let resource = ResourceFacts::new(resource_logs.resource.as_ref());
         for scope_logs in &resource_logs.scope_logs {
+            let scope_hash = scope_hasher(
+                b"log",
+                resource_logs.resource.as_ref(),
+                scope_logs.scope.as_ref(),
+            );
             for log in &scope_logs.log_records {
+                let at = position;
+                position += 1;
                 match log_record(log, &resource, scope_logs.scope.as_ref(), received_at) {
                     Ok(record) => mapped.records.push(record),
                     Err(reason) => {
@@ -479,6 +551,7 @@ pub(crate) fn logs(request: &ExportLogsServiceRequest, received_at: Timestamp) -
                         mapped.reject(record, format!("log record: {reason}"));
                     }
                 }
+                mapped.hash_new(&item_hasher(&scope_hash, at, log));
             }
         }
     }
