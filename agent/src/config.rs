@@ -29,9 +29,9 @@ pub struct AgentConfig {
     pub collector_url: String,
     /// Where the agent remembers how far each file's content (its stream)
     /// has been shipped and acknowledged, and which file is read as which
-    /// stream. Written atomically after every acknowledged batch; a missing
-    /// file means every file is read from its start (the collector still
-    /// drops lines it indexed under the same stream names).
+    /// stream. Written atomically after every acknowledged batch (and when
+    /// a stream is named, before its lines are sent); a missing file means
+    /// every file is read from its start and its lines sent again.
     pub checkpoint_path: PathBuf,
     /// The agent's name in each batch header, for diagnostics on the
     /// collector. Defaults to `agent@<hostname>`, the host's name.

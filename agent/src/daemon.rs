@@ -61,12 +61,18 @@ pub async fn run(
     );
 
     loop {
-        let (polled, batch) = blocking(move || {
+        let (polled, batch, named) = blocking(move || {
             let batch = tailer.poll(limits);
-            (tailer, batch)
+            let named = tailer.take_named();
+            (tailer, batch, named)
         })
         .await?;
         tailer = polled;
+        if named && let Err(error) = save(&config, tailer.checkpoint()).await? {
+            // Sent anyway: after a crash these lines would go out again
+            // under another name, twice but not lost.
+            warn!(%error, path = %checkpoint_path.display(), "cannot write the checkpoint");
+        }
 
         if batch.is_empty() {
             if idle(config.poll_interval(), shutdown.as_mut()).await {

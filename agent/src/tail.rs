@@ -4,8 +4,9 @@
 //!
 //! A *stream* is one run of content: what one file held from its start.
 //! It is named once, when its first line is complete, from the agent's
-//! source, the file's device and inode, the fingerprint of its first line
-//! and its generation (see [`stream_name`]), and every record read from it
+//! source, the file's device and inode, the fingerprint of its first line,
+//! its generation and the time (see [`stream_name`]), and checkpointed
+//! before anything of it is sent; every record read from it
 //! carries that name and the offset just past the record, so the collector
 //! drops a record it already indexed however often it is sent. A name
 //! never stands for other content: a file truncated or rewritten in place
@@ -87,13 +88,23 @@ impl FileId {
 }
 
 /// The name of a stream, unique to its content: the file it was first read
-/// from (device and inode), the fingerprint of its first line, and its
-/// generation, then the agent's source. The collector keeps
-/// [`MAX_SOURCE_LEN`] bytes of a name, so the parts that tell streams apart
-/// come first and the source is cut to fit.
-pub(crate) fn stream_name(source: &str, id: FileId, fingerprint: Head, generation: u32) -> String {
+/// from (device and inode), the fingerprint of its first line, its
+/// generation, and when it was named (microseconds since the epoch, hex),
+/// then the agent's source. The time makes a name unique even when nothing
+/// else tells two contents apart (a checkpoint lost, then a file truncated
+/// and written again with the same first line); the name is checkpointed
+/// before any record of it is sent, so a resend always uses it. The
+/// collector keeps [`MAX_SOURCE_LEN`] bytes of a name, so the parts that
+/// tell streams apart come first and the source is cut to fit.
+pub(crate) fn stream_name(
+    source: &str,
+    id: FileId,
+    fingerprint: Head,
+    generation: u32,
+    named_us: u64,
+) -> String {
     let unique = format!(
-        "file:{}:{}:{:016x}:{generation}",
+        "file:{}:{}:{:016x}:{generation}:{named_us:x}",
         id.dev, id.ino, fingerprint.fnv1a
     );
     let source = strip_control(source);
@@ -229,6 +240,8 @@ pub(crate) struct Tailer {
     next_start: usize,
     /// The last problem reported per path, so it is logged once.
     problems: HashMap<PathBuf, String>,
+    /// A stream was named since [`Self::take_named`] was last called.
+    named: bool,
 }
 
 impl Tailer {
@@ -258,7 +271,15 @@ impl Tailer {
             resume_v1: checkpoint.v1_files,
             next_start: 0,
             problems: HashMap::new(),
+            named: false,
         }
+    }
+
+    /// Whether a stream was named since the last call: the checkpoint must
+    /// then be written before anything of the batch is sent, so that a
+    /// resend after a crash uses the same name.
+    pub fn take_named(&mut self) -> bool {
+        std::mem::take(&mut self.named)
     }
 
     /// Looks for new, rotated, copied and truncated files, then reads the
@@ -617,12 +638,26 @@ impl Tailer {
             }
         }
         let tracked = &mut self.files[i];
-        let mut name = stream_name(&self.source, tracked.id, fingerprint, tracked.generation);
+        let named_us = u64::try_from(Timestamp::now().as_micros()).unwrap_or(0);
+        let mut name = stream_name(
+            &self.source,
+            tracked.id,
+            fingerprint,
+            tracked.generation,
+            named_us,
+        );
         while self.streams.contains_key(&name) {
             // Never name new content after a stream already known.
             tracked.generation = tracked.generation.saturating_add(1);
-            name = stream_name(&self.source, tracked.id, fingerprint, tracked.generation);
+            name = stream_name(
+                &self.source,
+                tracked.id,
+                fingerprint,
+                tracked.generation,
+                named_us,
+            );
         }
+        self.named = true;
         let mut offset = 0;
         if let Some(v1) = tracked.v1.take()
             && v1.offset <= len
@@ -1104,19 +1139,26 @@ mod tests {
     fn a_stream_name_tells_files_fingerprints_and_generations_apart_within_the_collectors_bound() {
         let id = FileId { dev: 2049, ino: 77 };
         let fingerprint = Head::of(b"first\n");
-        let name = stream_name("agent@host", id, fingerprint, 0);
+        let name = stream_name("agent@host", id, fingerprint, 0, 0xabc);
         assert_eq!(
             name,
-            format!("file:2049:77:{:016x}:0@agent@host", fingerprint.fnv1a)
+            format!("file:2049:77:{:016x}:0:abc@agent@host", fingerprint.fnv1a)
         );
         let others = [
-            stream_name("agent@host", id, fingerprint, 1),
-            stream_name("agent@host", FileId { dev: 2049, ino: 78 }, fingerprint, 0),
-            stream_name("agent@host", id, Head::of(b"other\n"), 0),
-            stream_name("agent@other", id, fingerprint, 0),
+            stream_name("agent@host", id, fingerprint, 1, 0xabc),
+            stream_name("agent@host", id, fingerprint, 0, 0xabd),
+            stream_name(
+                "agent@host",
+                FileId { dev: 2049, ino: 78 },
+                fingerprint,
+                0,
+                0xabc,
+            ),
+            stream_name("agent@host", id, Head::of(b"other\n"), 0, 0xabc),
+            stream_name("agent@other", id, fingerprint, 0, 0xabc),
         ];
         assert!(others.iter().all(|other| *other != name));
-        let long = stream_name(&"h\u{7}é".repeat(200), id, fingerprint, 3);
+        let long = stream_name(&"h\u{7}é".repeat(200), id, fingerprint, 3, u64::MAX);
         assert!(long.len() <= MAX_SOURCE_LEN, "{}", long.len());
         assert!(long.starts_with("file:2049:77:") && !long.contains('\u{7}'));
     }

@@ -393,3 +393,37 @@ async fn a_version_1_checkpoint_is_taken_up_where_it_left_each_file() {
     agent.stop().await;
     assert_eq!(collector.messages(), vec!["not-yet-shipped"]);
 }
+
+/// A stream's name is in the checkpoint before any of its lines is sent
+/// (so a resend after a crash uses it), and new content never gets an old
+/// name, not even with the checkpoint gone.
+#[tokio::test]
+async fn a_stream_is_checkpointed_before_its_lines_are_sent_and_no_name_is_used_twice() {
+    let work = Workdir::new();
+    let collector = Collector::start().await;
+    let log = work.path("app.log");
+    append(&log, &line("first"));
+    collector.refuse_next(usize::MAX, 503);
+    let agent = Agent::start(config(&collector, &work.checkpoint(), &[&log]));
+    wait_until("the first batch is being retried", || {
+        collector.refused() >= 1
+    })
+    .await;
+    let (_, named) = checkpoint_stream(&work.checkpoint(), &log).unwrap();
+    assert_eq!(checkpoint_offset(&work.checkpoint(), &log), Some(0));
+    collector.refuse_next(0, 503);
+    wait_until("the line arrives", || collector.records().len() == 1).await;
+    agent.stop().await;
+    assert_eq!(positioned(&collector)[0].0, named);
+
+    // The checkpoint lost, the file truncated and written again with the
+    // same first line: the same bytes at the same offset, another name.
+    std::fs::remove_file(work.checkpoint()).unwrap();
+    std::fs::write(&log, line("first")).unwrap();
+    let agent = Agent::start(config(&collector, &work.checkpoint(), &[&log]));
+    wait_until("the line arrives again", || collector.records().len() == 2).await;
+    agent.stop().await;
+    let got = positioned(&collector);
+    assert_eq!(got[0].1, got[1].1);
+    assert_ne!(got[1].0, named);
+}
