@@ -2,12 +2,17 @@
 //! writer appends lines to a log file steadily while the `causeway agent`
 //! binary tails it into `causeway up`. The agent is killed with SIGKILL
 //! several times mid-stream, each time after it acknowledged more since
-//! its last start, and started again from its checkpoint; the collector is
-//! killed once too and started again, so the batch the agent had in flight
-//! is sent again to a collector that may already hold it. In the end every
-//! line written is in the index exactly once, counted through the query
-//! API: the agent resends what it had not checkpointed, and the collector
-//! drops what it had by the stream positions the agent sends.
+//! its last start, and started again from its checkpoint. The collector is
+//! killed too and started again, once while the agent is down and once
+//! while it runs, so the batch the agent had in flight is sent again to a
+//! collector that may already hold it. Once, the agent is started from the
+//! checkpoint of an earlier kill (a kill between acknowledgement and
+//! checkpoint, at its widest), so batches acknowledged before and after
+//! the collector's restart are certainly sent again. In the end every line
+//! written is in the index exactly once, counted through the query API:
+//! the agent resends what it had not checkpointed, and the collector drops
+//! what it had by the stream positions the agent sends (without them, the
+//! first group alone counts some 80 records too many).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
