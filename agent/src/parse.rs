@@ -71,6 +71,16 @@ pub fn parse_line(line: &str, fallback_service: &str, read_at: Timestamp) -> Rec
             return Record::malformed(read_at, fallback_service, cut_raw(line), reason);
         }
     };
+    parse_object(fields, fallback_service, read_at)
+}
+
+/// Maps a JSON object (a line already read by its format, see
+/// [`crate::formats`]) onto a record, as [`parse_line`] does.
+pub(crate) fn parse_object(
+    fields: Map<String, Value>,
+    fallback_service: &str,
+    read_at: Timestamp,
+) -> Record {
     Mapper::new(fields).into_record(fallback_service, read_at)
 }
 
@@ -283,15 +293,32 @@ where
 
 fn read_timestamp(value: &Value) -> Result<Timestamp, String> {
     match value {
-        Value::String(s) => s
-            .parse()
-            .map_err(|e: causeway_model::TimestampError| e.to_string()),
+        Value::String(s) => match s.parse() {
+            Ok(timestamp) => Ok(timestamp),
+            Err(error) => read_space_separated(s)
+                .ok_or_else(|| (error as causeway_model::TimestampError).to_string()),
+        },
         Value::Number(n) => epoch_to_timestamp(n),
         other => Err(format!(
             "expected an RFC 3339 string or an epoch number, found {}",
             kind(other)
         )),
     }
+}
+
+/// `2026-11-28 01:15:52,521` (Python's `asctime`, log4j's default) or
+/// with a `.`, and an offset or none (then UTC), as RFC 3339 reads it.
+fn read_space_separated(text: &str) -> Option<Timestamp> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || bytes[10] != b' ' {
+        return None;
+    }
+    let mut rfc = format!("{}T{}", &text[..10], &text[11..]).replacen(',', ".", 1);
+    let zoned = rfc.ends_with('Z') || rfc[19..].contains(['+', '-']);
+    if !zoned {
+        rfc.push('Z');
+    }
+    rfc.parse().ok()
 }
 
 /// Epoch numbers, with the unit guessed from the magnitude: below 1e11 are
