@@ -11,6 +11,38 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
+use crate::formats::{LineParser, ParseSpec};
+
+/// Where a file is read from when the agent first meets it at start, with
+/// nothing about it in the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From its first byte: every line it holds is shipped.
+    #[default]
+    Beginning,
+    /// From its end (its last complete line): only lines written from now
+    /// on are shipped. Files that appear while the agent runs are new, and
+    /// are always read from their beginning.
+    End,
+}
+
+/// One `[[agent.sources]]`: files read the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// Files and directories, as [`AgentConfig::paths`].
+    pub paths: Vec<PathBuf>,
+    /// How its lines are read: `format`, `pattern`, `fields`,
+    /// `multiline_start`, `multiline_timeout_ms`.
+    #[serde(flatten)]
+    pub parse: ParseSpec,
+    /// The service of its lines that name none (unset: the agent's
+    /// `default_service`, else the file name).
+    pub service: Option<String>,
+    /// Where a file met at start with no checkpoint is read from.
+    pub read_from: ReadFrom,
+}
 
 /// Settings of one agent, the `[agent]` section of `causeway.toml`.
 ///
@@ -24,6 +56,10 @@ pub struct AgentConfig {
     /// again at every poll, so files created later are picked up. A path
     /// that does not exist yet is waited for.
     pub paths: Vec<PathBuf>,
+    /// More sources, each with its own paths, format, service and start
+    /// (`[[agent.sources]]`); [`Self::paths`], when given, is one more
+    /// source of JSON lines read from the beginning.
+    pub sources: Vec<SourceConfig>,
     /// The collector's base URL, such as `http://127.0.0.1:4318`; batches
     /// are sent to `POST {collector_url}/v1/ingest`.
     pub collector_url: String,
@@ -103,6 +139,7 @@ impl AgentConfig {
     pub fn new(collector_url: impl Into<String>, checkpoint_path: impl Into<PathBuf>) -> Self {
         Self {
             paths: Vec::new(),
+            sources: Vec::new(),
             collector_url: collector_url.into(),
             checkpoint_path: checkpoint_path.into(),
             source: default_source(),
@@ -125,9 +162,23 @@ impl AgentConfig {
         format!("{}/v1/ingest", self.collector_url.trim_end_matches('/'))
     }
 
+    /// Every source: [`Self::paths`] first (JSON lines, from the
+    /// beginning), then [`Self::sources`].
+    pub fn all_sources(&self) -> Vec<SourceConfig> {
+        let mut all = Vec::with_capacity(self.sources.len() + 1);
+        if !self.paths.is_empty() {
+            all.push(SourceConfig {
+                paths: self.paths.clone(),
+                ..SourceConfig::default()
+            });
+        }
+        all.extend(self.sources.iter().cloned());
+        all
+    }
+
     /// Checks the settings that `run` would otherwise trip over later.
     pub fn validate(&self) -> Result<(), AgentError> {
-        if self.paths.is_empty() {
+        if self.paths.is_empty() && self.sources.is_empty() {
             return Err(AgentError::Config {
                 field: "paths",
                 reason: "no file or directory to tail".to_owned(),
@@ -159,6 +210,31 @@ impl AgentConfig {
         }
         if self.poll_interval_ms == 0 {
             return Err(invalid("poll_interval_ms", "must be at least 1"));
+        }
+        for source in &self.sources {
+            if source.paths.is_empty() {
+                return Err(invalid("sources", "a source has no paths"));
+            }
+            LineParser::new(&source.parse)
+                .map_err(|reason| invalid("sources", &format!("{:?}: {reason}", source.paths)))?;
+            if let Some(start) = &source.parse.multiline_start {
+                regex::Regex::new(start).map_err(|e| {
+                    invalid(
+                        "sources",
+                        &format!("{:?}: multiline_start: {e}", source.paths),
+                    )
+                })?;
+            }
+            if source
+                .service
+                .as_deref()
+                .is_some_and(|s| s.is_empty() || s.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    "sources",
+                    "a service must be non-empty, without control characters",
+                ));
+            }
         }
         if self.checkpoint_path.file_name().is_none() {
             return Err(invalid("checkpoint_path", "must name a file"));
@@ -217,6 +293,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn a_source_reads_its_format_flattened_and_refuses_unknown_keys() {
+        let config: AgentConfig = serde_json::from_str(
+            r#"{"sources":[{"paths":["/var/log/py"],"format":"regex","pattern":"(?P<message>.*)",
+                "multiline_start":"^\\d","service":"py","read_from":"end"}]}"#,
+        )
+        .unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.parse.format, crate::formats::Format::Regex);
+        assert_eq!(source.parse.multiline_timeout_ms, 1000);
+        assert_eq!(source.read_from, ReadFrom::End);
+        assert_eq!(source.service.as_deref(), Some("py"));
+        config.validate().unwrap();
+        assert_eq!(config.all_sources().len(), 1, "no paths: no default source");
+
+        let err = serde_json::from_str::<AgentConfig>(
+            r#"{"sources":[{"paths":["/x"],"fromat":"json"}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fromat"), "{err}");
+
+        let mut bad = config.clone();
+        bad.sources[0].parse.pattern = None;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("sources") && err.contains("pattern"), "{err}");
+        bad.sources[0].parse.format = crate::formats::Format::Json;
+        bad.sources[0].parse.multiline_start = Some("(".into());
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiline_start")
+        );
+        bad.sources[0].parse.multiline_start = None;
+        bad.sources[0].paths.clear();
+        assert!(bad.validate().unwrap_err().to_string().contains("no paths"));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn run(
         max_records: config.batch_max_records,
         max_bytes: config.batch_max_bytes,
     };
-    let mut tailer = Tailer::new(&config, loaded);
+    let mut tailer = Tailer::new(&config, loaded)?;
     tokio::pin!(shutdown);
     info!(
         paths = ?config.paths,

@@ -50,7 +50,7 @@ pub enum Format {
 }
 
 /// How a source's lines are read, as its settings give it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParseSpec {
     pub format: Format,
@@ -66,6 +66,22 @@ pub struct ParseSpec {
     pub multiline_start: Option<String>,
     /// How long a record waits for more lines once its last came.
     pub multiline_timeout_ms: u64,
+}
+
+/// How long a multiline record waits for more lines by default.
+const DEFAULT_MULTILINE_TIMEOUT_MS: u64 = 1_000;
+
+impl Default for ParseSpec {
+    /// JSON lines, no renames, no joining.
+    fn default() -> Self {
+        Self {
+            format: Format::Json,
+            pattern: None,
+            fields: std::collections::BTreeMap::new(),
+            multiline_start: None,
+            multiline_timeout_ms: DEFAULT_MULTILINE_TIMEOUT_MS,
+        }
+    }
 }
 
 /// The most lines one multiline record joins; past it, a new record
@@ -391,7 +407,7 @@ fn matched(pattern: &Regex, text: &str) -> Result<Map<String, Value>, String> {
 /// matching the start pattern begins a record, any other is added to the
 /// record before it. A record is complete when the next one starts, or
 /// when no line came for the timeout.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Multiline {
     start: Regex,
     timeout: Duration,
@@ -399,7 +415,7 @@ pub struct Multiline {
     pending: Option<Pending>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     text: String,
     lines: usize,

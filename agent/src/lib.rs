@@ -18,7 +18,7 @@ mod parse;
 mod ship;
 mod tail;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ReadFrom, SourceConfig};
 pub use daemon::run;
 pub use error::AgentError;
 pub use formats::{Format, Joined, LineParser, Multiline, ParseSpec};

@@ -39,8 +39,9 @@ use causeway_model::{Record, Timestamp, char_prefix, strip_control};
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, FileEntry, Head, StreamEntry, V1FileEntry};
-use crate::config::AgentConfig;
-use crate::parse::parse_line;
+use crate::config::{AgentConfig, ReadFrom};
+use crate::error::AgentError;
+use crate::formats::{Joined, LineParser, Multiline};
 
 /// File extensions picked up in a watched directory.
 const EXTENSIONS: [&str; 4] = ["log", "json", "jsonl", "ndjson"];
@@ -192,6 +193,14 @@ struct Tracked {
     last_modified: Option<SystemTime>,
     /// The service of lines that name none.
     service: String,
+    /// The source it was found under (an index into `Tailer::sources`).
+    source: usize,
+    /// Met at start, unknown to the checkpoint, in a source read from the
+    /// end: where its last complete line ended then.
+    from_end: Option<u64>,
+    /// A multiline record still being joined at the end of what was read:
+    /// the offset just past its last line, and since when it ends there.
+    joining: Option<(u64, Instant)>,
     state: State,
 }
 
@@ -223,10 +232,25 @@ pub(crate) struct Limits {
     pub max_bytes: usize,
 }
 
+/// A source as the tailer reads it.
+#[derive(Debug)]
+struct Source {
+    paths: Vec<PathBuf>,
+    parser: LineParser,
+    /// Joins continuation lines, when the source has a start pattern (a
+    /// template: cloned empty for every read).
+    multiline: Option<Multiline>,
+    multiline_timeout: Duration,
+    service: Option<String>,
+    read_from: ReadFrom,
+}
+
 /// Every followed file, every stream, and how far each was acknowledged.
 #[derive(Debug)]
 pub(crate) struct Tailer {
-    paths: Vec<PathBuf>,
+    sources: Vec<Source>,
+    /// The first look for files is done: files met from now on are new.
+    started: bool,
     source: String,
     max_line_bytes: usize,
     default_service: Option<String>,
@@ -245,7 +269,30 @@ pub(crate) struct Tailer {
 }
 
 impl Tailer {
-    pub fn new(config: &AgentConfig, checkpoint: Checkpoint) -> Self {
+    pub fn new(config: &AgentConfig, checkpoint: Checkpoint) -> Result<Self, AgentError> {
+        let invalid = |reason: String| AgentError::Config {
+            field: "sources",
+            reason,
+        };
+        let mut sources = Vec::new();
+        for source in config.all_sources() {
+            let timeout = Duration::from_millis(source.parse.multiline_timeout_ms);
+            let multiline = source
+                .parse
+                .multiline_start
+                .as_deref()
+                .map(|start| Multiline::new(start, timeout, config.max_line_bytes))
+                .transpose()
+                .map_err(invalid)?;
+            sources.push(Source {
+                parser: LineParser::new(&source.parse).map_err(invalid)?,
+                paths: source.paths,
+                multiline,
+                multiline_timeout: timeout,
+                service: source.service,
+                read_from: source.read_from,
+            });
+        }
         let streams = checkpoint
             .streams
             .into_iter()
@@ -260,8 +307,9 @@ impl Tailer {
                 (s.name, stream)
             })
             .collect();
-        Self {
-            paths: config.paths.clone(),
+        Ok(Self {
+            sources,
+            started: false,
             source: config.source.clone(),
             max_line_bytes: config.max_line_bytes,
             default_service: config.default_service.clone(),
@@ -272,7 +320,7 @@ impl Tailer {
             next_start: 0,
             problems: HashMap::new(),
             named: false,
-        }
+        })
     }
 
     /// Whether a stream was named since the last call: the checkpoint must
@@ -345,10 +393,17 @@ impl Tailer {
         }
     }
 
-    /// Every file under the configured paths, sorted.
-    fn discover(&mut self) -> Vec<PathBuf> {
+    /// Every file under the configured paths, sorted, each with the first
+    /// source it was found under.
+    fn discover(&mut self) -> Vec<(PathBuf, usize)> {
         let mut found = Vec::new();
-        for path in self.paths.clone() {
+        let paths: Vec<(PathBuf, usize)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.paths.iter().map(move |p| (p.clone(), i)))
+            .collect();
+        for (path, source) in paths {
             match fs::metadata(&path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => self.report(&path, &e),
@@ -362,13 +417,13 @@ impl Tailer {
                                 .and_then(|e| e.to_str())
                                 .is_some_and(|e| EXTENSIONS.contains(&e));
                             if wanted && fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
-                                found.push(candidate);
+                                found.push((candidate, source));
                             }
                         }
                     }
                     Err(e) => self.report(&path, &e),
                 },
-                Ok(meta) if meta.is_file() => found.push(path),
+                Ok(meta) if meta.is_file() => found.push((path, source)),
                 Ok(_) => {
                     let e = io::Error::new(io::ErrorKind::InvalidInput, "not a file or directory");
                     self.report(&path, &e);
@@ -376,7 +431,7 @@ impl Tailer {
             }
         }
         found.sort();
-        found.dedup();
+        found.dedup_by(|later, first| later.0 == first.0);
         found
     }
 
@@ -386,7 +441,7 @@ impl Tailer {
     /// was truncated), then files whose stream is still to be named.
     fn refresh(&mut self) {
         let mut seen = HashSet::new();
-        for path in self.discover() {
+        for (path, source) in self.discover() {
             let id = match fs::metadata(&path) {
                 Ok(meta) => FileId::of(&meta),
                 Err(_) => continue, // gone since discovery: next poll
@@ -402,7 +457,7 @@ impl Tailer {
                 tracked.state = State::Active;
                 continue;
             }
-            match self.open(&path) {
+            match self.open(&path, source) {
                 Ok(tracked) => {
                     self.resolved(&path);
                     if seen.insert(tracked.id) && !self.files.iter().any(|t| t.id == tracked.id) {
@@ -446,19 +501,24 @@ impl Tailer {
             self.report(&path, &e);
         }
         self.tend_orphans();
+        self.started = true;
     }
 
     /// Starts following a file found for the first time, as the stream the
     /// checkpoint names for it, if any (checked at the next [`Self::check`]).
-    fn open(&mut self, path: &Path) -> io::Result<Tracked> {
+    fn open(&mut self, path: &Path, source: usize) -> io::Result<Tracked> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let id = FileId::of(&meta);
-        let service = self.default_service.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "unknown".to_owned())
-        });
+        let service = self.sources[source]
+            .service
+            .clone()
+            .or_else(|| self.default_service.clone())
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "unknown".to_owned())
+            });
         let mut tracked = Tracked {
             path: path.to_owned(),
             id,
@@ -472,6 +532,9 @@ impl Tailer {
             last_len: meta.len(),
             last_modified: meta.modified().ok(),
             service,
+            source,
+            from_end: None,
+            joining: None,
             state: State::Active,
         };
         let known = |dev: u64, inode: u64| dev == id.dev && inode == id.ino;
@@ -494,6 +557,10 @@ impl Tailer {
             }
         } else if let Some(i) = self.resume_v1.iter().position(|e| known(e.dev, e.inode)) {
             tracked.v1 = Some(self.resume_v1.swap_remove(i));
+        } else if !self.started && self.sources[source].read_from == ReadFrom::End {
+            let end = last_line_end(&tracked.file, meta.len())?;
+            debug!(path = %path.display(), offset = end, "following log file from its end");
+            tracked.from_end = Some(end);
         } else {
             debug!(path = %path.display(), "following new log file");
         }
@@ -606,7 +673,7 @@ impl Tailer {
         let Some(fingerprint) = fingerprint_of(&tracked.file, tracked.flush_partial())? else {
             return Ok(()); // no complete first line yet
         };
-        if tracked.generation == 0 && tracked.v1.is_none() {
+        if tracked.generation == 0 && tracked.v1.is_none() && tracked.from_end.is_none() {
             let candidates: Vec<(String, Stream)> = self
                 .streams
                 .iter()
@@ -659,6 +726,14 @@ impl Tailer {
         }
         self.named = true;
         let mut offset = 0;
+        let mut tail = None;
+        if let Some(end) = tracked.from_end.take()
+            && end <= len
+        {
+            offset = end;
+            let start = end.saturating_sub(TAIL_LEN as u64);
+            tail = Some(Head::of(&read_range(&tracked.file, start, end - start)?));
+        }
         if let Some(v1) = tracked.v1.take()
             && v1.offset <= len
             && head_matches(&tracked.file, v1.head)?
@@ -672,7 +747,7 @@ impl Tailer {
             Stream {
                 fingerprint,
                 offset,
-                tail: None,
+                tail,
                 generation: tracked.generation,
                 orphan_since: None,
             },
@@ -736,6 +811,8 @@ impl Tailer {
         let readers = self.readers();
         let mut bytes = HEADER_BYTES;
         let mut problems = Vec::new();
+        let mut joining = Vec::new();
+        let now = Instant::now();
         for k in 0..count {
             if batch.records.len() >= limits.max_records || bytes >= limits.max_bytes {
                 batch.full = true;
@@ -771,12 +848,17 @@ impl Tailer {
             };
             batch.full |= read.more;
             let read_at = Timestamp::now();
+            // A record longer than a whole batch can hold is cut there,
+            // rather than waited for for ever.
+            let forced = read.more && batch.records.is_empty();
+            let (units, still_joining) = self.units(tracked, read.lines, read_at, now, forced);
+            joining.push((index, still_joining));
             let stream_index = u32::try_from(batch.streams.len()).unwrap_or(u32::MAX);
             let mut listed = false;
             let mut end = stream.offset;
             let mut tail = stream.tail;
-            for line in read.lines {
-                if let Some(record) = self.to_record(tracked, &line, read_at) {
+            for unit in units {
+                if let Some(record) = unit.record {
                     let size = record.to_json_line().len() + 1 + POSITION_BYTES;
                     if !batch.records.is_empty() && bytes + size > limits.max_bytes {
                         batch.full = true;
@@ -789,10 +871,10 @@ impl Tailer {
                     }
                     bytes += size;
                     batch.records.push(record);
-                    batch.positions.push(Position(stream_index, line.end));
+                    batch.positions.push(Position(stream_index, unit.end));
                 }
-                end = line.end;
-                tail = line.tail();
+                end = unit.end;
+                tail = unit.tail;
             }
             if end > stream.offset {
                 batch.advances.push(Advance {
@@ -805,10 +887,91 @@ impl Tailer {
                 break;
             }
         }
+        for (index, still_joining) in joining {
+            self.files[index].joining = still_joining;
+        }
         for (path, e) in problems {
             self.report(&path, &e);
         }
         batch
+    }
+
+    /// The records of `lines`, each with the offset just past it: one per
+    /// line, or with a multiline source one per joined record. A record
+    /// still being joined at the end is left out (its lines are read again
+    /// at the next poll, since the stream's offset stops before them)
+    /// unless it has waited its timeout with no line added, the file is
+    /// drained, or `forced`; what is returned besides is where it ends and
+    /// since when, to time it.
+    fn units(
+        &self,
+        tracked: &Tracked,
+        lines: Vec<Line>,
+        read_at: Timestamp,
+        now: Instant,
+        forced: bool,
+    ) -> (Vec<Unit>, Option<(u64, Instant)>) {
+        let source = &self.sources[tracked.source];
+        let Some(template) = &source.multiline else {
+            let units = lines
+                .into_iter()
+                .map(|line| Unit {
+                    record: self.to_record(tracked, &line, read_at),
+                    end: line.end,
+                    tail: line.tail(),
+                })
+                .collect();
+            return (units, None);
+        };
+        let mut joiner = template.clone();
+        let mut tails = HashMap::new();
+        let mut units = Vec::new();
+        let joined = |joined: Joined, tails: &HashMap<u64, Option<Head>>| Unit {
+            record: Some(source.parser.parse(&joined.text, &tracked.service, read_at)),
+            end: joined.end,
+            tail: tails.get(&joined.end).copied().flatten(),
+        };
+        for line in lines {
+            tails.insert(line.end, line.tail());
+            if line.len > self.max_line_bytes as u64 {
+                if let Some(done) = joiner.take() {
+                    units.push(joined(done, &tails));
+                }
+                units.push(Unit {
+                    record: self.to_record(tracked, &line, read_at),
+                    end: line.end,
+                    tail: line.tail(),
+                });
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line.bytes);
+            let text = text.strip_suffix('\r').unwrap_or(&text);
+            if joiner.due_at().is_none() && text.trim().is_empty() {
+                units.push(Unit {
+                    record: None,
+                    end: line.end,
+                    tail: line.tail(),
+                });
+                continue;
+            }
+            if let Some(done) = joiner.push(text, line.end, now) {
+                units.push(joined(done, &tails));
+            }
+        }
+        let Some(last) = joiner.take() else {
+            return (units, None);
+        };
+        let since = match tracked.joining {
+            Some((end, since)) if end == last.end => since,
+            _ => now,
+        };
+        // Cut by a full batch only when nothing else of the read fits.
+        let cut = forced && units.iter().all(|u| u.record.is_none());
+        if cut || tracked.flush_partial() || now.duration_since(since) >= source.multiline_timeout {
+            units.push(joined(last, &tails));
+            return (units, None);
+        }
+        (units, Some((last.end, since)))
     }
 
     /// `None` for a blank line, which is skipped (but acknowledged).
@@ -825,8 +988,36 @@ impl Tailer {
         if text.trim().is_empty() {
             return None;
         }
-        Some(parse_line(&text, &tracked.service, read_at))
+        Some(
+            self.sources[tracked.source]
+                .parser
+                .parse(&text, &tracked.service, read_at),
+        )
     }
+}
+
+/// One record read, or a blank line skipped, and where it ends.
+#[derive(Debug)]
+struct Unit {
+    record: Option<Record>,
+    /// The offset just past its last line.
+    end: u64,
+    /// The fingerprint of its last bytes.
+    tail: Option<Head>,
+}
+
+/// The offset just past the file's last newline before `len` (0 if none).
+fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(READ_CHUNK as u64);
+        let chunk = read_range(file, start, end - start)?;
+        if let Some(newline) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + newline as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 fn read_range(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {

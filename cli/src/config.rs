@@ -289,6 +289,36 @@ mod tests {
     }
 
     #[test]
+    fn agent_sources_are_read_from_toml_and_an_unknown_key_in_one_is_named() {
+        let config = CausewayConfig::from_toml(
+            r#"
+            [agent]
+            paths = ["/var/log/orders"]
+
+            [[agent.sources]]
+            paths = ["/var/log/py/*.log"]
+            format = "regex"
+            pattern = '(?P<level>\w+) (?P<message>.*)'
+            multiline_start = '^\w+ '
+            service = "py"
+            read_from = "end"
+            fields = { "ctx.order" = "correlation_id" }
+            "#,
+        )
+        .unwrap();
+        let source = &config.agent.sources[0];
+        assert_eq!(source.service.as_deref(), Some("py"));
+        assert_eq!(source.parse.fields["ctx.order"], "correlation_id");
+        assert_eq!(config.agent.all_sources().len(), 2);
+        config.validate().unwrap();
+        let err =
+            CausewayConfig::from_toml("[[agent.sources]]\npaths = [\"/x\"]\nformt = \"json\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("formt"), "{err}");
+    }
+
+    #[test]
     fn every_section_and_nested_table_is_read() {
         let config = CausewayConfig::from_toml(
             r#"
