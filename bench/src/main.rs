@@ -1,16 +1,24 @@
 //! `causeway-bench`: the corpus as NDJSON, an index built from it through
 //! the collector's write path, corpus batches posted to a running
 //! collector, flow lookups timed raw and over the query API, the API's
-//! list reads, and the API's read phases timed one by one. Arguments only;
-//! the work is in `ingest`, `feed`, `lookup`, `listing` and `phases`.
+//! list reads, the API's read phases timed one by one, and the collector
+//! ingest benchmark (raw tantivy, native batches, OTLP/HTTP). Arguments
+//! only; the work is in `ingest`, `feed`, `lookup`, `listing`, `phases`,
+//! `raw_index`, `ingest_run` and `results`.
 
 mod feed;
 mod http;
 mod ingest;
+mod ingest_run;
 mod latency;
 mod listing;
 mod lookup;
+mod otlp;
 mod phases;
+mod procfs;
+mod prom;
+mod raw_index;
+mod results;
 
 use std::time::Duration;
 
@@ -133,6 +141,67 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         list_requests: usize,
     },
+    /// The collector ingest benchmark's baseline: plain tantivy indexes a
+    /// corpus file (from `corpus --out`) with the causeway schema, one
+    /// writer, one commit; writes its figures as JSON.
+    RawIndex {
+        /// The corpus as NDJSON.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Where to create the index (`<data-dir>/index`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// tantivy's indexing budget in MiB (the collector's default
+        /// `writer_heap_bytes` is 64 MiB).
+        #[arg(long, default_value_t = 64)]
+        heap_mib: usize,
+        /// The JSON file of the figures; stdout when absent.
+        #[arg(long)]
+        result: Option<PathBuf>,
+        /// A second JSON file: the same run measured until the merges
+        /// tantivy starts after the commit have ended.
+        #[arg(long)]
+        merged_result: Option<PathBuf>,
+    },
+    /// Posts a corpus file to a collector started fresh for the run, and
+    /// measures it (the collector's CPU, peak RSS, index size, ingest to
+    /// searchable); writes its figures as JSON.
+    IngestRun {
+        /// The row's name in the report.
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        corpus: PathBuf,
+        /// The collector, e.g. `http://127.0.0.1:14318`.
+        #[arg(long)]
+        collector_url: String,
+        /// The collector's process id, for its CPU time and memory.
+        #[arg(long)]
+        collector_pid: u32,
+        /// The collector's data dir, for the index's size.
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        protocol: ingest_run::Protocol,
+        /// Records per request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Requests in flight, each poster on its own keep-alive connection.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Post for this many seconds, cycling over the corpus, instead of
+        /// each record once.
+        #[arg(long)]
+        overload_secs: Option<u64>,
+        #[arg(long)]
+        result: Option<PathBuf>,
+    },
+    /// Prints the JSON figures of `raw-index` and `ingest-run` as one table,
+    /// each run against the raw tantivy one.
+    IngestReport {
+        /// The result files, in the order of the rows.
+        results: Vec<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -205,6 +274,45 @@ fn main() -> anyhow::Result<()> {
                 list_requests,
             },
         ),
+        Command::RawIndex {
+            corpus,
+            data_dir,
+            heap_mib,
+            result,
+            merged_result,
+        } => raw_index::raw_index(&raw_index::RawOptions {
+            corpus,
+            data_dir,
+            heap_bytes: heap_mib << 20,
+            result,
+            merged_result,
+            load: results::load_average(),
+        }),
+        Command::IngestRun {
+            case,
+            corpus,
+            collector_url,
+            collector_pid,
+            data_dir,
+            protocol,
+            batch,
+            concurrency,
+            overload_secs,
+            result,
+        } => ingest_run::ingest_run(&ingest_run::RunOptions {
+            case,
+            corpus,
+            collector_url,
+            collector_pid,
+            data_dir,
+            protocol,
+            batch,
+            concurrency,
+            overload: overload_secs.map(Duration::from_secs),
+            result,
+            load: results::load_average(),
+        }),
+        Command::IngestReport { results } => results::report(&results),
     }
 }
 
