@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The collector ingest benchmark (BENCHMARKS.md, "Collector ingest"), side
+# by side in one run on one corpus:
+#   1. raw tantivy: the corpus's NDJSON lines indexed with the causeway
+#      schema, one IndexWriter (64 MiB heap, the collector's default), one
+#      commit (`causeway-bench raw-index`), timed to the commit and again
+#      to the end of the merges tantivy starts after it;
+#   2. native: wire batches posted to `POST /v1/ingest` of a collector
+#      started fresh (write-ahead log on, default settings);
+#   3. OTLP: the same records as OTLP/HTTP protobuf logs exports to
+#      `POST /v1/logs` of another fresh collector;
+#   4. overload: many posters of the largest batches the collector takes,
+#      cycling over the corpus for OVERLOAD_SECS, against a third one.
+# Each collector run is measured from its first post to the commit that
+# makes the last batch searchable (`causeway-bench ingest-run`), then the
+# table is printed (`causeway-bench ingest-report`).
+#
+# Usage: bench/ingest.sh                  (from anywhere; builds first)
+# Settings, as variables: RECORDS (300000), SEED (7), POSTERS (8),
+# BATCH (1000), OVERLOAD_POSTERS (48), OVERLOAD_BATCH (10000),
+# OVERLOAD_SECS (45), PORT (14418, and PORT+1 for OTLP/gRPC), WORK_DIR
+# (a new /tmp/cw-ingest.* directory; the results stay there), NO_BUILD=1
+# to use the binaries as they are, KEEP=1 to keep the indexes.
+# The binaries are taken from $CARGO_TARGET_DIR (default: target).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+RECORDS=${RECORDS:-300000}
+SEED=${SEED:-7}
+POSTERS=${POSTERS:-8}
+BATCH=${BATCH:-1000}
+OVERLOAD_POSTERS=${OVERLOAD_POSTERS:-48}
+OVERLOAD_BATCH=${OVERLOAD_BATCH:-10000}
+OVERLOAD_SECS=${OVERLOAD_SECS:-45}
+PORT=${PORT:-14418}
+TARGET=${CARGO_TARGET_DIR:-target}
+B=$TARGET/release/causeway-bench
+C=$TARGET/release/causeway
+W=${WORK_DIR:-$(mktemp -d /tmp/cw-ingest.XXXXXX)}
+mkdir -p "$W"
+
+if [ "${NO_BUILD:-}" != 1 ]; then
+    cargo build --release -p causeway-bench -p causeway
+fi
+
+COLLECTOR_PID=
+stop_collector() {
+    if [ -n "$COLLECTOR_PID" ]; then
+        kill -TERM "$COLLECTOR_PID" 2>/dev/null || true
+        wait "$COLLECTOR_PID" 2>/dev/null || true
+        COLLECTOR_PID=
+    fi
+}
+trap stop_collector EXIT
+
+say() { printf '\n== %s (%s)\n' "$1" "$(uptime)" >&2; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB" >&2
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); work dir: $W" >&2
+started=$(date +%s)
+
+say "corpus: $RECORDS records, seed $SEED"
+"$B" corpus --records "$RECORDS" --seed "$SEED" --out "$W/corpus.ndjson"
+
+say "raw tantivy"
+rm -rf "$W/raw"
+"$B" raw-index --corpus "$W/corpus.ndjson" --data-dir "$W/raw" \
+    --result "$W/1-raw.json" --merged-result "$W/1-raw-merged.json"
+[ "${KEEP:-}" = 1 ] || rm -rf "$W/raw"
+
+# run_collector NUMBER CASE PROTOCOL BATCH POSTERS [OVERLOAD_SECS]
+run_collector() {
+    local n=$1 case=$2 protocol=$3 batch=$4 posters=$5 overload=${6:-}
+    local dir="$W/collector-$n"
+    rm -rf "$dir"
+    say "$case: $protocol, batches of $batch, $posters posters${overload:+, for $overload s}"
+    "$C" collector --data-dir "$dir" \
+        --collector-http-addr "127.0.0.1:$PORT" \
+        --collector-grpc-addr "127.0.0.1:$((PORT + 1))" \
+        >"$W/collector-$n.log" 2>&1 &
+    COLLECTOR_PID=$!
+    "$B" ingest-run --case "$case" --corpus "$W/corpus.ndjson" \
+        --collector-url "http://127.0.0.1:$PORT" --collector-pid "$COLLECTOR_PID" \
+        --data-dir "$dir" --protocol "$protocol" --batch "$batch" --concurrency "$posters" \
+        ${overload:+--overload-secs "$overload"} --result "$W/$n-$protocol.json"
+    stop_collector
+    [ "${KEEP:-}" = 1 ] || rm -rf "$dir"
+}
+
+run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS"
+run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS"
+run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH records" \
+    native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
+
+say "done in $(($(date +%s) - started)) s"
+echo
+"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/2-native.json" "$W/3-otlp.json" "$W/4-native.json"
