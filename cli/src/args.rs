@@ -207,6 +207,13 @@ pub struct DemoArgs {
     /// How long to wait for the flows, in seconds (`demo.timeout_secs`).
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// The broker the services talk over, `amqp://...` or `nats://...`
+    /// (`demo.broker`); none: the in-process bus.
+    #[arg(long)]
+    pub broker: Option<String>,
+    /// What goes wrong: happy, declined, poison or mixed (`demo.scenario`).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(causeway_orders::Scenario::NAMES))]
+    pub scenario: Option<String>,
     #[command(flatten)]
     pub up: UpArgs,
 }
@@ -339,6 +346,10 @@ impl Command {
                 set(&mut config.demo.orders, args.orders.as_ref());
                 set(&mut config.demo.exit, args.exit.as_ref());
                 set(&mut config.demo.timeout_secs, args.timeout_secs.as_ref());
+                if let Some(broker) = &args.broker {
+                    config.demo.broker = Some(broker.clone());
+                }
+                set(&mut config.demo.scenario, args.scenario.as_ref());
                 args.up.apply(config);
             }
             Self::CheckConfig(args) => {

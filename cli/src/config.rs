@@ -45,6 +45,12 @@ pub struct DemoConfig {
     pub exit: bool,
     /// How long to wait for the flows to settle, in seconds.
     pub timeout_secs: u64,
+    /// The broker the orders services talk over: `amqp://...` (RabbitMQ)
+    /// or `nats://...` (NATS JetStream); unset, the in-process bus.
+    pub broker: Option<String>,
+    /// What goes wrong: `happy` (every fourth order declined),
+    /// `declined`, `poison` or `mixed`.
+    pub scenario: String,
 }
 
 impl Default for DemoConfig {
@@ -53,6 +59,8 @@ impl Default for DemoConfig {
             orders: 5,
             exit: false,
             timeout_secs: 120,
+            broker: None,
+            scenario: "happy".to_owned(),
         }
     }
 }
@@ -70,6 +78,13 @@ impl DemoConfig {
         }
         if self.timeout_secs == 0 {
             bail!("invalid demo setting `timeout_secs`: must be at least 1");
+        }
+        if !causeway_orders::Scenario::NAMES.contains(&self.scenario.as_str()) {
+            bail!(
+                "invalid demo setting `scenario`: {:?} is not one of {}",
+                self.scenario,
+                causeway_orders::Scenario::NAMES.join(", ")
+            );
         }
         Ok(())
     }

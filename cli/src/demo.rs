@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use causeway_agent::AgentConfig;
-use causeway_middleware::{Bus, DirectorySink, LIFECYCLE_TARGET, RecordLayer};
+use causeway_middleware::{DirectorySink, LIFECYCLE_TARGET, RecordLayer};
 use causeway_model::{FlowDetail, FlowsPage, human_duration};
-use causeway_orders::{Order, expected_outcome, place_order, sample_orders};
+use causeway_orders::{Order, Transport, expected_outcome, place_order, sample_orders};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -86,32 +86,40 @@ async fn fetch_flow(client: &reqwest::Client, query_url: &str, id: &str) -> Opti
 }
 
 fn settled(order: &Order, flow: &FlowDetail) -> bool {
-    let (status, events) = expected_outcome(order);
-    flow.summary.status.as_str() == status && flow.summary.event_count == events
+    let (status, events, anomaly) = expected_outcome(order);
+    flow.summary.status.as_str() == status
+        && flow.summary.event_count == events
+        && anomaly.is_none_or(|kind| flow.summary.anomalies.iter().any(|a| a.as_str() == kind))
 }
 
 fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
     println!(
-        "\n{:<14} {:<12} {:<12} {:>6} {:>8} {:>10}  SERVICES",
-        "FLOW", "STATUS", "ROOT EVENT", "EVENTS", "RECORDS", "DURATION"
+        "\n{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<24} SERVICES",
+        "FLOW", "STATUS", "ROOT EVENT", "EVENTS", "RECORDS", "DURATION", "ANOMALIES"
     );
     for order in orders {
         let id = order.correlation_id();
         match flows.get(&order.id) {
             Some(flow) => {
                 let s = &flow.summary;
+                let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.as_str()).collect();
                 println!(
-                    "{:<14} {:<12} {:<12} {:>6} {:>8} {:>10}  {}",
+                    "{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<24} {}",
                     s.correlation_id,
                     s.status.as_str(),
                     s.root_event_type.as_deref().unwrap_or("-"),
                     s.event_count,
                     s.record_count,
                     human_duration(s.duration_us),
+                    if anomalies.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        anomalies.join(",")
+                    },
                     s.services.join(", ")
                 );
             }
-            None => println!("{:<14} {:<12}", id.as_str(), "not seen"),
+            None => println!("{:<14} {:<14}", id.as_str(), "not seen"),
         }
     }
 }
@@ -163,8 +171,14 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     let stop = shutdown.wait();
     let agent = tokio::spawn(async move { causeway_agent::run(agent_config, stop).await });
 
-    let bus = Bus::default();
-    let mut services = causeway_orders::start(&bus).context("starting the orders services")?;
+    // Each demo's queues, streams and subjects are its own.
+    let namespace = format!("causeway-demo-{}", std::process::id());
+    let transport = Transport::connect(demo.broker.as_deref(), &namespace)
+        .await
+        .context("connecting the orders services to their broker")?;
+    let services = causeway_orders::start(&transport)
+        .await
+        .context("starting the orders services")?;
 
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = query_token {
@@ -179,16 +193,21 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         .build()
         .context("building the HTTP client")?;
     let first_id = first_free_order_id(&client, &query_url).await;
-    let orders = sample_orders(usize::try_from(demo.orders).unwrap_or(usize::MAX), first_id);
+    let count = usize::try_from(demo.orders).unwrap_or(usize::MAX);
+    let orders = sample_orders(count, first_id, &demo.scenario);
     println!(
-        "causeway demo: placing {} orders (order-{} .. order-{}), logs in {}",
+        "causeway demo: placing {} orders (order-{} .. order-{}, scenario {}) over {}, logs in {}",
         orders.len(),
         first_id,
         first_id + demo.orders - 1,
+        demo.scenario,
+        transport.name(),
         log_dir.display()
     );
     for order in &orders {
-        place_order(&bus, order).await;
+        place_order(&transport, order)
+            .await
+            .with_context(|| format!("placing order {}", order.id))?;
     }
 
     // Wait until the query API shows every flow as the example says it ends.
@@ -241,7 +260,9 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         shutdown.wait().await;
     }
     shutdown.trigger();
-    services.abort_all();
+    for service in services {
+        service.abort();
+    }
     agent.await.context("agent task")??;
     up.join().await?;
     Ok(if all_settled {

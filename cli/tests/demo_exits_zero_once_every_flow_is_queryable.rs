@@ -33,12 +33,13 @@ fn demo_with_exit_prints_every_flow_and_succeeds() {
         stdout.contains("all 5 flows reached the query API"),
         "{stdout}"
     );
-    // Order 1002 is above the payment limit: its flow failed in payment.
+    // Order 1002 is above the payment limit: payment declined it, and
+    // inventory and order undid their part.
     let line = stdout
         .lines()
         .find(|l| l.starts_with("order-1002"))
         .unwrap();
-    assert!(line.contains("failed"), "{line}");
+    assert!(line.contains("compensated"), "{line}");
     assert!(dir.path().join("demo-logs/payment.log").exists());
 }
 

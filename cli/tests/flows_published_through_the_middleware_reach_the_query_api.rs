@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use causeway_agent::AgentConfig;
 use causeway_collector::CollectorConfig;
-use causeway_middleware::{Bus, DirectorySink, LIFECYCLE_TARGET, RecordLayer};
+use causeway_middleware::{DirectorySink, LIFECYCLE_TARGET, RecordLayer};
 use causeway_model::{FlowDetail, FlowEvent, FlowStatus, FlowsPage, Stage, StepStatus};
-use causeway_orders::{expected_outcome, place_order, sample_orders};
+use causeway_orders::{Transport, expected_outcome, place_order, sample_orders};
 use causeway_query::QueryConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,20 +23,18 @@ const ORDERS: usize = 6;
 
 /// The chain a paid order must leave: (event type, consumer service).
 const PAID_CHAIN: [(&str, &str); 4] = [
-    ("OrderPlaced", "payment"),
-    ("PaymentCaptured", "inventory"),
-    ("StockReserved", "shipping"),
+    ("OrderPlaced", "inventory"),
+    ("StockReserved", "payment"),
+    ("PaymentCaptured", "shipping"),
     ("OrderShipped", "order"),
 ];
 
+/// The chain of first consumers from `root`: (event type, consumer
+/// service, step status, stages).
 fn chain(root: &FlowEvent) -> Vec<(String, String, StepStatus, Vec<Stage>)> {
     let mut out = Vec::new();
     let mut event = Some(root);
     while let Some(e) = event {
-        assert!(
-            e.consumers.len() <= 1,
-            "one consumer per event in this saga: {e:?}"
-        );
         let Some(step) = e.consumers.first() else {
             break;
         };
@@ -91,11 +89,11 @@ async fn every_flow_arrives_once_with_its_stages_and_tree() {
     agent_config.paths = vec![logs.clone()];
     let agent = tokio::spawn(causeway_agent::run(agent_config, stop()));
 
-    let bus = Bus::default();
-    let mut services = causeway_orders::start(&bus).unwrap();
-    let orders = sample_orders(ORDERS, 1);
+    let transport = Transport::connect(None, "test").await.unwrap();
+    let services = causeway_orders::start(&transport).await.unwrap();
+    let orders = sample_orders(ORDERS, 1, "happy");
     for order in &orders {
-        place_order(&bus, order).await;
+        place_order(&transport, order).await.unwrap();
     }
 
     // Wait for every flow to reach its end state through the whole pipeline.
@@ -113,7 +111,7 @@ async fn every_flow_arrives_once_with_its_stages_and_tree() {
         loop {
             let mut flows = Vec::new();
             for order in &orders {
-                let (status, events) = expected_outcome(order);
+                let (status, events, _) = expected_outcome(order);
                 match fetch(order.correlation_id().to_string()).await {
                     Some(f)
                         if f.summary.status.as_str() == status
@@ -173,20 +171,36 @@ async fn every_flow_arrives_once_with_its_stages_and_tree() {
                 vec!["inventory", "order", "payment", "shipping"]
             );
         } else {
-            assert_eq!(flow.summary.status, FlowStatus::Failed);
-            let (event, service, status, stages) = &steps[0];
+            // Declined: reserved, the charge failed, then the declined
+            // event undone by both its consumers.
+            assert_eq!(flow.summary.status, FlowStatus::Compensated);
+            let shape: Vec<(&str, &str, StepStatus)> = steps
+                .iter()
+                .map(|(e, s, status, _)| (e.as_str(), s.as_str(), *status))
+                .collect();
             assert_eq!(
-                (event.as_str(), service.as_str()),
-                ("OrderPlaced", "payment")
+                shape[..2],
+                [
+                    ("OrderPlaced", "inventory", StepStatus::Handled),
+                    ("StockReserved", "payment", StepStatus::Failed),
+                ]
             );
-            assert_eq!(*status, StepStatus::Failed);
-            assert_eq!(stages, &vec![Stage::Received, Stage::Failed]);
-            assert!(
-                flow.roots[0].consumers[0]
-                    .error
-                    .as_deref()
-                    .unwrap()
-                    .contains("card declined")
+            let charge = &flow.roots[0].consumers[0].children[0].consumers[0];
+            assert!(charge.error.as_deref().unwrap().contains("card declined"));
+            let declined = &charge.children[0];
+            assert_eq!(declined.event_type.as_deref(), Some("PaymentDeclined"));
+            let mut undone: Vec<(&str, StepStatus)> = declined
+                .consumers
+                .iter()
+                .map(|c| (c.service.as_str(), c.status))
+                .collect();
+            undone.sort_unstable_by_key(|(service, _)| *service);
+            assert_eq!(
+                undone,
+                [
+                    ("inventory", StepStatus::Compensated),
+                    ("order", StepStatus::Compensated)
+                ]
             );
         }
         // Every record of the flow carries the flow's correlation id and one trace.
@@ -197,10 +211,16 @@ async fn every_flow_arrives_once_with_its_stages_and_tree() {
                 .all(|r| r.trace_id == trace && r.trace_id.is_some())
         );
     }
-    assert!(flows.iter().any(|f| f.summary.status == FlowStatus::Failed));
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.summary.status == FlowStatus::Compensated)
+    );
 
     stop_tx.send_replace(true);
-    services.abort_all();
+    for service in services {
+        service.abort();
+    }
     agent.await.unwrap().unwrap();
     collector.await.unwrap().unwrap();
     query.await.unwrap().unwrap();

@@ -110,7 +110,10 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
         list.contains("order-1001") && list.contains("order-1002"),
         "{list}"
     );
-    assert!(list.contains("failed"), "order-1002 is declined:\n{list}");
+    assert!(
+        list.contains("compensated"),
+        "order-1002 is declined and compensated:\n{list}"
+    );
     assert!(list.contains("connected to"), "{list}");
 
     // Newest first: order-1003 is selected; open it.

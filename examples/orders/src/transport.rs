@@ -1,0 +1,274 @@
+//! Where the saga's events travel: the in-process bus (no external
+//! service), RabbitMQ or NATS JetStream, chosen at start. The business code
+//! in `lib.rs` only publishes through [`Transport::publish`] and consumes
+//! through [`Transport::consume`]; each transport gives the same
+//! guarantees in its own terms:
+//!
+//! - a handler error that [`SagaError::retryable`] says may pass is
+//!   retried by the transport (RabbitMQ: nack and requeue on a quorum
+//!   queue; JetStream: nak; in process: handled again), each attempt
+//!   recorded as `retried`;
+//! - past [`MAX_DELIVERIES`] the message is dead-lettered by the broker's
+//!   own mechanism (RabbitMQ: the queue's delivery limit and dead-letter
+//!   exchange; JetStream: `max_deliver` and its advisory; in process: the
+//!   `dead-letters` topic), and the dead-letter consumer records it as
+//!   `dead_lettered` in the same flow, the context read from the dead
+//!   letter's own headers;
+//! - an error that is final (a declined card) is acknowledged: it stays a
+//!   `failed` step.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use causeway_middleware::{Bus, BusMessage, Consume, Handling, MessageContext, Publish, Service};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::SagaError;
+
+/// Deliveries of one message before it is dead-lettered.
+pub const MAX_DELIVERIES: u32 = 4;
+
+/// The topic (routing key, subject suffix) dead letters go to in process,
+/// and the service that records them everywhere.
+pub const DEAD_LETTERS: &str = "dead-letters";
+
+/// What a consumer runs for each event: the handling (to publish children,
+/// record compensations) and the payload.
+pub type Step = Arc<
+    dyn Fn(Handling, Value) -> Pin<Box<dyn Future<Output = Result<(), SagaError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Why a transport could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("unknown broker URL {0:?}: use amqp://... or nats://... (or none for in process)")]
+    UnknownScheme(String),
+    #[error("this build has no {0} support: build with `--features {0}`")]
+    NotBuilt(&'static str),
+    #[error("{0}")]
+    Broker(String),
+}
+
+/// The transport every service of the saga uses.
+#[derive(Clone)]
+pub struct Transport(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    InProc(Bus),
+    #[cfg(feature = "amqp")]
+    Amqp(Box<crate::amqp::Amqp>),
+    #[cfg(feature = "nats")]
+    Nats(Box<crate::nats::Nats>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Transport {
+    /// The transport `broker` names (`amqp://...`, `nats://...`), or the
+    /// in-process bus for `None`. `namespace` prefixes every exchange,
+    /// queue, stream and subject, so that runs do not meet.
+    pub async fn connect(broker: Option<&str>, namespace: &str) -> Result<Self, TransportError> {
+        match broker {
+            None => Ok(Self(Inner::InProc(Bus::default()))),
+            Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
+                #[cfg(feature = "amqp")]
+                {
+                    let amqp = crate::amqp::Amqp::connect(url, namespace).await?;
+                    Ok(Self(Inner::Amqp(Box::new(amqp))))
+                }
+                #[cfg(not(feature = "amqp"))]
+                {
+                    let _ = namespace;
+                    Err(TransportError::NotBuilt("amqp"))
+                }
+            }
+            Some(url) if url.starts_with("nats://") => {
+                #[cfg(feature = "nats")]
+                {
+                    let nats = crate::nats::Nats::connect(url, namespace).await?;
+                    Ok(Self(Inner::Nats(Box::new(nats))))
+                }
+                #[cfg(not(feature = "nats"))]
+                {
+                    let _ = namespace;
+                    Err(TransportError::NotBuilt("nats"))
+                }
+            }
+            Some(other) => Err(TransportError::UnknownScheme(other.to_owned())),
+        }
+    }
+
+    /// `inproc`, `rabbitmq` or `nats`.
+    pub fn name(&self) -> &'static str {
+        match &self.0 {
+            Inner::InProc(_) => "inproc",
+            #[cfg(feature = "amqp")]
+            Inner::Amqp(_) => "rabbitmq",
+            #[cfg(feature = "nats")]
+            Inner::Nats(_) => "nats",
+        }
+    }
+
+    /// Publishes `event` with `payload` from `service`, in the flow of
+    /// `parent` (the event being handled) or a new one; writes the
+    /// `published` record.
+    pub async fn publish(
+        &self,
+        service: &Service,
+        parent: Option<&MessageContext>,
+        event: Publish<'_>,
+        payload: &Value,
+    ) -> Result<MessageContext, TransportError> {
+        match &self.0 {
+            Inner::InProc(bus) => {
+                let mut headers = HashMap::new();
+                let topic = event.destination.to_owned();
+                let context = service.publish(parent, event, &mut headers);
+                let message = BusMessage {
+                    headers,
+                    payload: payload.clone(),
+                };
+                bus.publish(&topic, message).await;
+                Ok(context)
+            }
+            #[cfg(feature = "amqp")]
+            Inner::Amqp(amqp) => amqp.publish(service, parent, event, payload).await,
+            #[cfg(feature = "nats")]
+            Inner::Nats(nats) => nats.publish(service, parent, event, payload).await,
+        }
+    }
+
+    /// Publishes a child of the event being handled.
+    pub async fn publish_child(
+        &self,
+        handling: &Handling,
+        event: Publish<'_>,
+        payload: &Value,
+    ) -> Result<MessageContext, TransportError> {
+        self.publish(handling.service(), Some(handling.context()), event, payload)
+            .await
+    }
+
+    /// Runs `step` as `service`'s consumer group `group` for every event
+    /// on `topic`, until the transport goes away.
+    pub async fn consume(
+        &self,
+        service: Service,
+        topic: &str,
+        group: &str,
+        step: Step,
+    ) -> Result<JoinHandle<()>, TransportError> {
+        match &self.0 {
+            Inner::InProc(bus) => inproc_consume(bus, service, topic, group, step),
+            #[cfg(feature = "amqp")]
+            Inner::Amqp(amqp) => amqp.consume(service, topic, group, step).await,
+            #[cfg(feature = "nats")]
+            Inner::Nats(nats) => nats.consume(service, topic, group, step).await,
+        }
+    }
+
+    /// Starts the consumer of dead letters: it records each as
+    /// `dead_lettered`, in its flow.
+    pub async fn consume_dead_letters(&self) -> Result<JoinHandle<()>, TransportError> {
+        match &self.0 {
+            Inner::InProc(bus) => {
+                let mut dead = bus
+                    .subscribe(DEAD_LETTERS, DEAD_LETTERS)
+                    .map_err(|e| TransportError::Broker(e.to_string()))?;
+                Ok(tokio::spawn(async move {
+                    let service = Service::new(DEAD_LETTERS);
+                    while let Some(message) = dead.recv().await {
+                        let reason = message.headers.get(DEAD_REASON).cloned();
+                        record_dead_letter(&service, &message.headers, DEAD_LETTERS, reason).await;
+                    }
+                }))
+            }
+            #[cfg(feature = "amqp")]
+            Inner::Amqp(amqp) => amqp.consume_dead_letters().await,
+            #[cfg(feature = "nats")]
+            Inner::Nats(nats) => nats.consume_dead_letters().await,
+        }
+    }
+}
+
+/// The in-process header naming why a message was dead-lettered.
+const DEAD_REASON: &str = "x-dead-reason";
+
+/// Handles a dead letter as the dead-letter service: `received`, then
+/// `dead_lettered` with the reason, in the flow its headers carry. The
+/// headers are read before the future starts.
+pub(crate) fn record_dead_letter(
+    service: &Service,
+    carrier: &dyn causeway_middleware::Carrier,
+    destination: &str,
+    reason: Option<String>,
+) -> impl Future<Output = ()> + Send + use<> {
+    let reason = reason.unwrap_or_else(|| format!("delivered {MAX_DELIVERIES} times"));
+    let handled = service.handle(
+        carrier,
+        Consume::new(destination, DEAD_LETTERS),
+        |h| async move {
+            h.dead_lettered(&reason);
+            Ok::<_, SagaError>(())
+        },
+    );
+    async move {
+        let _ = handled.await;
+    }
+}
+
+/// The in-process consumer: retries a retryable error up to
+/// [`MAX_DELIVERIES`] deliveries, then sends the message to
+/// [`DEAD_LETTERS`] with its headers.
+fn inproc_consume(
+    bus: &Bus,
+    service: Service,
+    topic: &str,
+    group: &str,
+    step: Step,
+) -> Result<JoinHandle<()>, TransportError> {
+    let mut subscription = bus
+        .subscribe(topic, group)
+        .map_err(|e| TransportError::Broker(e.to_string()))?;
+    let (bus, topic, group) = (bus.clone(), topic.to_owned(), group.to_owned());
+    Ok(tokio::spawn(async move {
+        while let Some(message) = subscription.recv().await {
+            for delivery in 1..=MAX_DELIVERIES {
+                let consume =
+                    Consume::new(&topic, &group).redelivery((delivery > 1).then_some(delivery - 1));
+                let step = step.clone();
+                let payload = message.payload.clone();
+                let outcome = service
+                    .handle(&message.headers, consume, |h| step(h, payload))
+                    .await;
+                match outcome {
+                    Err(error) if error.retryable() => {
+                        if delivery == MAX_DELIVERIES {
+                            let mut headers = message.headers.clone();
+                            headers.insert(
+                                DEAD_REASON.to_owned(),
+                                format!("{topic}: {error} ({MAX_DELIVERIES} deliveries)"),
+                            );
+                            let dead = BusMessage {
+                                headers,
+                                payload: message.payload.clone(),
+                            };
+                            bus.publish(DEAD_LETTERS, dead).await;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }))
+}

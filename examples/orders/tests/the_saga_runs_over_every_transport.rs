@@ -1,0 +1,135 @@
+//! The saga over each transport (the in-process bus, and with their
+//! features RabbitMQ on :5672 and NATS JetStream on :4222), one order per
+//! scenario: each service writes its own log file of causeway records, and
+//! those records show the paid order completed, the declined one
+//! compensated by inventory and order, and the poison one retried by the
+//! broker until it dead-lettered it, recorded in its own flow.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::path::Path;
+use std::time::Duration;
+
+use causeway_middleware::{DirectorySink, RecordLayer};
+use causeway_model::{Record, Stage};
+use causeway_orders::{DEAD_LETTERS, Transport, place_order, sample_orders, start};
+use tracing_subscriber::layer::SubscriberExt;
+
+fn read(dir: &Path, service: &str) -> Vec<Record> {
+    std::fs::read_to_string(dir.join(format!("{service}.log")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn of<'a>(records: &'a [Record], flow: &str, stage: Stage) -> Vec<&'a Record> {
+    records
+        .iter()
+        .filter(|r| r.stage == stage && r.correlation_id.as_ref().unwrap().as_str() == flow)
+        .collect()
+}
+
+/// A name no other run uses.
+fn namespace() -> String {
+    format!(
+        "causeway-test-{}",
+        causeway_model::EventId::generate()
+            .as_str()
+            .replace('-', "")
+    )
+}
+
+/// Places a happy, a declined and a poison order over `broker` and checks
+/// what each service wrote.
+async fn saga_over(broker: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = DirectorySink::new(dir.path()).unwrap();
+    let subscriber = tracing_subscriber::registry().with(RecordLayer::new("orders", sink));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let transport = Transport::connect(broker, &namespace()).await.unwrap();
+    let services = start(&transport).await.unwrap();
+    let mut orders = sample_orders(1, 1, "happy");
+    orders.extend(sample_orders(1, 2, "declined"));
+    orders.extend(sample_orders(1, 3, "poison"));
+    for order in &orders {
+        place_order(&transport, order).await.unwrap();
+    }
+
+    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let order = read(dir.path(), "order");
+            let dead = read(dir.path(), DEAD_LETTERS);
+            let done = !of(&order, "order-1", Stage::Handled).is_empty()
+                && !of(&order, "order-2", Stage::Compensated).is_empty()
+                && !of(
+                    &read(dir.path(), "inventory"),
+                    "order-2",
+                    Stage::Compensated,
+                )
+                .is_empty()
+                && !of(&dead, "order-3", Stage::DeadLettered).is_empty();
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let inventory = read(dir.path(), "inventory");
+    assert!(
+        settled.is_ok(),
+        "over {transport:?} the saga did not settle: {inventory:#?}"
+    );
+
+    // Paid: shipped, and nothing compensated.
+    let shipping = read(dir.path(), "shipping");
+    let shipped = of(&shipping, "order-1", Stage::Published);
+    assert_eq!(shipped[0].event_type.as_deref(), Some("OrderShipped"));
+    assert!(of(&inventory, "order-1", Stage::Compensated).is_empty());
+    // Declined: payment failed once, not retried; both compensations.
+    let payment = read(dir.path(), "payment");
+    assert_eq!(of(&payment, "order-2", Stage::Failed).len(), 1);
+    assert!(of(&payment, "order-2", Stage::Retried).is_empty());
+    assert!(of(&shipping, "order-2", Stage::Received).is_empty());
+    let released = of(&inventory, "order-2", Stage::Compensated);
+    assert_eq!(released[0].message, "compensated: stock released");
+    // Poison: inventory failed on every delivery the broker made, each
+    // redelivery recorded, then the dead letter in the same flow.
+    let failures = of(&inventory, "order-3", Stage::Failed).len();
+    assert!(failures >= 3, "{failures} failures over {transport:?}");
+    assert!(!of(&inventory, "order-3", Stage::Retried).is_empty());
+    let dead = read(dir.path(), DEAD_LETTERS);
+    let dead = of(&dead, "order-3", Stage::DeadLettered);
+    let order = read(dir.path(), "order");
+    let placed = of(&order, "order-3", Stage::Published);
+    assert_eq!(
+        dead[0].event_id, placed[0].event_id,
+        "the dead letter is the placed event"
+    );
+    assert_eq!(
+        dead[0].trace_id, placed[0].trace_id,
+        "the context survived dead-lettering"
+    );
+    for task in services {
+        task.abort();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn over_the_in_process_bus() {
+    saga_over(None).await;
+}
+
+#[cfg(feature = "amqp")]
+#[tokio::test(flavor = "current_thread")]
+async fn over_rabbitmq() {
+    saga_over(Some("amqp://guest:guest@127.0.0.1:5672/%2f")).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "current_thread")]
+async fn over_nats_jetstream() {
+    saga_over(Some("nats://127.0.0.1:4222")).await;
+}
