@@ -4,7 +4,8 @@
 //!
 //! Ingest answers 200 only once the batch is durable; 400 for a batch that
 //! cannot be read as a whole (bad header, wrong version, truncated), 413
-//! for an oversized body, 503 with `Retry-After` when the indexer queue is
+//! for an oversized body (a `Content-Encoding: gzip` body is inflated up to
+//! the same limit; another encoding is 415), 503 with `Retry-After` when the indexer queue is
 //! full. Bad lines inside a good batch are kept as malformed records. The
 //! OTLP routes answer as the OTLP specification says (`otlp/http.rs`).
 
@@ -14,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use causeway_model::Timestamp;
@@ -57,6 +58,7 @@ pub fn router(indexer: Indexer, config: &CollectorConfig) -> Router {
         .with_state(IngestState {
             indexer,
             max_batch_records: config.max_batch_records,
+            max_body_bytes: config.max_body_bytes,
         })
         .merge(otlp_routes)
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
@@ -91,21 +93,53 @@ impl From<TcpListener> for Listeners {
 struct IngestState {
     indexer: Indexer,
     max_batch_records: usize,
+    max_body_bytes: usize,
 }
 
 async fn ingest(
     State(IngestState {
         indexer,
         max_batch_records,
+        max_body_bytes,
     }): State<IngestState>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<IngestReply>, IngestError> {
-    // Decoding a 16 MiB body is CPU work: off the async workers.
+) -> Result<Response, IngestError> {
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str()) {
+        None => false,
+        Some(Ok(encoding)) if encoding.trim().eq_ignore_ascii_case("gzip") => true,
+        Some(Ok(encoding)) if encoding.trim().eq_ignore_ascii_case("identity") => false,
+        Some(_) => {
+            return Ok(causeway_server::error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                "Content-Encoding must be gzip or identity",
+            ));
+        }
+    };
+    // Inflating and decoding a 16 MiB body is CPU work: off the async
+    // workers.
     let decoded = tokio::task::spawn_blocking(move || {
+        let body = if gzip {
+            match otlp::gunzip(&body, max_body_bytes) {
+                Ok(inflated) => Bytes::from(inflated),
+                Err(otlp::DecodeError::TooLarge(reason)) => {
+                    return Err(IngestError::TooLarge(reason));
+                }
+                Err(otlp::DecodeError::Bad(reason)) => return Err(IngestError::BadBatch(reason)),
+            }
+        } else {
+            body
+        };
         // Invalid UTF-8 is replaced rather than refused, so the line
         // survives as text (and, failing to parse, as a malformed record).
         let text = String::from_utf8_lossy(&body);
-        wire::decode_numbered(&text, Timestamp::now(), max_batch_records)
+        wire::decode_numbered(&text, Timestamp::now(), max_batch_records).map_err(|error| {
+            match error {
+                BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
+                other => IngestError::BadBatch(other.to_string()),
+            }
+        })
     })
     .await
     .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
@@ -113,12 +147,7 @@ async fn ingest(
         header,
         records,
         malformed_lines,
-    } = decoded
-        .map_err(|error| match error {
-            BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
-            other => IngestError::BadBatch(other.to_string()),
-        })
-        .inspect_err(|error| indexer.rejected(error.code()))?;
+    } = decoded.inspect_err(|error| indexer.rejected(error.code()))?;
     let reply = IngestReply {
         accepted: records.len(),
         malformed: malformed_lines.len(),
@@ -132,7 +161,7 @@ async fn ingest(
     indexer
         .ingest_batch(Batch { records, origins }, Protocol::Causeway)
         .await?;
-    Ok(Json(reply))
+    Ok(Json(reply).into_response())
 }
 
 /// 200 once the write-ahead log is indexed past the last commit and while

@@ -16,6 +16,7 @@ mod http;
 mod ingest;
 mod map;
 
+pub(crate) use decode::{DecodeError, gunzip};
 pub(crate) use grpc::router as grpc_router;
 pub(crate) use http::{logs as http_logs, traces as http_traces};
 pub(crate) use ingest::Otlp;
