@@ -94,7 +94,7 @@ fn settled(order: &Order, flow: &FlowDetail) -> bool {
 
 fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
     println!(
-        "\n{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<24} SERVICES",
+        "\n{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<30} SERVICES",
         "FLOW", "STATUS", "ROOT EVENT", "EVENTS", "RECORDS", "DURATION", "ANOMALIES"
     );
     for order in orders {
@@ -104,7 +104,7 @@ fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
                 let s = &flow.summary;
                 let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.as_str()).collect();
                 println!(
-                    "{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<24} {}",
+                    "{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<30} {}",
                     s.correlation_id,
                     s.status.as_str(),
                     s.root_event_type.as_deref().unwrap_or("-"),
@@ -137,6 +137,18 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
             "causeway demo serves plain HTTP on loopback: leave `collector.tls_cert` and \
              `query.tls_cert` unset for it"
         );
+    }
+    // The saga's declared contracts (who takes each event, when a step is
+    // stuck or slow), unless the user declared their own.
+    let mut config = config;
+    if config.query.contracts_file.is_none() {
+        let dir = &config.collector.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let path = dir.join("demo-contracts.toml");
+        std::fs::write(&path, causeway_orders::CONTRACTS)
+            .with_context(|| format!("writing {}", path.display()))?;
+        config.query.contracts_file = Some(path);
     }
     let (collector, query) = bind_up(&config).await?;
     let data_dir = config.collector.data_dir.clone();

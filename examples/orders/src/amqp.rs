@@ -7,7 +7,7 @@
 //! after their last consumer leaves.
 
 use causeway_middleware::amqp::{PropertiesExtractor, publish_headers, redelivery};
-use causeway_middleware::{Consume, MessageContext, Publish, Service};
+use causeway_middleware::{MessageContext, Publish, Service};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -18,7 +18,10 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::transport::{DEAD_LETTERS, MAX_DELIVERIES, Step, TransportError, record_dead_letter};
+use crate::transport::{
+    Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
+    record_dead_letter,
+};
 
 const SYSTEM: &str = "rabbitmq";
 /// How long an unused queue lives, in milliseconds.
@@ -126,13 +129,10 @@ impl Amqp {
 
     pub(crate) async fn consume(
         &self,
-        service: Service,
-        topic: &str,
-        group: &str,
-        step: Step,
+        consumer: Consumer,
     ) -> Result<JoinHandle<()>, TransportError> {
         let channel = self.connection.create_channel().await.map_err(broker)?;
-        let queue = format!("{}.{group}.{topic}", self.namespace);
+        let queue = format!("{}.{}.{}", self.namespace, consumer.group, consumer.topic);
         let mut arguments = expiring();
         arguments.insert(
             "x-queue-type".into(),
@@ -158,7 +158,7 @@ impl Amqp {
             .queue_bind(
                 queue.as_str().into(),
                 self.namespace.as_str().into(),
-                topic.into(),
+                consumer.topic.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -171,36 +171,36 @@ impl Amqp {
         let mut deliveries = channel
             .basic_consume(
                 queue.as_str().into(),
-                group.into(),
+                consumer.group.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(broker)?;
-        let (topic, group) = (topic.to_owned(), group.to_owned());
         Ok(tokio::spawn(async move {
             // The channel lives as long as its consumer.
             let _channel = channel;
+            let inbox = Inbox::default();
             while let Some(Ok(delivery)) = deliveries.next().await {
                 let payload = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
-                let consume = Consume::new(&topic, &group)
-                    .system(SYSTEM)
-                    .redelivery(redelivery(&delivery));
-                let step = step.clone();
-                let outcome = service
-                    .handle(&PropertiesExtractor(&delivery.properties), consume, |h| {
-                        step(h, payload)
-                    })
-                    .await;
-                let settled = match outcome {
-                    Err(error) if error.retryable() => {
+                let settle = deliver(
+                    &consumer,
+                    &inbox,
+                    &PropertiesExtractor(&delivery.properties),
+                    payload,
+                    SYSTEM,
+                    redelivery(&delivery),
+                )
+                .await;
+                let settled = match settle {
+                    Settle::Again => {
                         let requeue = BasicNackOptions {
                             requeue: true,
                             ..BasicNackOptions::default()
                         };
                         delivery.nack(requeue).await
                     }
-                    _ => delivery.ack(BasicAckOptions::default()).await,
+                    Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
                 };
                 if let Err(error) = settled {
                     tracing::warn!(%error, "settling a RabbitMQ delivery failed");

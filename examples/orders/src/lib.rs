@@ -32,7 +32,36 @@ use causeway_model::CorrelationId;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-pub use transport::{DEAD_LETTERS, MAX_DELIVERIES, Step, Transport, TransportError};
+pub use transport::{Ack, Consumer, DEAD_LETTERS, MAX_DELIVERIES, Step, Transport, TransportError};
+
+/// How long shipping takes in the `slow` scenario: above the declared
+/// `slow_after_ms` of [`CONTRACTS`].
+pub const SLOW_SHIPPING: std::time::Duration = std::time::Duration::from_millis(1_500);
+
+/// The saga's declared contracts, for the query API's `contracts_file`:
+/// who must take each event, when a step is stuck, when shipping is slow.
+pub const CONTRACTS: &str = r#"# The orders saga's contracts (causeway query `contracts_file`).
+[events.OrderPlaced]
+consumers = ["inventory"]
+stuck_after_ms = 3000
+
+[events.StockReserved]
+consumers = ["payment"]
+stuck_after_ms = 3000
+
+[events.PaymentCaptured]
+consumers = ["shipping"]
+stuck_after_ms = 3000
+slow_after_ms = 1000
+
+[events.PaymentDeclined]
+consumers = ["inventory", "order"]
+stuck_after_ms = 3000
+
+[events.OrderShipped]
+consumers = ["order"]
+stuck_after_ms = 3000
+"#;
 
 /// Orders above this amount are declined by payment.
 pub const PAYMENT_LIMIT_CENTS: u64 = 50_000;
@@ -72,17 +101,51 @@ pub enum Scenario {
     /// every delivery until the broker dead-letters it: `dead_lettered`,
     /// with the anomaly `poison_loop`.
     Poison,
+    /// Shipping and order each lose their first acknowledgement, so the
+    /// broker delivers again: shipping, not idempotent, ships twice
+    /// (`duplicate_delivery`); order, idempotent, handles once. The flow
+    /// still `completed`.
+    Duplicate,
+    /// Shipping takes far longer than its declared `slow_after_ms`:
+    /// `completed` with `slow_step`.
+    Slow,
+    /// Shipping is down for this order (it drops the message unread):
+    /// `stuck`, with `missing_consumer` once the declared threshold passes.
+    Stuck,
 }
 
 impl Scenario {
     /// The names `--scenario` takes.
-    pub const NAMES: [&str; 4] = ["happy", "declined", "poison", "mixed"];
+    pub const NAMES: [&str; 7] = [
+        "happy",
+        "declined",
+        "poison",
+        "duplicate",
+        "slow",
+        "stuck",
+        "mixed",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Happy => "happy",
             Self::Declined => "declined",
             Self::Poison => "poison",
+            Self::Duplicate => "duplicate",
+            Self::Slow => "slow",
+            Self::Stuck => "stuck",
+        }
+    }
+
+    /// The scenario a payload names (`"scenario"`), happy when none.
+    fn of(payload: &Value) -> Self {
+        match payload["scenario"].as_str() {
+            Some("declined") => Self::Declined,
+            Some("poison") => Self::Poison,
+            Some("duplicate") => Self::Duplicate,
+            Some("slow") => Self::Slow,
+            Some("stuck") => Self::Stuck,
+            _ => Self::Happy,
         }
     }
 }
@@ -95,14 +158,20 @@ impl Order {
             .unwrap_or_else(|_| CorrelationId::generate())
     }
 
-    /// The `OrderPlaced` body (the contract in `examples/README.md`). A
-    /// poison order's `items` is not a number.
+    /// The `OrderPlaced` body (the contract in `examples/README.md`); the
+    /// optional `scenario` tells the services what to get wrong. A poison
+    /// order's `items` is not a number.
     pub fn payload(&self) -> Value {
         let items = match self.scenario {
             Scenario::Poison => json!("a dozen"),
             _ => json!(self.items),
         };
-        json!({ "order_id": self.id, "amount_cents": self.amount_cents, "items": items })
+        let mut payload =
+            json!({ "order_id": self.id, "amount_cents": self.amount_cents, "items": items });
+        if self.scenario != Scenario::Happy {
+            payload["scenario"] = json!(self.scenario.as_str());
+        }
+        payload
     }
 }
 
@@ -169,17 +238,28 @@ pub async fn place_order(
 }
 
 /// A [`Step`] from an async function of the transport, the handling and
-/// the payload.
-fn step<F, Fut>(transport: &Transport, f: F) -> Step
+/// the payload. In the `duplicate` scenario, the step's first
+/// acknowledgement of each event is lost when `loses_ack` is set.
+fn step<F, Fut>(transport: &Transport, loses_ack: bool, f: F) -> Step
 where
     F: Fn(Transport, Handling, Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), SagaError>> + Send + 'static,
 {
     let transport = transport.clone();
     let f = Arc::new(f);
+    let lost = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     Arc::new(move |handling, payload| {
-        let (transport, f) = (transport.clone(), f.clone());
-        Box::pin(async move { f(transport, handling, payload).await })
+        let (transport, f, lost) = (transport.clone(), f.clone(), lost.clone());
+        Box::pin(async move {
+            let event = handling.context().event_id.clone();
+            let duplicate = loses_ack && Scenario::of(&payload) == Scenario::Duplicate;
+            f(transport, handling, payload).await?;
+            let mut lost = lost.lock().unwrap_or_else(|e| e.into_inner());
+            if duplicate && lost.insert(event) {
+                return Ok(Ack::Lost);
+            }
+            Ok(Ack::Done)
+        })
     })
 }
 
@@ -217,6 +297,10 @@ async fn ship(t: Transport, h: Handling, payload: Value) -> Result<(), SagaError
     let order_id = field(&payload, "order_id")?;
     tracing::info!(order_id, "parcel handed to carrier");
     work(order_id, 4).await;
+    if Scenario::of(&payload) == Scenario::Slow {
+        tracing::warn!(order_id, "the carrier's API is slow");
+        tokio::time::sleep(SLOW_SHIPPING).await;
+    }
     let event = Publish::new("OrderShipped", topics::ORDER_SHIPPED);
     t.publish_child(&h, event, &payload).await?;
     Ok(())
@@ -249,28 +333,40 @@ async fn cancel(_: Transport, h: Handling, payload: Value) -> Result<(), SagaErr
 /// `transport`; they run until the tasks are aborted or the transport
 /// goes away.
 pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, TransportError> {
-    let consumers: [(&str, &str, Step); 6] = [
-        (
+    let t = transport;
+    let consumer = |service: &'static str, topic, step| Consumer {
+        service: Service::new(service),
+        topic,
+        group: service,
+        step,
+        idempotent: false,
+        drops: None,
+    };
+    let consumers = [
+        consumer(
             "inventory",
             topics::ORDER_PLACED,
-            step(transport, reserve_stock),
+            step(t, false, reserve_stock),
         ),
-        ("payment", topics::STOCK_RESERVED, step(transport, charge)),
-        ("shipping", topics::PAYMENT_CAPTURED, step(transport, ship)),
-        ("order", topics::ORDER_SHIPPED, step(transport, complete)),
-        (
+        consumer("payment", topics::STOCK_RESERVED, step(t, false, charge)),
+        Consumer {
+            drops: Some(|payload| Scenario::of(payload) == Scenario::Stuck),
+            ..consumer("shipping", topics::PAYMENT_CAPTURED, step(t, true, ship))
+        },
+        Consumer {
+            idempotent: true,
+            ..consumer("order", topics::ORDER_SHIPPED, step(t, true, complete))
+        },
+        consumer(
             "inventory",
             topics::PAYMENT_DECLINED,
-            step(transport, release_stock),
+            step(t, false, release_stock),
         ),
-        ("order", topics::PAYMENT_DECLINED, step(transport, cancel)),
+        consumer("order", topics::PAYMENT_DECLINED, step(t, false, cancel)),
     ];
     let mut tasks = Vec::new();
-    for (service, topic, step) in consumers {
-        let task = transport
-            .consume(Service::new(service), topic, service, step)
-            .await?;
-        tasks.push(task);
+    for consumer in consumers {
+        tasks.push(transport.consume(consumer).await?);
     }
     tasks.push(transport.consume_dead_letters().await?);
     Ok(tasks)
@@ -285,20 +381,38 @@ pub fn expected_outcome(order: &Order) -> (&'static str, usize, Option<&'static 
         // OrderPlaced, StockReserved, PaymentDeclined.
         Scenario::Declined => ("compensated", 3, None),
         Scenario::Poison => ("dead_lettered", 1, Some("poison_loop")),
+        // Shipped twice: two OrderShipped events.
+        Scenario::Duplicate => ("completed", 5, Some("duplicate_delivery")),
+        Scenario::Slow => ("completed", 4, Some("slow_step")),
+        // PaymentCaptured never reached shipping.
+        Scenario::Stuck => ("stuck", 3, Some("missing_consumer")),
     }
 }
 
 /// `n` orders from `first_id` for `scenario` (a name of
 /// [`Scenario::NAMES`]): one scenario throughout, or `mixed`. `happy`
 /// still declines every fourth order, so that the plain demo shows a
-/// compensation too; `mixed` adds a poison order every fifth.
+/// compensation too; `mixed` runs every scenario in turn, after a happy
+/// and a declined order.
 pub fn sample_orders(n: usize, first_id: u64, scenario: &str) -> Vec<Order> {
+    const MIXED: [Scenario; 7] = [
+        Scenario::Happy,
+        Scenario::Declined,
+        Scenario::Poison,
+        Scenario::Duplicate,
+        Scenario::Slow,
+        Scenario::Stuck,
+        Scenario::Happy,
+    ];
     (0..n as u64)
         .map(|i| {
             let scenario = match scenario {
                 "declined" => Scenario::Declined,
                 "poison" => Scenario::Poison,
-                "mixed" if i % 5 == 3 => Scenario::Poison,
+                "duplicate" => Scenario::Duplicate,
+                "slow" => Scenario::Slow,
+                "stuck" => Scenario::Stuck,
+                "mixed" => MIXED[(i % MIXED.len() as u64) as usize],
                 _ if i % 4 == 1 => Scenario::Declined,
                 _ => Scenario::Happy,
             };

@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use causeway_middleware::nats::{HeaderExtractor, publish_jetstream_headers, redelivery};
-use causeway_middleware::{Consume, MessageContext, Publish, Service};
+use causeway_middleware::{MessageContext, Publish, Service};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::transport::{DEAD_LETTERS, MAX_DELIVERIES, Step, TransportError, record_dead_letter};
+use crate::transport::{
+    Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
+    record_dead_letter,
+};
 
 const SYSTEM: &str = "nats";
 /// The domains, one stream each: a topic's first part.
@@ -93,19 +96,17 @@ impl Nats {
 
     pub(crate) async fn consume(
         &self,
-        service: Service,
-        topic: &str,
-        group: &str,
-        step: Step,
+        consumer: Consumer,
     ) -> Result<JoinHandle<()>, TransportError> {
+        let topic = consumer.topic;
         let domain = topic.split('.').next().unwrap_or(topic);
         let stream = self
             .js
             .get_stream(self.stream_name(domain))
             .await
             .map_err(broker)?;
-        let durable = format!("{group}-{}", topic.replace('.', "-"));
-        let consumer: consumer::PullConsumer = stream
+        let durable = format!("{}-{}", consumer.group, topic.replace('.', "-"));
+        let pull: consumer::PullConsumer = stream
             .get_or_create_consumer(
                 &durable,
                 consumer::pull::Config {
@@ -118,23 +119,25 @@ impl Nats {
             )
             .await
             .map_err(broker)?;
-        let mut messages = consumer.messages().await.map_err(broker)?;
-        let (topic, group) = (topic.to_owned(), group.to_owned());
+        let mut messages = pull.messages().await.map_err(broker)?;
         Ok(tokio::spawn(async move {
+            let inbox = Inbox::default();
             while let Some(Ok(message)) = messages.next().await {
                 let payload = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
                 let empty = async_nats::HeaderMap::new();
                 let headers = message.headers.as_ref().unwrap_or(&empty);
-                let consume = Consume::new(&topic, &group)
-                    .system(SYSTEM)
-                    .redelivery(redelivery(&message));
-                let step = step.clone();
-                let outcome = service
-                    .handle(&HeaderExtractor(headers), consume, |h| step(h, payload))
-                    .await;
-                let ack = match outcome {
-                    Err(error) if error.retryable() => AckKind::Nak(None),
-                    _ => AckKind::Ack,
+                let settle = deliver(
+                    &consumer,
+                    &inbox,
+                    &HeaderExtractor(headers),
+                    payload,
+                    SYSTEM,
+                    redelivery(&message),
+                )
+                .await;
+                let ack = match settle {
+                    Settle::Again => AckKind::Nak(None),
+                    Settle::Ack => AckKind::Ack,
                 };
                 if let Err(error) = message.ack_with(ack).await {
                     tracing::warn!(%error, "acknowledging a JetStream message failed");

@@ -38,10 +38,131 @@ pub const DEAD_LETTERS: &str = "dead-letters";
 /// What a consumer runs for each event: the handling (to publish children,
 /// record compensations) and the payload.
 pub type Step = Arc<
-    dyn Fn(Handling, Value) -> Pin<Box<dyn Future<Output = Result<(), SagaError>> + Send>>
+    dyn Fn(Handling, Value) -> Pin<Box<dyn Future<Output = Result<Ack, SagaError>> + Send>>
         + Send
         + Sync,
 >;
+
+/// How a handled event is settled with the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Acknowledged: the broker forgets it.
+    Done,
+    /// The consumer "crashed" after handling and before acknowledging:
+    /// the broker delivers the event again.
+    Lost,
+}
+
+/// One consumer: a service's consumer group on a topic, what it runs, and
+/// how it treats deliveries.
+#[derive(Clone)]
+pub struct Consumer {
+    pub service: Service,
+    pub topic: &'static str,
+    pub group: &'static str,
+    pub step: Step,
+    /// Idempotent (an inbox of handled event ids): an event delivered again
+    /// after it was handled is acknowledged without being handled again.
+    pub idempotent: bool,
+    /// Messages this consumer drops unread, as a consumer that is down
+    /// would (the scenario `stuck`): nothing of them is recorded.
+    pub drops: Option<fn(&Value) -> bool>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("service", &self.service.name())
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("idempotent", &self.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The event ids an idempotent consumer handled, bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox(std::sync::Mutex<std::collections::HashSet<String>>);
+
+/// Most event ids an inbox remembers before it starts afresh.
+const MAX_INBOX: usize = 100_000;
+
+impl Inbox {
+    fn seen(&self, event_id: &str) -> bool {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.contains(event_id)
+    }
+
+    fn remember(&self, event_id: String) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_INBOX {
+            seen.clear();
+        }
+        seen.insert(event_id);
+    }
+}
+
+/// What the transport does with a delivery once the consumer is through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    Ack,
+    /// Deliver again (nack with requeue, nak).
+    Again,
+}
+
+/// Runs `consumer` on one delivery (its headers in `carrier`, read before
+/// the future starts; `redelivery` the broker's count) and says how to
+/// settle it.
+pub(crate) fn deliver<'a>(
+    consumer: &'a Consumer,
+    inbox: &'a Inbox,
+    carrier: &dyn causeway_middleware::Carrier,
+    payload: Value,
+    system: &str,
+    redelivery: Option<u32>,
+) -> impl Future<Output = Settle> + Send + 'a {
+    let event_id = consumer.idempotent.then(|| {
+        causeway_middleware::extract(carrier)
+            .event_id
+            .as_str()
+            .to_owned()
+    });
+    let dropped = consumer.drops.is_some_and(|drops| drops(&payload));
+    let seen = event_id.as_deref().is_some_and(|id| inbox.seen(id));
+    let handled = (!dropped && !seen).then(|| {
+        let consume = Consume::new(consumer.topic, consumer.group)
+            .system(system)
+            .redelivery(redelivery);
+        let step = consumer.step.clone();
+        consumer
+            .service
+            .handle(carrier, consume, move |h| step(h, payload))
+    });
+    async move {
+        let Some(handled) = handled else {
+            if seen {
+                tracing::info!(
+                    topic = consumer.topic,
+                    "event handled before; acknowledged again"
+                );
+            }
+            return Settle::Ack;
+        };
+        match handled.await {
+            Ok(ack) => {
+                if let Some(id) = event_id {
+                    inbox.remember(id);
+                }
+                match ack {
+                    Ack::Done => Settle::Ack,
+                    Ack::Lost => Settle::Again,
+                }
+            }
+            Err(error) if error.retryable() => Settle::Again,
+            Err(_) => Settle::Ack,
+        }
+    }
+}
 
 /// Why a transport could not start.
 #[derive(Debug, thiserror::Error)]
@@ -159,21 +280,15 @@ impl Transport {
             .await
     }
 
-    /// Runs `step` as `service`'s consumer group `group` for every event
-    /// on `topic`, until the transport goes away.
-    pub async fn consume(
-        &self,
-        service: Service,
-        topic: &str,
-        group: &str,
-        step: Step,
-    ) -> Result<JoinHandle<()>, TransportError> {
+    /// Runs `consumer` for every event on its topic, until the transport
+    /// goes away.
+    pub async fn consume(&self, consumer: Consumer) -> Result<JoinHandle<()>, TransportError> {
         match &self.0 {
-            Inner::InProc(bus) => inproc_consume(bus, service, topic, group, step),
+            Inner::InProc(bus) => inproc_consume(bus, consumer),
             #[cfg(feature = "amqp")]
-            Inner::Amqp(amqp) => amqp.consume(service, topic, group, step).await,
+            Inner::Amqp(amqp) => amqp.consume(consumer).await,
             #[cfg(feature = "nats")]
-            Inner::Nats(nats) => nats.consume(service, topic, group, step).await,
+            Inner::Nats(nats) => nats.consume(consumer).await,
         }
     }
 
@@ -201,6 +316,9 @@ impl Transport {
     }
 }
 
+/// `messaging.system` of the in-process bus.
+const INPROC: &str = "inproc";
+
 /// The in-process header naming why a message was dead-lettered.
 const DEAD_REASON: &str = "x-dead-reason";
 
@@ -227,46 +345,43 @@ pub(crate) fn record_dead_letter(
     }
 }
 
-/// The in-process consumer: retries a retryable error up to
-/// [`MAX_DELIVERIES`] deliveries, then sends the message to
-/// [`DEAD_LETTERS`] with its headers.
-fn inproc_consume(
-    bus: &Bus,
-    service: Service,
-    topic: &str,
-    group: &str,
-    step: Step,
-) -> Result<JoinHandle<()>, TransportError> {
+/// The in-process consumer: delivers again what is to be delivered again
+/// (a retryable error, a lost acknowledgement) up to [`MAX_DELIVERIES`]
+/// deliveries, then sends it to [`DEAD_LETTERS`] with its headers.
+fn inproc_consume(bus: &Bus, consumer: Consumer) -> Result<JoinHandle<()>, TransportError> {
     let mut subscription = bus
-        .subscribe(topic, group)
+        .subscribe(consumer.topic, consumer.group)
         .map_err(|e| TransportError::Broker(e.to_string()))?;
-    let (bus, topic, group) = (bus.clone(), topic.to_owned(), group.to_owned());
+    let bus = bus.clone();
     Ok(tokio::spawn(async move {
+        let inbox = Inbox::default();
         while let Some(message) = subscription.recv().await {
             for delivery in 1..=MAX_DELIVERIES {
-                let consume =
-                    Consume::new(&topic, &group).redelivery((delivery > 1).then_some(delivery - 1));
-                let step = step.clone();
+                let redelivery = (delivery > 1).then_some(delivery - 1);
                 let payload = message.payload.clone();
-                let outcome = service
-                    .handle(&message.headers, consume, |h| step(h, payload))
-                    .await;
-                match outcome {
-                    Err(error) if error.retryable() => {
-                        if delivery == MAX_DELIVERIES {
-                            let mut headers = message.headers.clone();
-                            headers.insert(
-                                DEAD_REASON.to_owned(),
-                                format!("{topic}: {error} ({MAX_DELIVERIES} deliveries)"),
-                            );
-                            let dead = BusMessage {
-                                headers,
-                                payload: message.payload.clone(),
-                            };
-                            bus.publish(DEAD_LETTERS, dead).await;
-                        }
-                    }
-                    _ => break,
+                let settle = deliver(
+                    &consumer,
+                    &inbox,
+                    &message.headers,
+                    payload,
+                    INPROC,
+                    redelivery,
+                )
+                .await;
+                if settle == Settle::Ack {
+                    break;
+                }
+                if delivery == MAX_DELIVERIES {
+                    let mut headers = message.headers.clone();
+                    headers.insert(
+                        DEAD_REASON.to_owned(),
+                        format!("{}: {MAX_DELIVERIES} deliveries", consumer.topic),
+                    );
+                    let dead = BusMessage {
+                        headers,
+                        payload: message.payload.clone(),
+                    };
+                    bus.publish(DEAD_LETTERS, dead).await;
                 }
             }
         }

@@ -2,8 +2,12 @@
 //! features RabbitMQ on :5672 and NATS JetStream on :4222), one order per
 //! scenario: each service writes its own log file of causeway records, and
 //! those records show the paid order completed, the declined one
-//! compensated by inventory and order, and the poison one retried by the
-//! broker until it dead-lettered it, recorded in its own flow.
+//! compensated by inventory and order, the poison one retried by the broker
+//! until it dead-lettered it (recorded in its own flow), the duplicate one
+//! shipped twice by shipping but completed once by the idempotent order
+//! service, the slow one slow in shipping, and the stuck one never
+//! reaching shipping. (What the query API makes of them is tested through
+//! `causeway demo` in the cli crate.)
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -51,8 +55,15 @@ async fn saga_over(broker: Option<&str>) {
     let transport = Transport::connect(broker, &namespace()).await.unwrap();
     let services = start(&transport).await.unwrap();
     let mut orders = sample_orders(1, 1, "happy");
-    orders.extend(sample_orders(1, 2, "declined"));
-    orders.extend(sample_orders(1, 3, "poison"));
+    for (id, scenario) in [
+        (2, "declined"),
+        (3, "poison"),
+        (4, "duplicate"),
+        (5, "slow"),
+        (6, "stuck"),
+    ] {
+        orders.extend(sample_orders(1, id, scenario));
+    }
     for order in &orders {
         place_order(&transport, order).await.unwrap();
     }
@@ -61,7 +72,10 @@ async fn saga_over(broker: Option<&str>) {
         loop {
             let order = read(dir.path(), "order");
             let dead = read(dir.path(), DEAD_LETTERS);
+            let shipping = read(dir.path(), "shipping");
             let done = !of(&order, "order-1", Stage::Handled).is_empty()
+                && of(&order, "order-4", Stage::Handled).len() == 2
+                && !of(&shipping, "order-5", Stage::Handled).is_empty()
                 && !of(&order, "order-2", Stage::Compensated).is_empty()
                 && !of(
                     &read(dir.path(), "inventory"),

@@ -1,0 +1,87 @@
+//! `causeway demo --scenario mixed` over the in-process bus, RabbitMQ
+//! (:5672) and NATS JetStream (:4222): one order per scenario, each flow
+//! read back through the query API with the status and anomaly the
+//! scenario must produce (the demo exits non-zero unless every flow
+//! settles that way, and the table it prints says so per flow).
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::process::Command;
+
+/// (order, status, anomaly the flow must show) for `--orders 7 --scenario mixed`.
+const EXPECTED: [(&str, &str, Option<&str>); 7] = [
+    ("order-1001", "completed", None),
+    ("order-1002", "compensated", None),
+    ("order-1003", "dead_lettered", Some("poison_loop")),
+    ("order-1004", "completed", Some("duplicate_delivery")),
+    ("order-1005", "completed", Some("slow_step")),
+    ("order-1006", "stuck", Some("missing_consumer")),
+    ("order-1007", "completed", None),
+];
+
+fn demo(broker: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
+    command.args([
+        "demo",
+        "--orders",
+        "7",
+        "--scenario",
+        "mixed",
+        "--exit",
+        "--timeout-secs",
+        "60",
+    ]);
+    if let Some(broker) = broker {
+        command.args(["--broker", broker]);
+    }
+    let output = command
+        .env("CAUSEWAY_DATA_DIR", dir.path())
+        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for (flow, status, anomaly) in EXPECTED {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(flow))
+            .unwrap_or_else(|| panic!("{flow} missing:\n{stdout}"));
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(columns[1], status, "{line}");
+        if let Some(anomaly) = anomaly {
+            assert!(
+                columns[6].split(',').any(|a| a == anomaly),
+                "{anomaly}: {line}"
+            );
+        }
+    }
+    assert!(
+        stdout.contains("all 7 flows reached the query API"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn over_the_in_process_bus() {
+    demo(None);
+}
+
+#[cfg(feature = "amqp")]
+#[test]
+fn over_rabbitmq() {
+    demo(Some("amqp://guest:guest@127.0.0.1:5672/%2f"));
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn over_nats_jetstream() {
+    demo(Some("nats://127.0.0.1:4222"));
+}
