@@ -259,6 +259,9 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     }
 
     if !demo.exit {
+        if let Some(address) = transport.order_address() {
+            println!("\norders are taken from {address} (see examples/README.md)");
+        }
         println!(
             "\ncauseway is up (Ctrl-C to stop):\n  \
              query API  {query_url}/api/v1/flows\n  \

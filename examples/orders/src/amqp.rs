@@ -89,6 +89,14 @@ impl Amqp {
         Ok(amqp)
     }
 
+    pub(crate) fn order_address(&self) -> String {
+        format!(
+            "RabbitMQ exchange {} routing key {}",
+            self.namespace,
+            crate::topics::ORDER_PLACED
+        )
+    }
+
     fn dlx(&self) -> String {
         format!("{}.dlx", self.namespace)
     }

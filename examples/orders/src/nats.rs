@@ -64,6 +64,10 @@ impl Nats {
         Ok(nats)
     }
 
+    pub(crate) fn order_address(&self) -> String {
+        format!("NATS subject {}", self.subject(crate::topics::ORDER_PLACED))
+    }
+
     fn stream_name(&self, domain: &str) -> String {
         format!("{}_{domain}", self.namespace)
     }

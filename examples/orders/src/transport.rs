@@ -229,6 +229,18 @@ impl Transport {
         }
     }
 
+    /// Where a client outside this process publishes an `OrderPlaced`
+    /// (the contract of `examples/README.md`), if it can.
+    pub fn order_address(&self) -> Option<String> {
+        match &self.0 {
+            Inner::InProc(_) => None,
+            #[cfg(feature = "amqp")]
+            Inner::Amqp(amqp) => Some(amqp.order_address()),
+            #[cfg(feature = "nats")]
+            Inner::Nats(nats) => Some(nats.order_address()),
+        }
+    }
+
     /// `inproc`, `rabbitmq` or `nats`.
     pub fn name(&self) -> &'static str {
         match &self.0 {
