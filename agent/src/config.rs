@@ -5,6 +5,7 @@
 //! the config file's help). This module only describes and checks settings;
 //! it must not open files or sockets.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,18 @@ pub enum ReadFrom {
     /// on are shipped. Files that appear while the agent runs are new, and
     /// are always read from their beginning.
     End,
+}
+
+/// How batch bodies are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `Content-Encoding: gzip` (dropped by itself if the collector shows
+    /// it does not take it).
+    #[default]
+    Gzip,
+    /// Plain NDJSON.
+    None,
 }
 
 /// One `[[agent.sources]]`: files read the same way.
@@ -88,12 +101,26 @@ pub struct AgentConfig {
     /// The bearer token sent to the collector (one of its `tokens`), when
     /// it asks for one.
     pub token: Option<String>,
+    /// How batch bodies are sent: `gzip` or `none`.
+    pub compression: Compression,
+    /// The most bytes the dead-letter file (records the collector refused
+    /// for good, next to the checkpoint) and its one older generation
+    /// hold together.
+    pub dead_letter_max_bytes: u64,
+    /// Where `GET /status` (JSON) and `GET /metrics` (Prometheus) are
+    /// served; loopback only (port 0: a free port).
+    pub status_addr: SocketAddr,
 }
 
 /// Where a default agent ships: the collector's default address.
 const DEFAULT_COLLECTOR_URL: &str = "http://127.0.0.1:4318";
 /// A default agent's checkpoint, in the working directory.
 const DEFAULT_CHECKPOINT_PATH: &str = "causeway-agent.checkpoint.json";
+
+/// The status endpoint's default port, next to the query API's 8686.
+const DEFAULT_STATUS_PORT: u16 = 8687;
+/// The dead-letter file's default bound: 64 MiB.
+const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 fn default_source() -> String {
     format!("agent@{}", hostname())
@@ -149,6 +176,9 @@ impl AgentConfig {
             poll_interval_ms: default_poll_interval_ms(),
             default_service: None,
             token: None,
+            compression: Compression::Gzip,
+            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+            status_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_STATUS_PORT)),
         }
     }
 
@@ -235,6 +265,15 @@ impl AgentConfig {
                     "a service must be non-empty, without control characters",
                 ));
             }
+        }
+        if !self.status_addr.ip().is_loopback() {
+            return Err(invalid(
+                "status_addr",
+                "must be a loopback address (the status has no authentication)",
+            ));
+        }
+        if self.dead_letter_max_bytes < 4096 {
+            return Err(invalid("dead_letter_max_bytes", "must be at least 4096"));
         }
         if self.checkpoint_path.file_name().is_none() {
             return Err(invalid("checkpoint_path", "must name a file"));

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -18,6 +19,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::ship::{Outcome, Shipper};
+use crate::stats::Stats;
 use crate::tail::{Limits, Tailer};
 
 /// Tails the configured files and ships their lines to the collector until
@@ -33,7 +35,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     config.validate()?;
-    let shipper = Shipper::new(&config)?;
+    let stats = Arc::new(Stats::new());
+    let shipper = Shipper::new(&config, stats.clone())?;
     let checkpoint_path = config.checkpoint_path.clone();
     let loaded = {
         let path = checkpoint_path.clone();
@@ -51,7 +54,9 @@ pub async fn run(
         max_records: config.batch_max_records,
         max_bytes: config.batch_max_bytes,
     };
-    let mut tailer = Tailer::new(&config, loaded)?;
+    let mut tailer = Tailer::new(&config, loaded, stats.clone())?;
+    let status = crate::status::serve(config.status_addr, stats.clone()).await;
+    let _status = AbortOnDrop(status);
     tokio::pin!(shutdown);
     info!(
         paths = ?config.paths,
@@ -68,6 +73,7 @@ pub async fn run(
         })
         .await?;
         tailer = polled;
+        tailer.publish_status();
         if named && let Err(error) = save(&config, tailer.checkpoint()).await? {
             // Sent anyway: after a crash these lines would go out again
             // under another name, twice but not lost.
@@ -83,13 +89,16 @@ pub async fn run(
 
         let mut stop = false;
         if !batch.records.is_empty() {
+            stats.in_flight(1);
             let sent = shipper.ship(
                 &batch.records,
                 &batch.streams,
                 &batch.positions,
                 shutdown.as_mut(),
             );
-            match sent.await {
+            let outcome = sent.await;
+            stats.in_flight(0);
+            match outcome {
                 Outcome::Acked => {}
                 Outcome::AckedThenShutdown => stop = true,
                 Outcome::Abandoned => break,
@@ -115,6 +124,17 @@ pub async fn run(
     }
     info!("agent stopped");
     Ok(())
+}
+
+/// Stops the status endpoint when the agent stops.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Persists `checkpoint` off the runtime. The outer error is a failed

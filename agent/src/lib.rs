@@ -12,14 +12,18 @@
 mod checkpoint;
 mod config;
 mod daemon;
+mod deadletter;
 mod error;
 mod formats;
 mod parse;
 mod ship;
+mod stats;
+mod status;
 mod tail;
 
-pub use config::{AgentConfig, ReadFrom, SourceConfig};
+pub use config::{AgentConfig, Compression, ReadFrom, SourceConfig};
 pub use daemon::run;
 pub use error::AgentError;
 pub use formats::{Format, Joined, LineParser, Multiline, ParseSpec};
 pub use parse::parse_line;
+pub use stats::FileStatus;

@@ -32,6 +32,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use causeway_model::wire::{MAX_RAW_LEN, MAX_SOURCE_LEN, Position};
@@ -42,6 +43,7 @@ use crate::checkpoint::{Checkpoint, FileEntry, Head, StreamEntry, V1FileEntry};
 use crate::config::{AgentConfig, ReadFrom};
 use crate::error::AgentError;
 use crate::formats::{Joined, LineParser, Multiline};
+use crate::stats::{FileStatus, Stats};
 
 /// File extensions picked up in a watched directory.
 const EXTENSIONS: [&str; 4] = ["log", "json", "jsonl", "ndjson"];
@@ -122,6 +124,9 @@ pub(crate) struct Advance {
     /// read (not read again), so a file rewritten meanwhile fails it later
     /// (a resend) instead of passing it (a loss).
     tail: Option<Head>,
+    /// Records and lines of the stream in the batch.
+    records: u64,
+    lines: u64,
 }
 
 /// What one poll read: records to send, where each came from, and per
@@ -266,10 +271,20 @@ pub(crate) struct Tailer {
     problems: HashMap<PathBuf, String>,
     /// A stream was named since [`Self::take_named`] was last called.
     named: bool,
+    /// Records acknowledged per stream since start.
+    shipped: HashMap<String, u64>,
+    /// Truncations seen in this refresh: the stream, the file's length
+    /// before, and its path.
+    truncations: Vec<(String, u64, PathBuf)>,
+    stats: Arc<Stats>,
 }
 
 impl Tailer {
-    pub fn new(config: &AgentConfig, checkpoint: Checkpoint) -> Result<Self, AgentError> {
+    pub fn new(
+        config: &AgentConfig,
+        checkpoint: Checkpoint,
+        stats: Arc<Stats>,
+    ) -> Result<Self, AgentError> {
         let invalid = |reason: String| AgentError::Config {
             field: "sources",
             reason,
@@ -320,6 +335,9 @@ impl Tailer {
             next_start: 0,
             problems: HashMap::new(),
             named: false,
+            shipped: HashMap::new(),
+            truncations: Vec::new(),
+            stats,
         })
     }
 
@@ -344,7 +362,49 @@ impl Tailer {
                 stream.offset = advance.offset;
                 stream.tail = advance.tail;
             }
+            *self.shipped.entry(advance.stream.clone()).or_default() += advance.records;
+            self.stats.lines_read(advance.lines);
         }
+        self.publish_status();
+    }
+
+    /// Hands every followed file's status to the stats.
+    pub fn publish_status(&self) {
+        let now = SystemTime::now();
+        let files = self
+            .files
+            .iter()
+            .map(|t| {
+                let stream = t.stream.as_ref().and_then(|n| self.streams.get(n));
+                let position = stream.map_or(0, |s| s.offset);
+                let lag_bytes = t.last_len.saturating_sub(position);
+                let lag_seconds = match t.last_modified {
+                    Some(modified) if lag_bytes > 0 => {
+                        now.duration_since(modified).map_or(0, |d| d.as_secs())
+                    }
+                    _ => 0,
+                };
+                FileStatus {
+                    path: strip_control(&t.path.to_string_lossy()),
+                    stream: t.stream.clone(),
+                    fingerprint: stream.map(|s| format!("{:016x}", s.fingerprint.fnv1a)),
+                    position,
+                    len: t.last_len,
+                    lag_bytes,
+                    lag_seconds,
+                    records_shipped: t
+                        .stream
+                        .as_ref()
+                        .and_then(|n| self.shipped.get(n))
+                        .copied()
+                        .unwrap_or(0),
+                    copy: t.copy,
+                    draining: matches!(t.state, State::Draining { .. }),
+                    last_error: self.problems.get(&t.path).map(|e| strip_control(e)),
+                }
+            })
+            .collect();
+        self.stats.set_files(files);
     }
 
     /// The acknowledged state, to persist.
@@ -500,8 +560,35 @@ impl Tailer {
         for (path, e) in problems {
             self.report(&path, &e);
         }
+        self.count_truncation_losses();
         self.tend_orphans();
         self.started = true;
+    }
+
+    /// Says how many bytes each truncation seen took before they were
+    /// read: those past the acknowledged offset, unless a copy of the file
+    /// (copytruncate's `.1`, when it is followed) holds them, to be read
+    /// from it.
+    fn count_truncation_losses(&mut self) {
+        for (name, before, path) in std::mem::take(&mut self.truncations) {
+            let offset = self.streams.get(&name).map_or(before, |s| s.offset);
+            let copied = self
+                .files
+                .iter()
+                .filter(|t| t.copy && t.stream.as_deref() == Some(name.as_str()))
+                .map(|t| t.last_len)
+                .max()
+                .unwrap_or(0);
+            let lost = before.saturating_sub(offset.max(copied));
+            if lost > 0 {
+                warn!(
+                    path = %path.display(),
+                    lost_bytes = lost,
+                    "log file truncated before the agent read all of it: these bytes are lost"
+                );
+                self.stats.truncation_lost(lost);
+            }
+        }
     }
 
     /// Starts following a file found for the first time, as the stream the
@@ -635,6 +722,11 @@ impl Tailer {
         // An original was read up to the stream's offset; a copy may be
         // shorter than that, having nothing left to read.
         if shrank || (!tracked.copy && len < stream.offset) {
+            if !tracked.copy {
+                let before = tracked.last_len.max(stream.offset);
+                self.truncations
+                    .push((name.to_owned(), before, tracked.path.clone()));
+            }
             self.files[i].leave("truncated");
             return Ok(());
         }
@@ -857,6 +949,7 @@ impl Tailer {
             let mut listed = false;
             let mut end = stream.offset;
             let mut tail = stream.tail;
+            let (mut records, mut lines) = (0, 0);
             for unit in units {
                 if let Some(record) = unit.record {
                     let size = record.to_json_line().len() + 1 + POSITION_BYTES;
@@ -872,15 +965,19 @@ impl Tailer {
                     bytes += size;
                     batch.records.push(record);
                     batch.positions.push(Position(stream_index, unit.end));
+                    records += 1;
                 }
                 end = unit.end;
                 tail = unit.tail;
+                lines += unit.lines;
             }
             if end > stream.offset {
                 batch.advances.push(Advance {
                     stream: name.to_owned(),
                     offset: end,
                     tail,
+                    records,
+                    lines,
                 });
             }
             if batch.full {
@@ -917,6 +1014,7 @@ impl Tailer {
                 .into_iter()
                 .map(|line| Unit {
                     record: self.to_record(tracked, &line, read_at),
+                    lines: 1,
                     end: line.end,
                     tail: line.tail(),
                 })
@@ -924,38 +1022,58 @@ impl Tailer {
             return (units, None);
         };
         let mut joiner = template.clone();
-        let mut tails = HashMap::new();
+        let mut tails: HashMap<u64, (Option<Head>, u64)> = HashMap::new();
         let mut units = Vec::new();
-        let joined = |joined: Joined, tails: &HashMap<u64, Option<Head>>| Unit {
-            record: Some(source.parser.parse(&joined.text, &tracked.service, read_at)),
-            end: joined.end,
-            tail: tails.get(&joined.end).copied().flatten(),
+        // Per line read, its end, its tail and how many lines it closes.
+        let mut counted = 0u64;
+        let joined = |joined: Joined, tails: &HashMap<u64, (Option<Head>, u64)>| {
+            let (tail, upto) = tails.get(&joined.end).copied().unwrap_or((None, 0));
+            (
+                Unit {
+                    record: Some(source.parser.parse(&joined.text, &tracked.service, read_at)),
+                    lines: 0,
+                    end: joined.end,
+                    tail,
+                },
+                upto,
+            )
         };
+        let mut push = |units: &mut Vec<Unit>, (mut unit, upto): (Unit, u64)| {
+            unit.lines = upto.saturating_sub(counted);
+            counted = upto;
+            units.push(unit);
+        };
+        let mut seen = 0u64;
         for line in lines {
-            tails.insert(line.end, line.tail());
+            seen += 1;
+            tails.insert(line.end, (line.tail(), seen));
             if line.len > self.max_line_bytes as u64 {
                 if let Some(done) = joiner.take() {
-                    units.push(joined(done, &tails));
+                    push(&mut units, joined(done, &tails));
                 }
-                units.push(Unit {
+                let unit = Unit {
                     record: self.to_record(tracked, &line, read_at),
+                    lines: 0,
                     end: line.end,
                     tail: line.tail(),
-                });
+                };
+                push(&mut units, (unit, seen));
                 continue;
             }
             let text = String::from_utf8_lossy(&line.bytes);
             let text = text.strip_suffix('\r').unwrap_or(&text);
             if joiner.due_at().is_none() && text.trim().is_empty() {
-                units.push(Unit {
+                let unit = Unit {
                     record: None,
+                    lines: 0,
                     end: line.end,
                     tail: line.tail(),
-                });
+                };
+                push(&mut units, (unit, seen));
                 continue;
             }
             if let Some(done) = joiner.push(text, line.end, now) {
-                units.push(joined(done, &tails));
+                push(&mut units, joined(done, &tails));
             }
         }
         let Some(last) = joiner.take() else {
@@ -968,7 +1086,7 @@ impl Tailer {
         // Cut by a full batch only when nothing else of the read fits.
         let cut = forced && units.iter().all(|u| u.record.is_none());
         if cut || tracked.flush_partial() || now.duration_since(since) >= source.multiline_timeout {
-            units.push(joined(last, &tails));
+            push(&mut units, joined(last, &tails));
             return (units, None);
         }
         (units, Some((last.end, since)))
@@ -1000,6 +1118,8 @@ impl Tailer {
 #[derive(Debug)]
 struct Unit {
     record: Option<Record>,
+    /// How many lines it holds.
+    lines: u64,
     /// The offset just past its last line.
     end: u64,
     /// The fingerprint of its last bytes.

@@ -81,7 +81,9 @@ async fn while_the_collector_answers_503_nothing_is_checkpointed_and_afterwards_
 async fn a_batch_refused_with_a_client_error_is_retried_not_dropped() {
     let work = Workdir::new();
     let collector = Collector::start().await;
-    collector.refuse_next(3, 400);
+    // Not 400 or 413, which say the batch itself is at fault (those go to
+    // the dead-letter file, see refused_batches_never_halt_the_agent.rs).
+    collector.refuse_next(3, 422);
     let log = work.path("app.log");
     append(&log, &format!("{}{}", line("first"), line("second")));
     let agent = Agent::start(config(&collector, &work.checkpoint(), &[&log]));

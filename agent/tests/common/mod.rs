@@ -34,6 +34,21 @@ struct Inner {
     fail_status: u16,
     /// How many requests were refused so far.
     refused: usize,
+    /// `Retry-After` sent with a refusal (`0` when unset).
+    retry_after: Option<String>,
+    /// Batches of more records than this are refused with 413.
+    max_records: Option<usize>,
+    /// A batch holding this text is refused with 413.
+    too_large_marker: Option<String>,
+    /// A batch holding this text is refused with 400.
+    unreadable_marker: Option<String>,
+    /// A batch holding this text is refused with 503 (busy).
+    busy_marker: Option<String>,
+    /// Gzipped bodies are refused with 400, as a collector that does not
+    /// know gzip would.
+    refuse_gzip: bool,
+    /// `Content-Encoding` of every request (empty when none).
+    encodings: Vec<String>,
 }
 
 /// An HTTP peer answering `POST /v1/ingest` like the collector, recording
@@ -47,20 +62,70 @@ pub struct Collector {
 async fn ingest(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    inner.content_types.push(content_type);
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    inner.content_types.push(header_text(header::CONTENT_TYPE));
+    let encoding = header_text(header::CONTENT_ENCODING);
+    inner.encodings.push(encoding.clone());
     if inner.fail_remaining > 0 {
         inner.fail_remaining -= 1;
         inner.refused += 1;
         let status = StatusCode::from_u16(inner.fail_status).unwrap();
-        return (status, [(header::RETRY_AFTER, "0")], "not now").into_response();
+        let retry_after = inner.retry_after.clone().unwrap_or_else(|| "0".to_owned());
+        return (status, [(header::RETRY_AFTER, retry_after)], "not now").into_response();
+    }
+    let body = if encoding == "gzip" {
+        if inner.refuse_gzip {
+            inner.refused += 1;
+            return (StatusCode::BAD_REQUEST, "bad header line").into_response();
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .unwrap();
+        text
+    } else {
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    if inner
+        .busy_marker
+        .as_ref()
+        .is_some_and(|m| body.contains(m.as_str()))
+    {
+        inner.refused += 1;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "0")],
+            "busy",
+        )
+            .into_response();
+    }
+    if inner
+        .unreadable_marker
+        .as_ref()
+        .is_some_and(|m| body.contains(m.as_str()))
+    {
+        inner.refused += 1;
+        return (StatusCode::BAD_REQUEST, "cannot read this batch").into_response();
+    }
+    let too_many = inner
+        .max_records
+        .is_some_and(|max| body.lines().count() - 1 > max);
+    if too_many
+        || inner
+            .too_large_marker
+            .as_ref()
+            .is_some_and(|m| body.contains(m.as_str()))
+    {
+        inner.refused += 1;
+        return (StatusCode::PAYLOAD_TOO_LARGE, "batch too large").into_response();
     }
     inner.bodies.push(body);
     StatusCode::OK.into_response()
@@ -83,6 +148,41 @@ impl Collector {
         let mut inner = self.inner.lock().unwrap();
         inner.fail_remaining = count;
         inner.fail_status = status;
+    }
+
+    /// Sends `value` as `Retry-After` with refusals.
+    pub fn retry_after(&self, value: &str) {
+        self.inner.lock().unwrap().retry_after = Some(value.to_owned());
+    }
+
+    /// Refuses batches of more than `max` records with 413.
+    pub fn max_records(&self, max: usize) {
+        self.inner.lock().unwrap().max_records = Some(max);
+    }
+
+    /// Refuses a batch holding `marker` with 413.
+    pub fn too_large_when(&self, marker: &str) {
+        self.inner.lock().unwrap().too_large_marker = Some(marker.to_owned());
+    }
+
+    /// Refuses a batch holding `marker` with 400.
+    pub fn unreadable_when(&self, marker: &str) {
+        self.inner.lock().unwrap().unreadable_marker = Some(marker.to_owned());
+    }
+
+    /// Refuses a batch holding `marker` with 503, until `None`.
+    pub fn busy_when(&self, marker: Option<&str>) {
+        self.inner.lock().unwrap().busy_marker = marker.map(str::to_owned);
+    }
+
+    /// Refuses gzipped bodies with 400.
+    pub fn refuse_gzip(&self) {
+        self.inner.lock().unwrap().refuse_gzip = true;
+    }
+
+    /// The `Content-Encoding` of every request so far.
+    pub fn encodings(&self) -> Vec<String> {
+        self.inner.lock().unwrap().encodings.clone()
     }
 
     /// How many requests were refused so far.
@@ -119,6 +219,7 @@ pub fn config(collector: &Collector, checkpoint: &Path, paths: &[&Path]) -> Agen
     let mut config = AgentConfig::new(collector.url.clone(), checkpoint);
     config.paths = paths.iter().map(|p| p.to_path_buf()).collect();
     config.poll_interval_ms = 10;
+    config.status_addr = "127.0.0.1:0".parse().unwrap();
     config
 }
 
