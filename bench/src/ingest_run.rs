@@ -202,9 +202,18 @@ pub fn ingest_run(options: &RunOptions) -> anyhow::Result<()> {
     let received_name = "causeway_collector_records_received_total";
     let received = prom::value(&after, received_name, "") - prom::value(&before, received_name, "");
     let documents = prom::value(&after, "causeway_collector_index_documents", "");
+    let bucket = |q| {
+        prom::quantile_bucket(&lag, q).map_or("-".to_owned(), |(low, high)| {
+            format!("({low:.3}, {high:.3}]")
+        })
+    };
     let mut note = format!(
-        "{} posters, batches of {} records, posting took {posted:.1} s; the collector counted {received:.0} records received; {documents:.0} index documents (records and flow digests)",
-        options.concurrency, options.batch
+        "{} posters, batches of {} records, posting took {posted:.1} s; the collector counted {received:.0} records received and {documents:.0} records in the index at the end; searchable p50 in the histogram's bucket {} s, p99 in {} s (the figures in the table interpolate within it); ack max {:.0} ms",
+        options.concurrency,
+        options.batch,
+        bucket(0.5),
+        bucket(0.99),
+        summary.max as f64 / 1000.0
     );
     let rejected = counters.rejected.load(Ordering::Relaxed);
     if rejected > 0 {

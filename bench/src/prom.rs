@@ -99,6 +99,24 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     Some(below.0)
 }
 
+/// The bounds `(lower, upper]` of the bucket the `q` quantile falls in:
+/// what the histogram knows for sure, before any interpolation. `None`
+/// without observations.
+pub fn quantile_bucket(buckets: &[(f64, f64)], q: f64) -> Option<(f64, f64)> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let mut lower = 0.0;
+    for &(bound, count) in buckets {
+        if count >= q * total {
+            return Some((lower, bound));
+        }
+        lower = bound;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +155,7 @@ mod tests {
         let overflow = [(1.0, 1.0), (f64::INFINITY, 10.0)];
         assert_eq!(quantile(&overflow, 0.99), Some(1.0));
         assert_eq!(quantile(&[(1.0, 0.0), (f64::INFINITY, 0.0)], 0.5), None);
+        assert_eq!(quantile_bucket(&buckets, 0.99), Some((1.0, 2.0)));
+        assert_eq!(quantile_bucket(&buckets, 0.05), Some((0.0, 0.5)));
     }
 }
