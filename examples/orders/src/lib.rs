@@ -7,6 +7,7 @@
 //! inventory  --StockReserved (inventory.reserved)--> payment     charges the card
 //! payment    --PaymentCaptured (payments.captured)-> shipping    books the parcel
 //! shipping   --OrderShipped (shipping.shipped)-->    order       completes
+//! shipping   --ShipmentNotified (HTTP POST)-->       notifier    tells the customer (the webhook hop)
 //! payment    --PaymentDeclined (payments.declined)-> inventory   releases the stock   (compensated)
 //!                                                    order       cancels the order    (compensated)
 //! ```
@@ -23,6 +24,7 @@ mod amqp;
 #[cfg(feature = "nats")]
 mod nats;
 pub mod transport;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,13 +63,17 @@ stuck_after_ms = 3000
 [events.OrderShipped]
 consumers = ["order"]
 stuck_after_ms = 3000
+
+[events.ShipmentNotified]
+consumers = ["notifier"]
+stuck_after_ms = 3000
 "#;
 
 /// Orders above this amount are declined by payment.
 pub const PAYMENT_LIMIT_CENTS: u64 = 50_000;
 
 /// The services of the saga.
-pub const SERVICES: [&str; 4] = ["order", "payment", "inventory", "shipping"];
+pub const SERVICES: [&str; 5] = ["order", "payment", "inventory", "shipping", "notifier"];
 
 /// The topics (routing keys; subjects after the namespace).
 pub mod topics {
@@ -292,8 +298,14 @@ async fn charge(t: Transport, h: Handling, payload: Value) -> Result<(), SagaErr
     Ok(())
 }
 
-/// Shipping, on `PaymentCaptured`: books the parcel.
-async fn ship(t: Transport, h: Handling, payload: Value) -> Result<(), SagaError> {
+/// Shipping, on `PaymentCaptured`: books the parcel, announces it, and
+/// notifies the customer over the webhook.
+async fn ship(
+    t: Transport,
+    h: Handling,
+    payload: Value,
+    notifier: webhook::Notifier,
+) -> Result<(), SagaError> {
     let order_id = field(&payload, "order_id")?;
     tracing::info!(order_id, "parcel handed to carrier");
     work(order_id, 4).await;
@@ -303,7 +315,7 @@ async fn ship(t: Transport, h: Handling, payload: Value) -> Result<(), SagaError
     }
     let event = Publish::new("OrderShipped", topics::ORDER_SHIPPED);
     t.publish_child(&h, event, &payload).await?;
-    Ok(())
+    notifier.notify(&h, &payload).await
 }
 
 /// Order, on `OrderShipped`: the order is complete.
@@ -334,6 +346,9 @@ async fn cancel(_: Transport, h: Handling, payload: Value) -> Result<(), SagaErr
 /// goes away.
 pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, TransportError> {
     let t = transport;
+    let (webhook_url, webhook) = webhook::serve().await?;
+    let notifier = webhook::Notifier::new(webhook_url);
+    let ship = move |t, h, payload| ship(t, h, payload, notifier.clone());
     let consumer = |service: &'static str, topic, step| Consumer {
         service: Service::new(service),
         topic,
@@ -364,7 +379,7 @@ pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, Transpo
         ),
         consumer("order", topics::PAYMENT_DECLINED, step(t, false, cancel)),
     ];
-    let mut tasks = Vec::new();
+    let mut tasks = vec![webhook];
     for consumer in consumers {
         tasks.push(transport.consume(consumer).await?);
     }
@@ -377,13 +392,15 @@ pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, Transpo
 /// show, if any.
 pub fn expected_outcome(order: &Order) -> (&'static str, usize, Option<&'static str>) {
     match order.scenario {
-        Scenario::Happy => ("completed", 4, None),
+        // OrderPlaced, StockReserved, PaymentCaptured, OrderShipped,
+        // ShipmentNotified.
+        Scenario::Happy => ("completed", 5, None),
         // OrderPlaced, StockReserved, PaymentDeclined.
         Scenario::Declined => ("compensated", 3, None),
         Scenario::Poison => ("dead_lettered", 1, Some("poison_loop")),
-        // Shipped twice: two OrderShipped events.
-        Scenario::Duplicate => ("completed", 5, Some("duplicate_delivery")),
-        Scenario::Slow => ("completed", 4, Some("slow_step")),
+        // Shipped twice: two OrderShipped and two ShipmentNotified events.
+        Scenario::Duplicate => ("completed", 7, Some("duplicate_delivery")),
+        Scenario::Slow => ("completed", 5, Some("slow_step")),
         // PaymentCaptured never reached shipping.
         Scenario::Stuck => ("stuck", 3, Some("missing_consumer")),
     }

@@ -97,10 +97,25 @@ async fn saga_over(broker: Option<&str>) {
         "over {transport:?} the saga did not settle: {inventory:#?}"
     );
 
-    // Paid: shipped, and nothing compensated.
+    // Paid: shipped, the customer notified over HTTP in the same trace,
+    // and nothing compensated.
     let shipping = read(dir.path(), "shipping");
+    let notified = read(dir.path(), "notifier");
+    let notified = of(&notified, "order-1", Stage::Handled);
+    let webhook = of(&shipping, "order-1", Stage::Published);
+    let webhook = webhook
+        .iter()
+        .find(|r| r.event_type.as_deref() == Some("ShipmentNotified"))
+        .unwrap();
+    assert_eq!(notified[0].event_id, webhook.event_id);
+    assert_eq!(notified[0].trace_id, webhook.trace_id);
+    assert_eq!(notified[0].messaging_system.as_deref(), Some("http"));
     let shipped = of(&shipping, "order-1", Stage::Published);
-    assert_eq!(shipped[0].event_type.as_deref(), Some("OrderShipped"));
+    assert!(
+        shipped
+            .iter()
+            .any(|r| r.event_type.as_deref() == Some("OrderShipped"))
+    );
     assert!(of(&inventory, "order-1", Stage::Compensated).is_empty());
     // Declined: payment failed once, not retried; both compensations.
     let payment = read(dir.path(), "payment");
