@@ -64,9 +64,12 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// Files and directories to tail. A directory means every `*.log`,
-    /// `*.json`, `*.jsonl` and `*.ndjson` file directly in it, looked for
-    /// again at every poll, so files created later are picked up. A path
+    /// Files, directories and glob patterns to tail. A directory means
+    /// every `*.log`, `*.json`, `*.jsonl` and `*.ndjson` file directly in
+    /// it; a pattern (`*`, `?`, `[...]`, `**` for any depth of
+    /// directories: `/var/log/app/**/*.log`) every file it matches. Both
+    /// are looked at again at every poll (and at once when a watched
+    /// directory changes), so files created later are picked up. A path
     /// that does not exist yet is waited for.
     pub paths: Vec<PathBuf>,
     /// More sources, each with its own paths, format, service and start
@@ -110,6 +113,10 @@ pub struct AgentConfig {
     /// Where `GET /status` (JSON) and `GET /metrics` (Prometheus) are
     /// served; loopback only (port 0: a free port).
     pub status_addr: SocketAddr,
+    /// The most bytes standard input (`causeway agent -`) is spooled on
+    /// disk ahead of what the collector acknowledged; past it, stdin is
+    /// read no further until the spool is shipped.
+    pub stdin_buffer_bytes: u64,
 }
 
 /// Where a default agent ships: the collector's default address.
@@ -179,6 +186,7 @@ impl AgentConfig {
             compression: Compression::Gzip,
             dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
             status_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_STATUS_PORT)),
+            stdin_buffer_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
         }
     }
 
@@ -190,6 +198,13 @@ impl AgentConfig {
     /// The URL batches are posted to.
     pub fn ingest_url(&self) -> String {
         format!("{}/v1/ingest", self.collector_url.trim_end_matches('/'))
+    }
+
+    /// Whether a source reads standard input (a path `-`).
+    pub fn reads_stdin(&self) -> bool {
+        self.all_sources()
+            .iter()
+            .any(|s| s.paths.iter().any(|p| p.as_os_str() == "-"))
     }
 
     /// Every source: [`Self::paths`] first (JSON lines, from the
@@ -241,6 +256,14 @@ impl AgentConfig {
         if self.poll_interval_ms == 0 {
             return Err(invalid("poll_interval_ms", "must be at least 1"));
         }
+        for path in self.all_sources().iter().flat_map(|s| s.paths.iter()) {
+            let text = path.to_string_lossy();
+            if text.contains(['*', '?', '['])
+                && let Err(e) = glob::Pattern::new(&text)
+            {
+                return Err(invalid("paths", &format!("{text:?}: {e}")));
+            }
+        }
         for source in &self.sources {
             if source.paths.is_empty() {
                 return Err(invalid("sources", "a source has no paths"));
@@ -271,6 +294,9 @@ impl AgentConfig {
                 "status_addr",
                 "must be a loopback address (the status has no authentication)",
             ));
+        }
+        if self.stdin_buffer_bytes < 4096 {
+            return Err(invalid("stdin_buffer_bytes", "must be at least 4096"));
         }
         if self.dead_letter_max_bytes < 4096 {
             return Err(invalid("dead_letter_max_bytes", "must be at least 4096"));

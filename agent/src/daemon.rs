@@ -36,6 +36,33 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     config.validate()?;
     let stats = Arc::new(Stats::new());
+    // Standard input is spooled to a file, read like any other.
+    let spool = crate::stdin::spool_path(&config.checkpoint_path);
+    let only_stdin = config
+        .all_sources()
+        .iter()
+        .all(|s| s.paths.iter().all(|p| p.as_os_str() == "-"));
+    let stdin_eof = if config.reads_stdin() {
+        let mut config_with_spool = config.clone();
+        for path in config_with_spool.paths.iter_mut().chain(
+            config_with_spool
+                .sources
+                .iter_mut()
+                .flat_map(|s| s.paths.iter_mut()),
+        ) {
+            if path.as_os_str() == "-" {
+                path.clone_from(&spool);
+            }
+        }
+        let eof = crate::stdin::spool(spool.clone(), config.stdin_buffer_bytes, stats.clone());
+        Some((eof, config_with_spool))
+    } else {
+        None
+    };
+    let (stdin_eof, config) = match stdin_eof {
+        Some((eof, with_spool)) => (Some(eof), with_spool),
+        None => (None, config),
+    };
     let shipper = Shipper::new(&config, stats.clone())?;
     let checkpoint_path = config.checkpoint_path.clone();
     let loaded = {
@@ -56,6 +83,8 @@ pub async fn run(
     };
     let mut tailer = Tailer::new(&config, loaded, stats.clone())?;
     let status = crate::status::serve(config.status_addr, stats.clone()).await;
+    let sources = config.all_sources();
+    let watch = crate::watch::watch(sources.iter().flat_map(|s| s.paths.iter()));
     let _status = AbortOnDrop(status);
     tokio::pin!(shutdown);
     info!(
@@ -81,7 +110,16 @@ pub async fn run(
         }
 
         if batch.is_empty() {
-            if idle(config.poll_interval(), shutdown.as_mut()).await {
+            if only_stdin
+                && stdin_eof
+                    .as_ref()
+                    .is_some_and(|eof| eof.load(std::sync::atomic::Ordering::SeqCst))
+                && stdin_shipped(&stats, &spool)
+            {
+                info!("standard input ended and is shipped");
+                break;
+            }
+            if idle(config.poll_interval(), &watch.wake, shutdown.as_mut()).await {
                 break;
             }
             continue;
@@ -116,7 +154,7 @@ pub async fn run(
         let stopping = if batch.full {
             now_or_never(shutdown.as_mut()).await
         } else {
-            idle(config.poll_interval(), shutdown.as_mut()).await
+            idle(config.poll_interval(), &watch.wake, shutdown.as_mut()).await
         };
         if stopping {
             break;
@@ -125,6 +163,19 @@ pub async fn run(
     info!("agent stopped");
     Ok(())
 }
+
+/// Whether all of standard input's spool (and its older generation) is
+/// acknowledged. Called once stdin ended, so the spool no longer grows.
+fn stdin_shipped(stats: &Stats, spool: &std::path::Path) -> bool {
+    let mut old = spool.to_owned().into_os_string();
+    old.push(".1");
+    let len = std::fs::metadata(spool).map_or(0, |m| m.len());
+    !stats.follows(std::path::Path::new(&old)) && stats.caught_up(spool, len)
+}
+
+/// How long after a watched directory changed the poll runs, so that a
+/// burst of writes wakes the agent once.
+const WAKE_SETTLE: Duration = Duration::from_millis(25);
 
 /// Stops the status endpoint when the agent stops.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
@@ -157,10 +208,20 @@ where
         .map_err(|source| AgentError::Worker { source })
 }
 
-/// Sleeps for `period`; `true` when shutdown came first.
-async fn idle<S: Future<Output = ()>>(period: Duration, shutdown: Pin<&mut S>) -> bool {
+/// Sleeps for `period`, or until a watched directory changed; `true` when
+/// shutdown came first.
+async fn idle<S: Future<Output = ()>>(
+    period: Duration,
+    wake: &tokio::sync::Notify,
+    shutdown: Pin<&mut S>,
+) -> bool {
     tokio::select! {
         () = tokio::time::sleep(period) => false,
+        // A burst of changes is read in one poll.
+        () = async {
+            wake.notified().await;
+            tokio::time::sleep(WAKE_SETTLE.min(period)).await;
+        } => false,
         () = shutdown => true,
     }
 }

@@ -19,7 +19,9 @@ mod parse;
 mod ship;
 mod stats;
 mod status;
+mod stdin;
 mod tail;
+mod watch;
 
 pub use config::{AgentConfig, Compression, ReadFrom, SourceConfig};
 pub use daemon::run;

@@ -254,6 +254,9 @@ struct Source {
 #[derive(Debug)]
 pub(crate) struct Tailer {
     sources: Vec<Source>,
+    /// The agent's own files (checkpoint, dead-letter file), never read
+    /// as logs even where a source would match them.
+    own_files: Vec<PathBuf>,
     /// The first look for files is done: files met from now on are new.
     started: bool,
     source: String,
@@ -322,8 +325,16 @@ impl Tailer {
                 (s.name, stream)
             })
             .collect();
+        let dead_letter = crate::deadletter::DeadLetter::path_for(&config.checkpoint_path);
+        let mut old_dead_letter = dead_letter.clone().into_os_string();
+        old_dead_letter.push(".1");
         Ok(Self {
             sources,
+            own_files: vec![
+                config.checkpoint_path.clone(),
+                dead_letter,
+                PathBuf::from(old_dead_letter),
+            ],
             started: false,
             source: config.source.clone(),
             max_line_bytes: config.max_line_bytes,
@@ -464,6 +475,10 @@ impl Tailer {
             .flat_map(|(i, s)| s.paths.iter().map(move |p| (p.clone(), i)))
             .collect();
         for (path, source) in paths {
+            if is_pattern(&path) {
+                self.expand(&path, source, &mut found);
+                continue;
+            }
             match fs::metadata(&path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => self.report(&path, &e),
@@ -492,7 +507,43 @@ impl Tailer {
         }
         found.sort();
         found.dedup_by(|later, first| later.0 == first.0);
+        let own: Vec<PathBuf> = self
+            .own_files
+            .iter()
+            .filter_map(|p| fs::canonicalize(p).ok())
+            .collect();
+        if !own.is_empty() {
+            found.retain(|(p, _)| fs::canonicalize(p).map_or(true, |p| !own.contains(&p)));
+        }
         found
+    }
+
+    /// The files a glob pattern (`*`, `?`, `[...]`, `**` for any depth)
+    /// matches now.
+    fn expand(&mut self, pattern: &Path, source: usize, found: &mut Vec<(PathBuf, usize)>) {
+        let text = pattern.to_string_lossy();
+        let matches = match glob::glob(&text) {
+            Ok(matches) => matches,
+            Err(e) => {
+                let e = io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+                self.report(pattern, &e);
+                return;
+            }
+        };
+        for entry in matches {
+            match entry {
+                Ok(path) if fs::metadata(&path).is_ok_and(|m| m.is_file()) => {
+                    found.push((path, source));
+                }
+                Ok(_) => {}
+                // A directory on the way that cannot be read: said once.
+                Err(e) => {
+                    let path = e.path().to_owned();
+                    let e = io::Error::new(e.error().kind(), e.error().to_string());
+                    self.report(&path, &e);
+                }
+            }
+        }
     }
 
     /// Matches what is on disk now with the files followed so far, then
@@ -1138,6 +1189,24 @@ fn last_line_end(file: &File, len: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Whether a configured path is a glob pattern rather than a path.
+pub(crate) fn is_pattern(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '['])
+}
+
+/// The part of a path or pattern before its first wildcard: the directory
+/// to watch for it.
+pub(crate) fn watch_root(path: &Path) -> PathBuf {
+    let mut root = PathBuf::new();
+    for part in path.components() {
+        if is_pattern(Path::new(part.as_os_str())) {
+            return root;
+        }
+        root.push(part);
+    }
+    root
 }
 
 fn read_range(file: &File, start: u64, len: u64) -> io::Result<Vec<u8>> {

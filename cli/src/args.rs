@@ -179,9 +179,11 @@ pub struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Files or directories to tail (directories: every *.log, *.json,
-    /// *.jsonl, *.ndjson inside, including files created later); replaces
-    /// `agent.paths`.
+    /// Files, directories or glob patterns to tail (directories: every
+    /// *.log, *.json, *.jsonl, *.ndjson inside; patterns, quoted so the
+    /// agent expands them: 'logs/app.log*', '/var/log/app/**/*.log'; files
+    /// created later included), or `-` for standard input (the agent exits
+    /// once it ended and is shipped); replaces `agent.paths`.
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub agent: AgentSettings,
