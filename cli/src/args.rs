@@ -213,7 +213,13 @@ pub struct DemoArgs {
     /// (`demo.broker`); none: the in-process bus.
     #[arg(long)]
     pub broker: Option<String>,
-    /// What goes wrong: happy, declined, poison or mixed (`demo.scenario`).
+    /// Orders per second, placed steadily (`demo.rate`); unset: all at once.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate: Option<u32>,
+    /// With --rate, place orders for this many seconds (`demo.duration_secs`).
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// What goes wrong, see examples/README.md (`demo.scenario`).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(causeway_orders::Scenario::NAMES))]
     pub scenario: Option<String>,
     #[command(flatten)]
@@ -352,6 +358,12 @@ impl Command {
                     config.demo.broker = Some(broker.clone());
                 }
                 set(&mut config.demo.scenario, args.scenario.as_ref());
+                if let Some(rate) = args.rate {
+                    config.demo.rate = Some(rate);
+                }
+                if let Some(secs) = args.duration_secs {
+                    config.demo.duration_secs = Some(secs);
+                }
                 args.up.apply(config);
             }
             Self::CheckConfig(args) => {

@@ -38,7 +38,7 @@ pub struct CausewayConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
     /// How many orders to place (every fourth is declined by payment), 1 to
-    /// 10000.
+    /// 100000.
     pub orders: u64,
     /// Exit once the query API shows every flow settled (0 if all did, 1
     /// if not) instead of staying up until Ctrl-C.
@@ -48,9 +48,13 @@ pub struct DemoConfig {
     /// The broker the orders services talk over: `amqp://...` (RabbitMQ)
     /// or `nats://...` (NATS JetStream); unset, the in-process bus.
     pub broker: Option<String>,
-    /// What goes wrong: `happy` (every fourth order declined),
-    /// `declined`, `poison` or `mixed`.
+    /// What goes wrong: a name of `causeway_orders::Scenario::NAMES`.
     pub scenario: String,
+    /// Orders per second, placed steadily (unset: all at once).
+    pub rate: Option<u32>,
+    /// With `rate`: place orders for this many seconds (`orders` is then
+    /// `rate` x `duration_secs`).
+    pub duration_secs: Option<u64>,
 }
 
 impl Default for DemoConfig {
@@ -61,6 +65,8 @@ impl Default for DemoConfig {
             timeout_secs: 120,
             broker: None,
             scenario: "happy".to_owned(),
+            rate: None,
+            duration_secs: None,
         }
     }
 }
@@ -69,12 +75,30 @@ impl Default for DemoConfig {
 const REDACTED: &str = "<redacted>";
 
 /// The most orders one demo places.
-pub(crate) const MAX_DEMO_ORDERS: u64 = 10_000;
+pub(crate) const MAX_DEMO_ORDERS: u64 = 100_000;
 
 impl DemoConfig {
+    /// The orders to place: `rate` x `duration_secs` when both are set,
+    /// else `orders`.
+    pub fn order_count(&self) -> u64 {
+        match (self.rate, self.duration_secs) {
+            (Some(rate), Some(secs)) => u64::from(rate).saturating_mul(secs),
+            _ => self.orders,
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(1..=MAX_DEMO_ORDERS).contains(&self.orders) {
-            bail!("invalid demo setting `orders`: must be 1 to {MAX_DEMO_ORDERS}");
+        if self.rate.is_some_and(|rate| !(1..=10_000).contains(&rate)) {
+            bail!("invalid demo setting `rate`: must be 1 to 10000 orders per second");
+        }
+        if self.duration_secs.is_some() && self.rate.is_none() {
+            bail!("invalid demo setting `duration_secs`: it needs `rate`");
+        }
+        if !(1..=MAX_DEMO_ORDERS).contains(&self.order_count()) {
+            bail!(
+                "invalid demo setting `orders` (or `rate` x `duration_secs`): must come to 1 \
+                 to {MAX_DEMO_ORDERS}"
+            );
         }
         if self.timeout_secs == 0 {
             bail!("invalid demo setting `timeout_secs`: must be at least 1");

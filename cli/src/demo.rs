@@ -7,16 +7,16 @@
 //! real files, the agent tails them, the collector indexes over HTTP, the
 //! flows are read back from the query API over HTTP.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use causeway_agent::AgentConfig;
 use causeway_middleware::{DirectorySink, LIFECYCLE_TARGET, RecordLayer};
-use causeway_model::{FlowDetail, FlowsPage, human_duration};
-use causeway_orders::{Order, Transport, expected_outcome, place_order, sample_orders};
+use causeway_model::FlowsPage;
+use causeway_orders::{Transport, sample_orders};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -24,6 +24,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::CausewayConfig;
 use crate::daemons::{Up, bind_up};
+use crate::demo_orders::{self, Placed};
 use crate::shutdown::Shutdown;
 
 const EXAMPLE_TARGET: &str = "causeway_orders";
@@ -71,57 +72,6 @@ async fn first_free_order_id(client: &reqwest::Client, query_url: &str) -> u64 {
         .filter_map(|f| f.correlation_id.strip_prefix("order-")?.parse::<u64>().ok())
         .max()
         .map_or(1001, |max| max + 1)
-}
-
-async fn fetch_flow(client: &reqwest::Client, query_url: &str, id: &str) -> Option<FlowDetail> {
-    let response = client
-        .get(format!("{query_url}/api/v1/flows/{id}"))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
-}
-
-fn settled(order: &Order, flow: &FlowDetail) -> bool {
-    let (status, events, anomaly) = expected_outcome(order);
-    flow.summary.status.as_str() == status
-        && flow.summary.event_count == events
-        && anomaly.is_none_or(|kind| flow.summary.anomalies.iter().any(|a| a.as_str() == kind))
-}
-
-fn print_table(orders: &[Order], flows: &BTreeMap<u64, FlowDetail>) {
-    println!(
-        "\n{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<30} SERVICES",
-        "FLOW", "STATUS", "ROOT EVENT", "EVENTS", "RECORDS", "DURATION", "ANOMALIES"
-    );
-    for order in orders {
-        let id = order.correlation_id();
-        match flows.get(&order.id) {
-            Some(flow) => {
-                let s = &flow.summary;
-                let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.as_str()).collect();
-                println!(
-                    "{:<14} {:<14} {:<12} {:>6} {:>8} {:>10}  {:<30} {}",
-                    s.correlation_id,
-                    s.status.as_str(),
-                    s.root_event_type.as_deref().unwrap_or("-"),
-                    s.event_count,
-                    s.record_count,
-                    human_duration(s.duration_us),
-                    if anomalies.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        anomalies.join(",")
-                    },
-                    s.services.join(", ")
-                );
-            }
-            None => println!("{:<14} {:<14}", id.as_str(), "not seen"),
-        }
-    }
 }
 
 /// Runs the demo with `config`: `[demo]` for what it does, `[collector]`
@@ -205,54 +155,47 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         .build()
         .context("building the HTTP client")?;
     let first_id = first_free_order_id(&client, &query_url).await;
-    let count = usize::try_from(demo.orders).unwrap_or(usize::MAX);
+    let count = usize::try_from(demo.order_count()).unwrap_or(usize::MAX);
     let orders = sample_orders(count, first_id, &demo.scenario);
+    let pace = match demo.rate {
+        Some(rate) => format!("{rate} per second"),
+        None => "at once".to_owned(),
+    };
     println!(
-        "causeway demo: placing {} orders (order-{} .. order-{}, scenario {}) over {}, logs in {}",
+        "causeway demo: placing {} orders (order-{} .. order-{}, scenario {}) {pace} over {}, \
+         logs in {}",
         orders.len(),
         first_id,
-        first_id + demo.orders - 1,
+        first_id + orders.len() as u64 - 1,
         demo.scenario,
         transport.name(),
         log_dir.display()
     );
-    for order in &orders {
-        place_order(&transport, order)
-            .await
-            .with_context(|| format!("placing order {}", order.id))?;
-    }
+    let since = causeway_model::Timestamp::now();
+    let placed: Placed = Arc::new(Mutex::new(vec![None; orders.len()]));
+    let placing = tokio::spawn(demo_orders::place_all(
+        transport.clone(),
+        orders.clone(),
+        demo.rate,
+        placed.clone(),
+    ));
 
-    // Wait until the query API shows every flow as the example says it ends.
-    let deadline = Instant::now() + Duration::from_secs(demo.timeout_secs);
-    let mut flows: BTreeMap<u64, FlowDetail> = BTreeMap::new();
-    let mut pending: Vec<&Order> = orders.iter().collect();
-    while !pending.is_empty() && Instant::now() < deadline {
-        let mut still = Vec::new();
-        for order in pending {
-            match fetch_flow(&client, &query_url, order.correlation_id().as_str()).await {
-                Some(flow) => {
-                    let done = settled(order, &flow);
-                    flows.insert(order.id, flow);
-                    if !done {
-                        still.push(order);
-                    }
-                }
-                None => still.push(order),
-            }
-        }
-        pending = still;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    print_table(&orders, &flows);
-    let all_settled = pending.is_empty();
+    // Follow the flows until the query API shows each as its scenario ends.
+    let placing_time = demo.rate.map_or(Duration::ZERO, |rate| {
+        Duration::from_secs_f64(orders.len() as f64 / f64::from(rate))
+    });
+    let deadline = Instant::now() + placing_time + Duration::from_secs(demo.timeout_secs);
+    let followed =
+        demo_orders::follow(&client, &query_url, &orders, &placed, since, deadline).await;
+    placing.await.context("placing orders")??;
+    demo_orders::print_report(&orders, &followed, &placed);
+    let all_settled = followed.all_settled(&orders);
     if all_settled {
         println!("\nall {} flows reached the query API", orders.len());
     } else {
         println!(
             "\n{} of {} flows did not settle in {}s",
-            pending.len(),
+            orders.len() - followed.settled_at.len(),
             orders.len(),
             demo.timeout_secs
         );

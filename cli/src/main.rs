@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod daemons;
 mod demo;
+mod demo_orders;
 mod shutdown;
 
 #[cfg(test)]

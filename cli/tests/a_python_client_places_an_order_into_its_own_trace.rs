@@ -135,7 +135,10 @@ fn the_rust_services_records_join_the_python_clients_trace() {
         .collect();
     services.sort_unstable();
     services.dedup();
-    assert_eq!(services, ["inventory", "notifier", "order", "payment", "shipping"]);
+    assert_eq!(
+        services,
+        ["inventory", "notifier", "order", "payment", "shipping"]
+    );
     for record in records {
         assert_eq!(record["trace_id"], trace_id.as_str(), "{record}");
         assert_eq!(record["correlation_id"], "order-9001", "{record}");

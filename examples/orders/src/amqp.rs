@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::transport::{
-    Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
+    CONCURRENCY, Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
     record_dead_letter,
 };
 
@@ -27,7 +27,7 @@ const SYSTEM: &str = "rabbitmq";
 /// How long an unused queue lives, in milliseconds.
 const QUEUE_EXPIRES_MS: i64 = 3_600_000;
 /// Deliveries each consumer takes before acknowledging.
-const PREFETCH: u16 = 16;
+const PREFETCH: u16 = CONCURRENCY as u16;
 
 fn broker(error: impl std::fmt::Display) -> TransportError {
     TransportError::Broker(format!("rabbitmq: {error}"))
@@ -185,10 +185,11 @@ impl Amqp {
             )
             .await
             .map_err(broker)?;
+        let consumer = std::sync::Arc::new(consumer);
         Ok(tokio::spawn(async move {
             // The channel lives as long as its consumer.
             let _channel = channel;
-            let inbox = Inbox::default();
+            let inbox = std::sync::Arc::new(Inbox::default());
             while let Some(Ok(delivery)) = deliveries.next().await {
                 let payload = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
                 let settle = deliver(
@@ -198,21 +199,24 @@ impl Amqp {
                     payload,
                     SYSTEM,
                     redelivery(&delivery),
-                )
-                .await;
-                let settled = match settle {
-                    Settle::Again => {
-                        let requeue = BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        };
-                        delivery.nack(requeue).await
+                );
+                // At most PREFETCH deliveries are out at once: the broker
+                // holds back the rest until these are settled.
+                tokio::spawn(async move {
+                    let settled = match settle.await {
+                        Settle::Again => {
+                            let requeue = BasicNackOptions {
+                                requeue: true,
+                                ..BasicNackOptions::default()
+                            };
+                            delivery.nack(requeue).await
+                        }
+                        Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+                    };
+                    if let Err(error) = settled {
+                        tracing::warn!(%error, "settling a RabbitMQ delivery failed");
                     }
-                    Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
-                };
-                if let Err(error) = settled {
-                    tracing::warn!(%error, "settling a RabbitMQ delivery failed");
-                }
+                });
             }
         }))
     }

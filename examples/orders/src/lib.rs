@@ -437,7 +437,8 @@ pub fn sample_orders(n: usize, first_id: u64, scenario: &str) -> Vec<Order> {
                 id: first_id + i,
                 amount_cents: match scenario {
                     Scenario::Declined => PAYMENT_LIMIT_CENTS + 12_345,
-                    _ => 1_999 + i * 1_000,
+                    // Always below the limit, however many orders.
+                    _ => 1_999 + (i % 40) * 1_000,
                 },
                 items: 1 + (i % 3) as u32,
                 scenario,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::transport::{
-    Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
+    CONCURRENCY, Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
     record_dead_letter,
 };
 
@@ -124,9 +124,14 @@ impl Nats {
             .await
             .map_err(broker)?;
         let mut messages = pull.messages().await.map_err(broker)?;
+        let consumer = std::sync::Arc::new(consumer);
         Ok(tokio::spawn(async move {
-            let inbox = Inbox::default();
+            let inbox = std::sync::Arc::new(Inbox::default());
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
             while let Some(Ok(message)) = messages.next().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let payload = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
                 let empty = async_nats::HeaderMap::new();
                 let headers = message.headers.as_ref().unwrap_or(&empty);
@@ -137,15 +142,17 @@ impl Nats {
                     payload,
                     SYSTEM,
                     redelivery(&message),
-                )
-                .await;
-                let ack = match settle {
-                    Settle::Again => AckKind::Nak(None),
-                    Settle::Ack => AckKind::Ack,
-                };
-                if let Err(error) = message.ack_with(ack).await {
-                    tracing::warn!(%error, "acknowledging a JetStream message failed");
-                }
+                );
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let ack = match settle.await {
+                        Settle::Again => AckKind::Nak(None),
+                        Settle::Ack => AckKind::Ack,
+                    };
+                    if let Err(error) = message.ack_with(ack).await {
+                        tracing::warn!(%error, "acknowledging a JetStream message failed");
+                    }
+                });
             }
         }))
     }

@@ -28,6 +28,10 @@ use tokio::task::JoinHandle;
 
 use crate::SagaError;
 
+/// Deliveries one consumer handles at once (and, on a broker, holds
+/// unacknowledged): a slow one does not hold up the rest.
+pub(crate) const CONCURRENCY: usize = 32;
+
 /// Deliveries of one message before it is dead-lettered.
 pub const MAX_DELIVERIES: u32 = 4;
 
@@ -113,14 +117,15 @@ pub(crate) enum Settle {
 /// Runs `consumer` on one delivery (its headers in `carrier`, read before
 /// the future starts; `redelivery` the broker's count) and says how to
 /// settle it.
-pub(crate) fn deliver<'a>(
-    consumer: &'a Consumer,
-    inbox: &'a Inbox,
+pub(crate) fn deliver(
+    consumer: &Arc<Consumer>,
+    inbox: &Arc<Inbox>,
     carrier: &dyn causeway_middleware::Carrier,
     payload: Value,
     system: &str,
     redelivery: Option<u32>,
-) -> impl Future<Output = Settle> + Send + 'a {
+) -> impl Future<Output = Settle> + Send + 'static {
+    let (consumer, inbox) = (Arc::clone(consumer), Arc::clone(inbox));
     let event_id = consumer.idempotent.then(|| {
         causeway_middleware::extract(carrier)
             .event_id
@@ -365,37 +370,46 @@ fn inproc_consume(bus: &Bus, consumer: Consumer) -> Result<JoinHandle<()>, Trans
         .subscribe(consumer.topic, consumer.group)
         .map_err(|e| TransportError::Broker(e.to_string()))?;
     let bus = bus.clone();
+    let consumer = Arc::new(consumer);
     Ok(tokio::spawn(async move {
-        let inbox = Inbox::default();
+        let inbox = Arc::new(Inbox::default());
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         while let Some(message) = subscription.recv().await {
-            for delivery in 1..=MAX_DELIVERIES {
-                let redelivery = (delivery > 1).then_some(delivery - 1);
-                let payload = message.payload.clone();
-                let settle = deliver(
-                    &consumer,
-                    &inbox,
-                    &message.headers,
-                    payload,
-                    INPROC,
-                    redelivery,
-                )
-                .await;
-                if settle == Settle::Ack {
-                    break;
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let (consumer, inbox, bus) = (consumer.clone(), inbox.clone(), bus.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                for delivery in 1..=MAX_DELIVERIES {
+                    let redelivery = (delivery > 1).then_some(delivery - 1);
+                    let payload = message.payload.clone();
+                    let settle = deliver(
+                        &consumer,
+                        &inbox,
+                        &message.headers,
+                        payload,
+                        INPROC,
+                        redelivery,
+                    )
+                    .await;
+                    if settle == Settle::Ack {
+                        break;
+                    }
+                    if delivery == MAX_DELIVERIES {
+                        let mut headers = message.headers.clone();
+                        headers.insert(
+                            DEAD_REASON.to_owned(),
+                            format!("{}: {MAX_DELIVERIES} deliveries", consumer.topic),
+                        );
+                        let dead = BusMessage {
+                            headers,
+                            payload: message.payload.clone(),
+                        };
+                        bus.publish(DEAD_LETTERS, dead).await;
+                    }
                 }
-                if delivery == MAX_DELIVERIES {
-                    let mut headers = message.headers.clone();
-                    headers.insert(
-                        DEAD_REASON.to_owned(),
-                        format!("{}: {MAX_DELIVERIES} deliveries", consumer.topic),
-                    );
-                    let dead = BusMessage {
-                        headers,
-                        payload: message.payload.clone(),
-                    };
-                    bus.publish(DEAD_LETTERS, dead).await;
-                }
-            }
+            });
         }
     }))
 }
