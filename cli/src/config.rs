@@ -535,9 +535,23 @@ mod tests {
         let mut config = CausewayConfig::default();
         config.demo.orders = 0;
         assert!(config.validate().is_err());
-        config.demo.orders = 10_001;
+        config.demo.orders = MAX_DEMO_ORDERS + 1;
         assert!(config.validate().is_err());
-        config.demo.orders = 10_000;
+        config.demo.orders = MAX_DEMO_ORDERS;
         config.validate().unwrap();
+        // A rate and a duration make the count; a duration alone is refused.
+        config.demo.duration_secs = Some(10);
+        assert!(config.validate().is_err());
+        config.demo.rate = Some(50);
+        assert_eq!(config.demo.order_count(), 500);
+        config.validate().unwrap();
+        config.demo.rate = Some(10_001);
+        assert!(config.validate().is_err());
+        config.demo.rate = Some(10_000);
+        config.demo.duration_secs = Some(11);
+        assert!(config.validate().is_err(), "110 000 orders");
+        config.demo.scenario = "chaos".into();
+        config.demo.duration_secs = None;
+        assert!(config.validate().is_err());
     }
 }
