@@ -5,8 +5,12 @@
 //! always those of acknowledged data: a crash or shutdown at any point
 //! resends at most the batch that was in flight, never loses it, and since
 //! each record carries its stream and offset the collector indexes what it
-//! already had only once (exactly once end to end). This module owns no parsing, reading or HTTP details; blocking
-//! file work goes to `spawn_blocking`.
+//! already had only once (exactly once end to end). While it is in flight
+//! the next batch is read ahead (one batch, so at most `batch_max_bytes`
+//! in memory): lines a truncation or deletion would take during a slow
+//! acknowledgement are already read; they are acknowledged, in order,
+//! only after the batch before them. This module owns no parsing, reading
+//! or HTTP details; blocking file work goes to `spawn_blocking`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +24,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::ship::{Outcome, Shipper};
 use crate::stats::Stats;
-use crate::tail::{Limits, Tailer};
+use crate::tail::{Batch, Limits, Tailer};
 
 /// Tails the configured files and ships their lines to the collector until
 /// `shutdown` completes.
@@ -94,15 +98,17 @@ pub async fn run(
         "agent started"
     );
 
+    // The batch read ahead while the one before was in flight.
+    let mut ahead: Option<(Batch, bool)> = None;
     loop {
-        let (polled, batch, named) = blocking(move || {
-            let batch = tailer.poll(limits);
-            let named = tailer.take_named();
-            (tailer, batch, named)
-        })
-        .await?;
-        tailer = polled;
-        tailer.publish_status();
+        let (batch, named) = match ahead.take() {
+            Some(read) => read,
+            None => {
+                let (polled, batch, named) = blocking(move || poll(tailer, limits)).await?;
+                tailer = polled;
+                (batch, named)
+            }
+        };
         if named && let Err(error) = save(&config, tailer.checkpoint()).await? {
             // Sent anyway: after a crash these lines would go out again
             // under another name, twice but not lost.
@@ -134,7 +140,18 @@ pub async fn run(
                 &batch.positions,
                 shutdown.as_mut(),
             );
-            let outcome = sent.await;
+            // While the collector takes its time, the next batch is read
+            // (one, at most a batch's bytes): lines a truncation or a
+            // deletion would take meanwhile are then already in memory.
+            let read_ahead = blocking(move || poll(tailer, limits));
+            let (outcome, polled) = tokio::join!(sent, read_ahead);
+            let (polled, next, named) = polled?;
+            tailer = polled;
+            if !next.is_empty() {
+                ahead = Some((next, named));
+            } else if named {
+                ahead = Some((Batch::default(), true));
+            }
             stats.in_flight(0);
             match outcome {
                 Outcome::Acked => {}
@@ -151,7 +168,7 @@ pub async fn run(
         if stop {
             break;
         }
-        let stopping = if batch.full {
+        let stopping = if batch.full || ahead.as_ref().is_some_and(|(b, _)| !b.is_empty()) {
             now_or_never(shutdown.as_mut()).await
         } else {
             idle(config.poll_interval(), &watch.wake, shutdown.as_mut()).await
@@ -186,6 +203,15 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
+}
+
+/// Looks for files and reads the next batch (blocking: run it off the
+/// runtime), and whether a stream was named meanwhile.
+fn poll(mut tailer: Tailer, limits: Limits) -> (Tailer, Batch, bool) {
+    let batch = tailer.poll(limits);
+    let named = tailer.take_named();
+    tailer.publish_status();
+    (tailer, batch, named)
 }
 
 /// Persists `checkpoint` off the runtime. The outer error is a failed

@@ -28,6 +28,9 @@ pub struct FileStatus {
     pub fingerprint: Option<String>,
     /// Acknowledged up to here.
     pub position: u64,
+    /// Read up to here: past `position`, into batches in flight or read
+    /// ahead.
+    pub read: u64,
     /// The file's length.
     pub len: u64,
     /// Bytes written and not yet acknowledged.

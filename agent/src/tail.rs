@@ -171,6 +171,23 @@ struct Stream {
     generation: u32,
     /// Since when (Unix seconds) no followed file is read as it.
     orphan_since: Option<u64>,
+    /// Read up to here, into batches not yet acknowledged (read ahead
+    /// while one is in flight); never below `offset`...
+    read: u64,
+    /// ...and the fingerprint of the bytes just before it.
+    read_tail: Option<Head>,
+}
+
+impl Stream {
+    /// Where the file must still hold what was read: the read position
+    /// and its tail.
+    fn read_mark(&self) -> (u64, Option<Head>) {
+        if self.read > self.offset {
+            (self.read, self.read_tail)
+        } else {
+            (self.offset, self.tail)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -317,6 +334,8 @@ impl Tailer {
             .map(|s| {
                 let stream = Stream {
                     fingerprint: s.fingerprint,
+                    read: s.offset,
+                    read_tail: None,
                     offset: s.offset,
                     tail: s.tail,
                     generation: s.generation,
@@ -372,6 +391,7 @@ impl Tailer {
             if let Some(stream) = self.streams.get_mut(&advance.stream) {
                 stream.offset = advance.offset;
                 stream.tail = advance.tail;
+                stream.read = stream.read.max(stream.offset);
             }
             *self.shipped.entry(advance.stream.clone()).or_default() += advance.records;
             self.stats.lines_read(advance.lines);
@@ -388,6 +408,7 @@ impl Tailer {
             .map(|t| {
                 let stream = t.stream.as_ref().and_then(|n| self.streams.get(n));
                 let position = stream.map_or(0, |s| s.offset);
+                let read = stream.map_or(0, |s| s.read.max(s.offset));
                 let lag_bytes = t.last_len.saturating_sub(position);
                 let lag_seconds = match t.last_modified {
                     Some(modified) if lag_bytes > 0 => {
@@ -400,6 +421,7 @@ impl Tailer {
                     stream: t.stream.clone(),
                     fingerprint: stream.map(|s| format!("{:016x}", s.fingerprint.fnv1a)),
                     position,
+                    read,
                     len: t.last_len,
                     lag_bytes,
                     lag_seconds,
@@ -622,7 +644,10 @@ impl Tailer {
     /// from it.
     fn count_truncation_losses(&mut self) {
         for (name, before, path) in std::mem::take(&mut self.truncations) {
-            let offset = self.streams.get(&name).map_or(before, |s| s.offset);
+            let offset = self
+                .streams
+                .get(&name)
+                .map_or(before, |s| s.offset.max(s.read));
             let copied = self
                 .files
                 .iter()
@@ -772,9 +797,10 @@ impl Tailer {
         let tracked = &self.files[i];
         // An original was read up to the stream's offset; a copy may be
         // shorter than that, having nothing left to read.
-        if shrank || (!tracked.copy && len < stream.offset) {
+        let (read_at, read_tail) = stream.read_mark();
+        if shrank || (!tracked.copy && len < read_at) {
             if !tracked.copy {
-                let before = tracked.last_len.max(stream.offset);
+                let before = tracked.last_len.max(read_at);
                 self.truncations
                     .push((name.to_owned(), before, tracked.path.clone()));
             }
@@ -788,8 +814,8 @@ impl Tailer {
             self.files[i].leave("its first line changed");
             return Ok(());
         }
-        if len >= stream.offset {
-            if !tail_matches(&tracked.file, stream.offset, stream.tail)? {
+        if len >= read_at {
+            if !tail_matches(&tracked.file, read_at, read_tail)? {
                 self.files[i].leave("its content before the acknowledged offset changed");
                 return Ok(());
             }
@@ -890,6 +916,8 @@ impl Tailer {
             Stream {
                 fingerprint,
                 offset,
+                read: offset,
+                read_tail: None,
                 tail,
                 generation: tracked.generation,
                 orphan_since: None,
@@ -955,6 +983,7 @@ impl Tailer {
         let mut bytes = HEADER_BYTES;
         let mut problems = Vec::new();
         let mut joining = Vec::new();
+        let mut read_to = Vec::new();
         let now = Instant::now();
         for k in 0..count {
             if batch.records.len() >= limits.max_records || bytes >= limits.max_bytes {
@@ -972,9 +1001,10 @@ impl Tailer {
             let Some(stream) = self.streams.get(name) else {
                 continue;
             };
+            let from = stream.read.max(stream.offset);
             let read = read_lines(
                 &tracked.file,
-                stream.offset,
+                from,
                 ReadLimits {
                     max_lines: limits.max_records - batch.records.len(),
                     max_bytes: limits.max_bytes - bytes,
@@ -998,7 +1028,7 @@ impl Tailer {
             joining.push((index, still_joining));
             let stream_index = u32::try_from(batch.streams.len()).unwrap_or(u32::MAX);
             let mut listed = false;
-            let mut end = stream.offset;
+            let mut end = from;
             let mut tail = stream.tail;
             let (mut records, mut lines) = (0, 0);
             for unit in units {
@@ -1022,7 +1052,8 @@ impl Tailer {
                 tail = unit.tail;
                 lines += unit.lines;
             }
-            if end > stream.offset {
+            if end > from {
+                read_to.push((name.to_owned(), end, tail));
                 batch.advances.push(Advance {
                     stream: name.to_owned(),
                     offset: end,
@@ -1037,6 +1068,12 @@ impl Tailer {
         }
         for (index, still_joining) in joining {
             self.files[index].joining = still_joining;
+        }
+        for (name, end, tail) in read_to {
+            if let Some(stream) = self.streams.get_mut(&name) {
+                stream.read = end;
+                stream.read_tail = tail;
+            }
         }
         for (path, e) in problems {
             self.report(&path, &e);

@@ -108,15 +108,18 @@ async fn the_status_shows_the_agent_holding_back_then_caught_up_and_metrics_coun
 }
 
 #[tokio::test]
-async fn a_truncation_that_takes_unread_bytes_is_counted() {
+async fn lines_read_ahead_of_a_slow_acknowledgement_survive_a_truncation_and_unread_ones_are_counted()
+ {
     let work = Workdir::new();
     let collector = Collector::start().await;
-    // line-2 is held back until the file is truncated; line-3 is never
-    // read before the truncation takes it.
-    collector.busy_when(Some("line-2"));
+    // line-1 is held back (in flight) until the file is truncated; line-2
+    // is read ahead meanwhile; line-3 is never read before the
+    // truncation takes it.
+    collector.busy_when(Some("line-1"));
     let log = work.path("app.log");
     append(&log, &line("line-1"));
     append(&log, &line("line-2"));
+    let read_ahead_end = common::file_len(&log);
     append(&log, &line("line-3"));
     let mut settings = config(&collector, &work.checkpoint(), &[&log]);
     settings.batch_max_records = 1;
@@ -125,7 +128,15 @@ async fn a_truncation_that_takes_unread_bytes_is_counted() {
     let base = format!("http://127.0.0.1:{port}");
     let agent = Agent::start(settings);
 
-    wait_until("line-2 is refused", || collector.refused() >= 1).await;
+    loop {
+        let now = status(&base).await;
+        if now["files"][0]["read"] == read_ahead_end {
+            assert_eq!(now["files"][0]["position"], 0, "{now}");
+            assert_eq!(now["batches_in_flight"], 1, "{now}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     std::fs::write(&log, line("new-1")).unwrap();
     collector.busy_when(None);
     wait_until("the new line arrives", || {
