@@ -213,6 +213,9 @@ pub struct DemoArgs {
     /// (`demo.broker`); none: the in-process bus.
     #[arg(long)]
     pub broker: Option<String>,
+    /// choreography or orchestration (`demo.style`).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(causeway_orders::Style::NAMES))]
+    pub style: Option<String>,
     /// Orders per second, placed steadily (`demo.rate`); unset: all at once.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: Option<u32>,
@@ -358,6 +361,7 @@ impl Command {
                     config.demo.broker = Some(broker.clone());
                 }
                 set(&mut config.demo.scenario, args.scenario.as_ref());
+                set(&mut config.demo.style, args.style.as_ref());
                 if let Some(rate) = args.rate {
                     config.demo.rate = Some(rate);
                 }

@@ -50,6 +50,9 @@ pub struct DemoConfig {
     pub broker: Option<String>,
     /// What goes wrong: a name of `causeway_orders::Scenario::NAMES`.
     pub scenario: String,
+    /// How the services are coordinated: `choreography` (each reacts to
+    /// events) or `orchestration` (an orchestrator's commands and replies).
+    pub style: String,
     /// Orders per second, placed steadily (unset: all at once).
     pub rate: Option<u32>,
     /// With `rate`: place orders for this many seconds (`orders` is then
@@ -65,6 +68,7 @@ impl Default for DemoConfig {
             timeout_secs: 120,
             broker: None,
             scenario: "happy".to_owned(),
+            style: "choreography".to_owned(),
             rate: None,
             duration_secs: None,
         }
@@ -88,6 +92,13 @@ impl DemoConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if causeway_orders::Style::parse(&self.style).is_none() {
+            bail!(
+                "invalid demo setting `style`: {:?} is not one of {}",
+                self.style,
+                causeway_orders::Style::NAMES.join(", ")
+            );
+        }
         if self.rate.is_some_and(|rate| !(1..=10_000).contains(&rate)) {
             bail!("invalid demo setting `rate`: must be 1 to 10000 orders per second");
         }
@@ -550,8 +561,13 @@ mod tests {
         config.demo.rate = Some(10_000);
         config.demo.duration_secs = Some(11);
         assert!(config.validate().is_err(), "110 000 orders");
-        config.demo.scenario = "chaos".into();
         config.demo.duration_secs = None;
+        config.demo.style = "orchestration".into();
+        config.validate().unwrap();
+        config.demo.style = "anarchy".into();
+        assert!(config.validate().is_err());
+        config.demo.style = "choreography".into();
+        config.demo.scenario = "chaos".into();
         assert!(config.validate().is_err());
     }
 }

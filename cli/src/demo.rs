@@ -16,7 +16,7 @@ use anyhow::Context;
 use causeway_agent::AgentConfig;
 use causeway_middleware::{DirectorySink, LIFECYCLE_TARGET, RecordLayer};
 use causeway_model::FlowsPage;
-use causeway_orders::{Transport, sample_orders};
+use causeway_orders::{Style, Transport, sample_orders};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -88,6 +88,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
              `query.tls_cert` unset for it"
         );
     }
+    let style = Style::parse(&demo.style).unwrap_or_default();
     // The saga's declared contracts (who takes each event, when a step is
     // stuck or slow), unless the user declared their own.
     let mut config = config;
@@ -96,7 +97,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
         let path = dir.join("demo-contracts.toml");
-        std::fs::write(&path, causeway_orders::CONTRACTS)
+        std::fs::write(&path, causeway_orders::contracts(style))
             .with_context(|| format!("writing {}", path.display()))?;
         config.query.contracts_file = Some(path);
     }
@@ -138,7 +139,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     let transport = Transport::connect(demo.broker.as_deref(), &namespace)
         .await
         .context("connecting the orders services to their broker")?;
-    let services = causeway_orders::start(&transport)
+    let services = causeway_orders::start_styled(&transport, style)
         .await
         .context("starting the orders services")?;
 
@@ -156,18 +157,22 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         .context("building the HTTP client")?;
     let first_id = first_free_order_id(&client, &query_url).await;
     let count = usize::try_from(demo.order_count()).unwrap_or(usize::MAX);
-    let orders = sample_orders(count, first_id, &demo.scenario);
+    let mut orders = sample_orders(count, first_id, &demo.scenario);
+    for order in &mut orders {
+        order.style = style;
+    }
     let pace = match demo.rate {
         Some(rate) => format!("{rate} per second"),
         None => "at once".to_owned(),
     };
     println!(
-        "causeway demo: placing {} orders (order-{} .. order-{}, scenario {}) {pace} over {}, \
+        "causeway demo: placing {} orders (order-{} .. order-{}, scenario {}, {}) {pace} over {}, \
          logs in {}",
         orders.len(),
         first_id,
         first_id + orders.len() as u64 - 1,
         demo.scenario,
+        style.as_str(),
         transport.name(),
         log_dir.display()
     );

@@ -1,8 +1,9 @@
 //! `causeway demo --scenario mixed` over the in-process bus, RabbitMQ
-//! (:5672) and NATS JetStream (:4222): one order per scenario, each flow
-//! read back through the query API with the status and anomaly the
-//! scenario must produce (the demo exits non-zero unless every flow
-//! settles that way, and the table it prints says so per flow).
+//! (:5672) and NATS JetStream (:4222), choreographed and orchestrated: one
+//! order per scenario, each flow read back through the query API with the
+//! status and anomaly the scenario must produce (the demo exits non-zero
+//! unless every flow settles that way, event count included, and the
+//! table it prints says so per flow).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -19,7 +20,14 @@ const EXPECTED: [(&str, &str, Option<&str>); 7] = [
     ("order-1007", "completed", None),
 ];
 
+/// The demo in both styles over `broker`.
 fn demo(broker: Option<&str>) {
+    for style in ["choreography", "orchestration"] {
+        demo_styled(broker, style);
+    }
+}
+
+fn demo_styled(broker: Option<&str>, style: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
     command.args([
@@ -32,6 +40,7 @@ fn demo(broker: Option<&str>) {
         "--timeout-secs",
         "60",
     ]);
+    command.args(["--style", style]);
     if let Some(broker) = broker {
         command.args(["--broker", broker]);
     }
@@ -47,7 +56,7 @@ fn demo(broker: Option<&str>) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
+        "{style}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     for (flow, status, anomaly) in EXPECTED {
         let line = stdout

@@ -23,6 +23,7 @@
 mod amqp;
 #[cfg(feature = "nats")]
 mod nats;
+pub mod orchestrator;
 pub mod transport;
 pub mod webhook;
 
@@ -37,37 +38,55 @@ use tokio::task::JoinHandle;
 pub use transport::{Ack, Consumer, DEAD_LETTERS, MAX_DELIVERIES, Step, Transport, TransportError};
 
 /// How long shipping takes in the `slow` scenario: above the declared
-/// `slow_after_ms` of [`CONTRACTS`].
+/// `slow_after_ms` of [`contracts`].
 pub const SLOW_SHIPPING: std::time::Duration = std::time::Duration::from_millis(1_500);
 
-/// The saga's declared contracts, for the query API's `contracts_file`:
-/// who must take each event, when a step is stuck, when shipping is slow.
-pub const CONTRACTS: &str = r#"# The orders saga's contracts (causeway query `contracts_file`).
-[events.OrderPlaced]
-consumers = ["inventory"]
-stuck_after_ms = 3000
+/// The saga's declared contracts in `style`, for the query API's
+/// `contracts_file`: who must take each event, when a step is stuck, when
+/// shipping is slow.
+pub fn contracts(style: Style) -> String {
+    let rows: &[(&str, &str, Option<u64>)] = match style {
+        Style::Choreography => &[
+            ("OrderPlaced", "\"inventory\"", None),
+            ("StockReserved", "\"payment\"", None),
+            ("PaymentCaptured", "\"shipping\"", Some(1_000)),
+            ("PaymentDeclined", "\"inventory\", \"order\"", None),
+            ("OrderShipped", "\"order\"", None),
+            ("ShipmentNotified", "\"notifier\"", None),
+        ],
+        Style::Orchestration => &[
+            ("OrderPlaced", "\"orchestrator\"", None),
+            ("ReserveStock", "\"inventory\"", None),
+            ("StockReserved", "\"orchestrator\"", None),
+            ("ChargeCard", "\"payment\"", None),
+            ("PaymentCaptured", "\"orchestrator\"", None),
+            ("PaymentDeclined", "\"orchestrator\"", None),
+            ("ShipOrder", "\"shipping\"", Some(1_000)),
+            ("OrderShipped", "\"orchestrator\"", None),
+            ("ShipmentNotified", "\"notifier\"", None),
+            ("CompleteOrder", "\"order\"", None),
+            ("ReleaseStock", "\"inventory\"", None),
+            ("CancelOrder", "\"order\"", None),
+        ],
+    };
+    let mut toml = format!(
+        "# The orders saga's contracts, {} (causeway query `contracts_file`).\n",
+        style.as_str()
+    );
+    for (event, consumers, slow) in rows {
+        toml.push_str(&format!(
+            "\n[events.{event}]\nconsumers = [{consumers}]\nstuck_after_ms = {STUCK_AFTER_MS}\n"
+        ));
+        if let Some(ms) = slow {
+            toml.push_str(&format!("slow_after_ms = {ms}\n"));
+        }
+    }
+    toml
+}
 
-[events.StockReserved]
-consumers = ["payment"]
-stuck_after_ms = 3000
-
-[events.PaymentCaptured]
-consumers = ["shipping"]
-stuck_after_ms = 3000
-slow_after_ms = 1000
-
-[events.PaymentDeclined]
-consumers = ["inventory", "order"]
-stuck_after_ms = 3000
-
-[events.OrderShipped]
-consumers = ["order"]
-stuck_after_ms = 3000
-
-[events.ShipmentNotified]
-consumers = ["notifier"]
-stuck_after_ms = 3000
-"#;
+/// When a declared consumer that has not taken its event makes the flow
+/// `stuck`.
+pub const STUCK_AFTER_MS: u64 = 3_000;
 
 /// Orders above this amount are declined by payment.
 pub const PAYMENT_LIMIT_CENTS: u64 = 50_000;
@@ -92,6 +111,50 @@ pub struct Order {
     pub items: u32,
     /// What goes wrong with this order.
     pub scenario: Scenario,
+    /// How the services that take it are coordinated.
+    pub style: Style,
+}
+
+/// How the saga's services are coordinated: the same business steps,
+/// driven by events or by an orchestrator's commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Style {
+    /// Each service reacts to the events of the one before.
+    #[default]
+    Choreography,
+    /// An orchestrator sends each service a command and takes its reply,
+    /// matched to the command by its id (request-reply); see
+    /// [`orchestrator`].
+    Orchestration,
+}
+
+impl Style {
+    /// The names `--style` takes.
+    pub const NAMES: [&str; 2] = ["choreography", "orchestration"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "choreography" => Some(Self::Choreography),
+            "orchestration" => Some(Self::Orchestration),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Choreography => "choreography",
+            Self::Orchestration => "orchestration",
+        }
+    }
+
+    /// Where a step's outcome event goes: to its topic, or as a reply to
+    /// the orchestrator.
+    fn outcome(self, topic: &'static str) -> &'static str {
+        match self {
+            Self::Choreography => topic,
+            Self::Orchestration => orchestrator::REPLIES,
+        }
+    }
 }
 
 /// The ways an order's flow goes, each showing up in the query API as the
@@ -246,7 +309,7 @@ pub async fn place_order(
 /// A [`Step`] from an async function of the transport, the handling and
 /// the payload. In the `duplicate` scenario, the step's first
 /// acknowledgement of each event is lost when `loses_ack` is set.
-fn step<F, Fut>(transport: &Transport, loses_ack: bool, f: F) -> Step
+pub(crate) fn step<F, Fut>(transport: &Transport, loses_ack: bool, f: F) -> Step
 where
     F: Fn(Transport, Handling, Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), SagaError>> + Send + 'static,
@@ -270,30 +333,35 @@ where
 }
 
 /// Inventory, on `OrderPlaced`: reserves the stock.
-async fn reserve_stock(t: Transport, h: Handling, payload: Value) -> Result<(), SagaError> {
+async fn reserve_stock(
+    t: Transport,
+    h: Handling,
+    payload: Value,
+    style: Style,
+) -> Result<(), SagaError> {
     let order_id = field(&payload, "order_id")?;
     let items = field(&payload, "items")?;
     tracing::info!(order_id, items, "reserving stock");
     work(order_id, 2).await;
-    let event = Publish::new("StockReserved", topics::STOCK_RESERVED);
+    let event = Publish::new("StockReserved", style.outcome(topics::STOCK_RESERVED));
     t.publish_child(&h, event, &payload).await?;
     Ok(())
 }
 
 /// Payment, on `StockReserved`: charges the card, or declines it (the
 /// step fails, and `PaymentDeclined` sets the compensations off).
-async fn charge(t: Transport, h: Handling, payload: Value) -> Result<(), SagaError> {
+async fn charge(t: Transport, h: Handling, payload: Value, style: Style) -> Result<(), SagaError> {
     let order_id = field(&payload, "order_id")?;
     let amount_cents = field(&payload, "amount_cents")?;
     tracing::info!(order_id, amount_cents, "charging card");
     work(order_id, 3).await;
     if amount_cents > PAYMENT_LIMIT_CENTS {
         tracing::warn!(order_id, "card declined");
-        let event = Publish::new("PaymentDeclined", topics::PAYMENT_DECLINED);
+        let event = Publish::new("PaymentDeclined", style.outcome(topics::PAYMENT_DECLINED));
         t.publish_child(&h, event, &payload).await?;
         return Err(SagaError::CardDeclined { amount_cents });
     }
-    let event = Publish::new("PaymentCaptured", topics::PAYMENT_CAPTURED);
+    let event = Publish::new("PaymentCaptured", style.outcome(topics::PAYMENT_CAPTURED));
     t.publish_child(&h, event, &payload).await?;
     Ok(())
 }
@@ -304,6 +372,7 @@ async fn ship(
     t: Transport,
     h: Handling,
     payload: Value,
+    style: Style,
     notifier: webhook::Notifier,
 ) -> Result<(), SagaError> {
     let order_id = field(&payload, "order_id")?;
@@ -313,7 +382,7 @@ async fn ship(
         tracing::warn!(order_id, "the carrier's API is slow");
         tokio::time::sleep(SLOW_SHIPPING).await;
     }
-    let event = Publish::new("OrderShipped", topics::ORDER_SHIPPED);
+    let event = Publish::new("OrderShipped", style.outcome(topics::ORDER_SHIPPED));
     t.publish_child(&h, event, &payload).await?;
     notifier.notify(&h, &payload).await
 }
@@ -341,14 +410,24 @@ async fn cancel(_: Transport, h: Handling, payload: Value) -> Result<(), SagaErr
     Ok(())
 }
 
-/// Starts every consumer of the saga, and the dead-letter consumer, on
-/// `transport`; they run until the tasks are aborted or the transport
-/// goes away.
+/// Starts every consumer of the choreographed saga, and the dead-letter
+/// consumer, on `transport`; they run until the tasks are aborted or the
+/// transport goes away.
 pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, TransportError> {
+    start_styled(transport, Style::Choreography).await
+}
+
+/// [`start`] in either style: the same steps, consuming events
+/// (choreography) or the orchestrator's commands (orchestration, which
+/// also starts the orchestrator).
+pub async fn start_styled(
+    transport: &Transport,
+    style: Style,
+) -> Result<Vec<JoinHandle<()>>, TransportError> {
     let t = transport;
     let (webhook_url, webhook) = webhook::serve().await?;
     let notifier = webhook::Notifier::new(webhook_url);
-    let ship = move |t, h, payload| ship(t, h, payload, notifier.clone());
+    let ship = move |t, h, payload| ship(t, h, payload, style, notifier.clone());
     let consumer = |service: &'static str, topic, step| Consumer {
         service: Service::new(service),
         topic,
@@ -357,31 +436,56 @@ pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, Transpo
         idempotent: false,
         drops: None,
     };
+    // (choreography topic, orchestration command) each step consumes.
+    let on = |event: &'static str, command: &'static str| match style {
+        Style::Choreography => event,
+        Style::Orchestration => command,
+    };
+    use orchestrator::commands as c;
     let consumers = [
         consumer(
             "inventory",
-            topics::ORDER_PLACED,
-            step(t, false, reserve_stock),
+            on(topics::ORDER_PLACED, c::RESERVE_STOCK),
+            step(t, false, move |t, h, p| reserve_stock(t, h, p, style)),
         ),
-        consumer("payment", topics::STOCK_RESERVED, step(t, false, charge)),
+        consumer(
+            "payment",
+            on(topics::STOCK_RESERVED, c::CHARGE_CARD),
+            step(t, false, move |t, h, p| charge(t, h, p, style)),
+        ),
         Consumer {
             drops: Some(|payload| Scenario::of(payload) == Scenario::Stuck),
-            ..consumer("shipping", topics::PAYMENT_CAPTURED, step(t, true, ship))
+            ..consumer(
+                "shipping",
+                on(topics::PAYMENT_CAPTURED, c::SHIP_ORDER),
+                step(t, true, ship),
+            )
         },
         Consumer {
             idempotent: true,
-            ..consumer("order", topics::ORDER_SHIPPED, step(t, true, complete))
+            ..consumer(
+                "order",
+                on(topics::ORDER_SHIPPED, c::COMPLETE_ORDER),
+                step(t, true, complete),
+            )
         },
         consumer(
             "inventory",
-            topics::PAYMENT_DECLINED,
+            on(topics::PAYMENT_DECLINED, c::RELEASE_STOCK),
             step(t, false, release_stock),
         ),
-        consumer("order", topics::PAYMENT_DECLINED, step(t, false, cancel)),
+        consumer(
+            "order",
+            on(topics::PAYMENT_DECLINED, c::CANCEL_ORDER),
+            step(t, false, cancel),
+        ),
     ];
     let mut tasks = vec![webhook];
     for consumer in consumers {
         tasks.push(transport.consume(consumer).await?);
+    }
+    if style == Style::Orchestration {
+        tasks.extend(orchestrator::start(transport).await?);
     }
     tasks.push(transport.consume_dead_letters().await?);
     Ok(tasks)
@@ -391,18 +495,30 @@ pub async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, Transpo
 /// query API names it, how many events it has, and the anomaly it must
 /// show, if any.
 pub fn expected_outcome(order: &Order) -> (&'static str, usize, Option<&'static str>) {
+    let orchestrated = order.style == Style::Orchestration;
+    // Orchestration adds a command before each step: ReserveStock,
+    // ChargeCard, ShipOrder, CompleteOrder (or ReleaseStock and
+    // CancelOrder after a decline).
+    let events = |choreography: usize, orchestration: usize| {
+        if orchestrated {
+            orchestration
+        } else {
+            choreography
+        }
+    };
     match order.scenario {
         // OrderPlaced, StockReserved, PaymentCaptured, OrderShipped,
         // ShipmentNotified.
-        Scenario::Happy => ("completed", 5, None),
+        Scenario::Happy => ("completed", events(5, 9), None),
         // OrderPlaced, StockReserved, PaymentDeclined.
-        Scenario::Declined => ("compensated", 3, None),
-        Scenario::Poison => ("dead_lettered", 1, Some("poison_loop")),
-        // Shipped twice: two OrderShipped and two ShipmentNotified events.
-        Scenario::Duplicate => ("completed", 7, Some("duplicate_delivery")),
-        Scenario::Slow => ("completed", 5, Some("slow_step")),
-        // PaymentCaptured never reached shipping.
-        Scenario::Stuck => ("stuck", 3, Some("missing_consumer")),
+        Scenario::Declined => ("compensated", events(3, 7), None),
+        Scenario::Poison => ("dead_lettered", events(1, 2), Some("poison_loop")),
+        // Shipped twice: two OrderShipped and two ShipmentNotified events
+        // (the orchestrator completes the order once).
+        Scenario::Duplicate => ("completed", events(7, 11), Some("duplicate_delivery")),
+        Scenario::Slow => ("completed", events(5, 9), Some("slow_step")),
+        // Nothing reached shipping.
+        Scenario::Stuck => ("stuck", events(3, 6), Some("missing_consumer")),
     }
 }
 
@@ -442,6 +558,7 @@ pub fn sample_orders(n: usize, first_id: u64, scenario: &str) -> Vec<Order> {
                 },
                 items: 1 + (i % 3) as u32,
                 scenario,
+                style: Style::Choreography,
             }
         })
         .collect()

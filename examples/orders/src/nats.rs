@@ -22,7 +22,14 @@ use crate::transport::{
 
 const SYSTEM: &str = "nats";
 /// The domains, one stream each: a topic's first part.
-const DOMAINS: [&str; 4] = ["orders", "inventory", "payments", "shipping"];
+const DOMAINS: [&str; 6] = [
+    "orders",
+    "inventory",
+    "payments",
+    "shipping",
+    "commands",
+    "replies",
+];
 
 fn broker(error: impl std::fmt::Display) -> TransportError {
     TransportError::Broker(format!("nats: {error}"))
