@@ -20,8 +20,9 @@
 # Settings, as variables: RECORDS (1000000), SEED (7), POSTERS (8),
 # BATCH (1000), OVERLOAD_POSTERS (48), OVERLOAD_BATCH (10000),
 # OVERLOAD_SECS (45), PORT (14418, and PORT+1 for OTLP/gRPC), WORK_DIR
-# (a new /tmp/cw-ingest.* directory; the results stay there), NO_BUILD=1
-# to use the binaries as they are, KEEP=1 to keep the indexes.
+# (a new /tmp/cw-ingest.* directory; the results and collector logs stay
+# there), NO_BUILD=1 to use the binaries as they are, KEEP=1 to keep the
+# corpus and the indexes.
 # The binaries are taken from $CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 
@@ -97,5 +98,6 @@ run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH r
     native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
 
 say "done in $(($(date +%s) - started)) s"
+[ "${KEEP:-}" = 1 ] || rm -f "$W/corpus.ndjson"
 echo
 "$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/2-native.json" "$W/3-otlp.json" "$W/4-native.json"
