@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_model::{FlowSummary, FlowsPage, Timestamp, human_duration};
+use causeway_model::{FlowDetail, FlowSummary, FlowsPage, Timestamp, human_duration};
 use causeway_orders::{Order, Transport, expected_outcome, place_order};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -100,13 +100,24 @@ pub(crate) async fn follow(
             let Some(page) = fetch_page(client, &url).await else {
                 break;
             };
-            let now = Instant::now();
-            for flow in page.flows {
+            for mut flow in page.flows {
                 let Some(order) = by_key.get(&flow.correlation_id) else {
                     continue;
                 };
+                if followed.settled_at.contains_key(&order.id) {
+                    continue;
+                }
+                if !settled(order, &flow) && needs_detail(order) {
+                    // Only the flow's own read looks for its events under
+                    // other flows (`context_lost`).
+                    if let Some(detail) =
+                        fetch_detail(client, query_url, &flow.correlation_id).await
+                    {
+                        flow = detail;
+                    }
+                }
                 if settled(order, &flow) {
-                    followed.settled_at.entry(order.id).or_insert(now);
+                    followed.settled_at.insert(order.id, Instant::now());
                 }
                 followed.flows.insert(order.id, flow);
             }
@@ -133,6 +144,25 @@ pub(crate) async fn follow(
     }
     bar.finish_and_clear();
     followed
+}
+
+/// Whether the anomaly `order` must show is found only by reading its flow
+/// whole.
+fn needs_detail(order: &Order) -> bool {
+    expected_outcome(order).2 == Some("context_lost")
+}
+
+/// The summary of the flow `key` as its own read gives it.
+async fn fetch_detail(client: &reqwest::Client, query_url: &str, key: &str) -> Option<FlowSummary> {
+    let response = client
+        .get(format!("{query_url}/api/v1/flows/{key}"))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    Some(response.json::<FlowDetail>().await.ok()?.summary)
 }
 
 async fn fetch_page(client: &reqwest::Client, url: &str) -> Option<FlowsPage> {

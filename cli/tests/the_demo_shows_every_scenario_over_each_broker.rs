@@ -9,15 +9,17 @@
 
 use std::process::Command;
 
-/// (order, status, anomaly the flow must show) for `--orders 7 --scenario mixed`.
-const EXPECTED: [(&str, &str, Option<&str>); 7] = [
+/// (order, status, anomaly the flow must show) for `--orders 9 --scenario mixed`.
+const EXPECTED: [(&str, &str, Option<&str>); 9] = [
     ("order-1001", "completed", None),
     ("order-1002", "compensated", None),
     ("order-1003", "dead_lettered", Some("poison_loop")),
     ("order-1004", "completed", Some("duplicate_delivery")),
     ("order-1005", "completed", Some("slow_step")),
     ("order-1006", "stuck", Some("missing_consumer")),
-    ("order-1007", "completed", None),
+    ("order-1007", "stuck", Some("context_lost")),
+    ("order-1008", "completed", Some("out_of_order")),
+    ("order-1009", "completed", None),
 ];
 
 /// The demo in both styles over `broker`.
@@ -33,7 +35,7 @@ fn demo_styled(broker: Option<&str>, style: &str) {
     command.args([
         "demo",
         "--orders",
-        "7",
+        "9",
         "--scenario",
         "mixed",
         "--exit",
@@ -73,7 +75,7 @@ fn demo_styled(broker: Option<&str>, style: &str) {
         }
     }
     assert!(
-        stdout.contains("all 7 flows reached the query API"),
+        stdout.contains("all 9 flows reached the query API"),
         "{stdout}"
     );
 }

@@ -53,6 +53,7 @@ pub fn contracts(style: Style) -> String {
             ("PaymentDeclined", "\"inventory\", \"order\"", None),
             ("OrderShipped", "\"order\"", None),
             ("ShipmentNotified", "\"notifier\"", None),
+            ("OrderUpdated", "\"shipping\"", None),
         ],
         Style::Orchestration => &[
             ("OrderPlaced", "\"orchestrator\"", None),
@@ -67,6 +68,7 @@ pub fn contracts(style: Style) -> String {
             ("CompleteOrder", "\"order\"", None),
             ("ReleaseStock", "\"inventory\"", None),
             ("CancelOrder", "\"order\"", None),
+            ("OrderUpdated", "\"shipping\"", None),
         ],
     };
     let mut toml = format!(
@@ -101,6 +103,7 @@ pub mod topics {
     pub const PAYMENT_CAPTURED: &str = "payments.captured";
     pub const PAYMENT_DECLINED: &str = "payments.declined";
     pub const ORDER_SHIPPED: &str = "shipping.shipped";
+    pub const ORDER_UPDATED: &str = "orders.updated";
 }
 
 /// An order as the order service places it.
@@ -181,17 +184,28 @@ pub enum Scenario {
     /// Shipping is down for this order (it drops the message unread):
     /// `stuck`, with `missing_consumer` once the declared threshold passes.
     Stuck,
+    /// Shipping drops the context of the payment it takes (it reads only
+    /// the message id): its records land in a flow of their own, so this
+    /// one shows `context_lost` (the payment was received under another
+    /// flow) and is `stuck` with `missing_consumer`.
+    ContextLost,
+    /// The order service sends two address updates; the shipping instance
+    /// that fetched the first stalls, and the second is taken first:
+    /// `completed` with `out_of_order`.
+    OutOfOrder,
 }
 
 impl Scenario {
     /// The names `--scenario` takes.
-    pub const NAMES: [&str; 7] = [
+    pub const NAMES: [&str; 9] = [
         "happy",
         "declined",
         "poison",
         "duplicate",
         "slow",
         "stuck",
+        "context_lost",
+        "out_of_order",
         "mixed",
     ];
 
@@ -203,19 +217,33 @@ impl Scenario {
             Self::Duplicate => "duplicate",
             Self::Slow => "slow",
             Self::Stuck => "stuck",
+            Self::ContextLost => "context_lost",
+            Self::OutOfOrder => "out_of_order",
         }
+    }
+
+    /// The scenario `name` names (`mixed` is not one).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Happy,
+            Self::Declined,
+            Self::Poison,
+            Self::Duplicate,
+            Self::Slow,
+            Self::Stuck,
+            Self::ContextLost,
+            Self::OutOfOrder,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
     }
 
     /// The scenario a payload names (`"scenario"`), happy when none.
     fn of(payload: &Value) -> Self {
-        match payload["scenario"].as_str() {
-            Some("declined") => Self::Declined,
-            Some("poison") => Self::Poison,
-            Some("duplicate") => Self::Duplicate,
-            Some("slow") => Self::Slow,
-            Some("stuck") => Self::Stuck,
-            _ => Self::Happy,
-        }
+        payload["scenario"]
+            .as_str()
+            .and_then(Self::parse)
+            .unwrap_or(Self::Happy)
     }
 }
 
@@ -293,7 +321,9 @@ async fn work(order_id: u64, base_ms: u64) {
     tokio::time::sleep(std::time::Duration::from_millis(base_ms + order_id % 7)).await;
 }
 
-/// Places an order: the order service publishes `OrderPlaced`.
+/// Places an order: the order service publishes `OrderPlaced` (and, in
+/// the `out_of_order` scenario, two `OrderUpdated` address changes right
+/// after it, version 1 then 2).
 pub async fn place_order(
     transport: &Transport,
     order: &Order,
@@ -301,9 +331,23 @@ pub async fn place_order(
     let service = Service::new("order");
     let event =
         Publish::new("OrderPlaced", topics::ORDER_PLACED).correlation_id(order.correlation_id());
-    transport
+    let placed = transport
         .publish(&service, None, event, &order.payload())
-        .await
+        .await?;
+    if order.scenario == Scenario::OutOfOrder {
+        for version in [1, 2] {
+            let update = json!({
+                "order_id": order.id,
+                "version": version,
+                "address": format!("{version} Harbour Street"),
+                "scenario": Scenario::OutOfOrder.as_str(),
+            });
+            let event = Publish::new("OrderUpdated", topics::ORDER_UPDATED)
+                .correlation_id(order.correlation_id());
+            transport.publish(&service, None, event, &update).await?;
+        }
+    }
+    Ok(placed)
 }
 
 /// A [`Step`] from an async function of the transport, the handling and
@@ -387,6 +431,21 @@ async fn ship(
     notifier.notify(&h, &payload).await
 }
 
+/// Shipping, on `OrderUpdated`: the new delivery address.
+async fn update_address(_: Transport, _: Handling, payload: Value) -> Result<(), SagaError> {
+    let order_id = field(&payload, "order_id")?;
+    let version = field(&payload, "version")?;
+    tracing::info!(order_id, version, "delivery address changed");
+    Ok(())
+}
+
+/// How long the shipping instance that fetched an update stalls: version
+/// 1 of an `out_of_order` order long enough for version 2 to go first.
+fn stall_first_update(payload: &Value) -> Option<std::time::Duration> {
+    (Scenario::of(payload) == Scenario::OutOfOrder && payload["version"] == 1)
+        .then_some(std::time::Duration::from_millis(300))
+}
+
 /// Order, on `OrderShipped`: the order is complete.
 async fn complete(_: Transport, _: Handling, payload: Value) -> Result<(), SagaError> {
     let order_id = field(&payload, "order_id")?;
@@ -435,6 +494,8 @@ pub async fn start_styled(
         step,
         idempotent: false,
         drops: None,
+        loses_context: None,
+        stalls: None,
     };
     // (choreography topic, orchestration command) each step consumes.
     let on = |event: &'static str, command: &'static str| match style {
@@ -455,10 +516,19 @@ pub async fn start_styled(
         ),
         Consumer {
             drops: Some(|payload| Scenario::of(payload) == Scenario::Stuck),
+            loses_context: Some(|payload| Scenario::of(payload) == Scenario::ContextLost),
             ..consumer(
                 "shipping",
                 on(topics::PAYMENT_CAPTURED, c::SHIP_ORDER),
                 step(t, true, ship),
+            )
+        },
+        Consumer {
+            stalls: Some(stall_first_update),
+            ..consumer(
+                "shipping",
+                topics::ORDER_UPDATED,
+                step(t, false, update_address),
             )
         },
         Consumer {
@@ -519,6 +589,10 @@ pub fn expected_outcome(order: &Order) -> (&'static str, usize, Option<&'static 
         Scenario::Slow => ("completed", events(5, 9), Some("slow_step")),
         // Nothing reached shipping.
         Scenario::Stuck => ("stuck", events(3, 6), Some("missing_consumer")),
+        // Shipping took the payment in another flow: nothing after it here.
+        Scenario::ContextLost => ("stuck", events(3, 6), Some("context_lost")),
+        // Two OrderUpdated events besides the saga's.
+        Scenario::OutOfOrder => ("completed", events(7, 11), Some("out_of_order")),
     }
 }
 
@@ -528,26 +602,24 @@ pub fn expected_outcome(order: &Order) -> (&'static str, usize, Option<&'static 
 /// compensation too; `mixed` runs every scenario in turn, after a happy
 /// and a declined order.
 pub fn sample_orders(n: usize, first_id: u64, scenario: &str) -> Vec<Order> {
-    const MIXED: [Scenario; 7] = [
+    const MIXED: [Scenario; 9] = [
         Scenario::Happy,
         Scenario::Declined,
         Scenario::Poison,
         Scenario::Duplicate,
         Scenario::Slow,
         Scenario::Stuck,
+        Scenario::ContextLost,
+        Scenario::OutOfOrder,
         Scenario::Happy,
     ];
     (0..n as u64)
         .map(|i| {
-            let scenario = match scenario {
-                "declined" => Scenario::Declined,
-                "poison" => Scenario::Poison,
-                "duplicate" => Scenario::Duplicate,
-                "slow" => Scenario::Slow,
-                "stuck" => Scenario::Stuck,
-                "mixed" => MIXED[(i % MIXED.len() as u64) as usize],
-                _ if i % 4 == 1 => Scenario::Declined,
-                _ => Scenario::Happy,
+            let scenario = match (scenario, Scenario::parse(scenario)) {
+                ("mixed", _) => MIXED[(i % MIXED.len() as u64) as usize],
+                (_, Some(Scenario::Happy) | None) if i % 4 == 1 => Scenario::Declined,
+                (_, Some(chosen)) => chosen,
+                (_, None) => Scenario::Happy,
             };
             Order {
                 id: first_id + i,

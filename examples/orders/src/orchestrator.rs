@@ -199,6 +199,8 @@ pub(crate) async fn start(transport: &Transport) -> Result<Vec<JoinHandle<()>>, 
             step,
             idempotent: false,
             drops: None,
+            loses_context: None,
+            stalls: None,
         };
         tasks.push(transport.consume(consumer).await?);
     }

@@ -71,6 +71,14 @@ pub struct Consumer {
     /// Messages this consumer drops unread, as a consumer that is down
     /// would (the scenario `stuck`): nothing of them is recorded.
     pub drops: Option<fn(&Value) -> bool>,
+    /// Messages whose context this consumer drops, reading only their
+    /// event id (the scenario `context_lost`): it handles them in a flow of
+    /// their own.
+    pub loses_context: Option<fn(&Value) -> bool>,
+    /// How long this consumer stalls before it takes a message, as an
+    /// instance paused with the message already fetched would (the
+    /// scenario `out_of_order`).
+    pub stalls: Option<fn(&Value) -> Option<std::time::Duration>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -134,6 +142,15 @@ pub(crate) fn deliver(
     });
     let dropped = consumer.drops.is_some_and(|drops| drops(&payload));
     let seen = event_id.as_deref().is_some_and(|id| inbox.seen(id));
+    let stall = consumer.stalls.and_then(|stalls| stalls(&payload));
+    // What a consumer that drops the context still reads: the message id.
+    let bare: HashMap<String, String> = if consumer.loses_context.is_some_and(|f| f(&payload)) {
+        let id = causeway_middleware::extract(carrier).event_id;
+        HashMap::from([("event-id".to_owned(), id.as_str().to_owned())])
+    } else {
+        HashMap::new()
+    };
+    let carrier: &dyn causeway_middleware::Carrier = if bare.is_empty() { carrier } else { &bare };
     let handled = (!dropped && !seen).then(|| {
         let consume = Consume::new(consumer.topic, consumer.group)
             .system(system)
@@ -144,6 +161,9 @@ pub(crate) fn deliver(
             .handle(carrier, consume, move |h| step(h, payload))
     });
     async move {
+        if let Some(stall) = stall {
+            tokio::time::sleep(stall).await;
+        }
         let Some(handled) = handled else {
             if seen {
                 tracing::info!(
