@@ -48,8 +48,10 @@ pub struct CollectorConfig {
     /// ingest answers 429 with `Retry-After` instead of buffering without
     /// bound.
     pub queue_capacity: usize,
-    /// Bytes of records waiting for the write-ahead log and the indexer;
-    /// past it, ingest answers 429 with `Retry-After` (OTLP/gRPC:
+    /// Memory the requests being decoded and the batches waiting for the
+    /// write-ahead log and the indexer may hold, counted as 4 bytes per
+    /// byte of (inflated) request body and taken before the body is
+    /// decoded; past it, ingest answers 429 with `Retry-After` (OTLP/gRPC:
     /// `RESOURCE_EXHAUSTED` with a retry delay). A batch is let in alone
     /// whatever its size, so the bound is this plus one batch.
     pub max_queue_bytes: usize,

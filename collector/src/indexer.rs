@@ -42,6 +42,9 @@ struct Job {
     batch: Batch,
     /// The batch as the log stores it.
     payload: Vec<u8>,
+    /// What the batch holds of the queue's byte budget, given back when the
+    /// indexer takes it.
+    budget: usize,
     ack: Ack,
 }
 
@@ -223,10 +226,50 @@ impl Indexer {
     /// once: one at or below the position its stream is indexed to, or
     /// whose content hash the index holds at its time, is dropped when
     /// indexed, so a batch sent again is indexed once.
+    /// Takes what a request of `wire_bytes` (its body, inflated) may come
+    /// to hold in memory out of the queue's byte budget, before it is
+    /// decoded: a request the budget cannot take is refused (429) before
+    /// it costs anything. See [`MEMORY_PER_WIRE_BYTE`].
+    pub(crate) fn reserve(&self, wire_bytes: usize) -> Result<Reserved, IngestError> {
+        let bytes = wire_bytes.saturating_mul(MEMORY_PER_WIRE_BYTE);
+        if !self.queue.try_take(bytes, true) {
+            self.metrics.rejected(IngestError::Overloaded.code());
+            return Err(IngestError::Overloaded);
+        }
+        Ok(Reserved {
+            queue: self.queue.clone(),
+            bytes,
+        })
+    }
+
+    /// Takes more for `reserved`, whose request turned out `wire_bytes`
+    /// larger (a gzip body, inflated).
+    pub(crate) fn grow(
+        &self,
+        reserved: &mut Reserved,
+        wire_bytes: usize,
+    ) -> Result<(), IngestError> {
+        let bytes = wire_bytes.saturating_mul(MEMORY_PER_WIRE_BYTE);
+        if !self.queue.try_take(bytes, false) {
+            self.metrics.rejected(IngestError::Overloaded.code());
+            return Err(IngestError::Overloaded);
+        }
+        reserved.bytes += bytes;
+        Ok(())
+    }
+
+    /// Hands records to the write-ahead log and waits until they are
+    /// durable there; `reserved` is what their request took of the queue's
+    /// budget ([`Indexer::reserve`]), held until the indexer takes them.
+    /// Records that say where they came from are indexed once: one at or
+    /// below the position its stream is indexed to, or whose content hash
+    /// the index holds at its time, is dropped when indexed, so a batch
+    /// sent again is indexed once.
     pub(crate) async fn ingest_batch(
         &self,
         batch: Batch,
         protocol: Protocol,
+        reserved: Reserved,
     ) -> Result<(), IngestError> {
         let (batch, payload) = tokio::task::spawn_blocking(move || {
             let payload = encode(&batch);
@@ -241,18 +284,17 @@ impl Indexer {
             .filter(|r| r.malformed.is_some())
             .count();
         let bytes = payload.len();
-        if !self.queue.try_take(bytes) {
-            self.metrics.rejected(IngestError::Overloaded.code());
-            return Err(IngestError::Overloaded);
-        }
         let (ack, done) = oneshot::channel();
+        let budget = reserved.bytes;
         let queued = self.tx.try_send(Job {
             batch,
             payload,
+            budget,
             ack,
         });
-        if queued.is_err() {
-            self.queue.give_back(bytes);
+        if queued.is_ok() {
+            // The indexer gives it back when it takes the batch.
+            std::mem::forget(reserved);
         }
         let result = match queued {
             Ok(()) => match done.await {
@@ -268,6 +310,27 @@ impl Indexer {
             Err(error) => self.metrics.rejected(error.code()),
         }
         result
+    }
+}
+
+/// How many bytes of memory a byte of a request may come to take while it
+/// waits: the body itself, its decoded records (two to three times their
+/// JSON) and their encoding for the log. The queue's byte budget
+/// (`max_queue_bytes`) counts this estimate, taken before the body is
+/// decoded, so that it bounds what the waiting requests hold.
+pub(crate) const MEMORY_PER_WIRE_BYTE: usize = 4;
+
+/// A request's share of the queue's byte budget; given back when dropped,
+/// unless its batch was queued (then the indexer gives it back).
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    queue: Arc<QueueBudget>,
+    bytes: usize,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.queue.give_back(self.bytes);
     }
 }
 
@@ -362,7 +425,7 @@ fn log_loop(
                     let _ = job.ack.send(Ok(()));
                     let handed = logged.send(Logged {
                         seq,
-                        bytes: job.payload.len(),
+                        bytes: job.budget,
                         batch: job.batch,
                         acknowledged,
                     });
@@ -473,7 +536,9 @@ impl IndexLoop {
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             let due = oldest_pending.is_some_and(|t| t.elapsed() >= self.interval);
-            if due || (disconnected && self.writer.uncommitted() > 0) {
+            // A batch whose records were all dropped (sent again) still
+            // moves the checkpoint, so a restart does not read it again.
+            if due || (disconnected && oldest_pending.is_some()) {
                 if !self.commit() && !self.recover() {
                     return;
                 }
@@ -696,10 +761,10 @@ impl QueueBudget {
         }
     }
 
-    /// Takes `bytes` for a batch, unless that would pass the bound while
-    /// something is queued (a batch alone always gets in, so no size is
-    /// refused forever).
-    fn try_take(&self, bytes: usize) -> bool {
+    /// Takes `bytes` for a batch (`new_batch`: a batch not counted yet),
+    /// unless that would pass the bound while something is queued (a batch
+    /// alone always gets in, so no size is refused forever).
+    fn try_take(&self, bytes: usize, new_batch: bool) -> bool {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             if used > 0 && used.saturating_add(bytes) > self.max {
@@ -712,7 +777,7 @@ impl QueueBudget {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.metrics.queued(1, bytes as i64);
+                    self.metrics.queued(i64::from(new_batch), bytes as i64);
                     return true;
                 }
                 Err(now) => used = now,
@@ -770,15 +835,52 @@ mod tests {
             .try_send(Job {
                 batch: Batch::default(),
                 payload: Vec::new(),
+                budget: 0,
                 ack,
             })
             .unwrap();
         assert!(matches!(
             indexer
-                .ingest_batch(Batch::default(), Protocol::Causeway)
+                .ingest_batch(
+                    Batch::default(),
+                    Protocol::Causeway,
+                    indexer.reserve(0).unwrap(),
+                )
                 .await,
             Err(IngestError::Overloaded)
         ));
+    }
+
+    #[test]
+    fn a_request_takes_its_share_of_the_budget_before_decoding_and_gives_it_back() {
+        let (tx, _rx) = sync_channel(1);
+        let metrics = Arc::new(Metrics::new(Path::new("/nonexistent")));
+        let queue = Arc::new(QueueBudget::new(1_000, metrics.clone()));
+        let indexer = Indexer {
+            tx,
+            queue: queue.clone(),
+            metrics,
+            reader: None,
+        };
+        let used = || queue.used.load(Ordering::Acquire);
+        let mut first = indexer.reserve(100).unwrap();
+        assert_eq!(used(), 100 * MEMORY_PER_WIRE_BYTE);
+        // What the first will hold leaves no room for a second this size.
+        assert!(matches!(indexer.reserve(200), Err(IngestError::Overloaded)));
+        // A gzip body grows once inflated.
+        indexer.grow(&mut first, 50).unwrap();
+        assert_eq!(used(), 150 * MEMORY_PER_WIRE_BYTE);
+        assert!(indexer.grow(&mut first, 200).is_err());
+        drop(first);
+        assert_eq!(
+            used(),
+            0,
+            "a request refused or failed gives its share back"
+        );
+        // Alone, any request gets in.
+        let big = indexer.reserve(10_000).unwrap();
+        drop(big);
+        assert_eq!(used(), 0);
     }
 
     #[tokio::test]
@@ -794,7 +896,11 @@ mod tests {
         };
         assert!(matches!(
             indexer
-                .ingest_batch(Batch::default(), Protocol::Causeway)
+                .ingest_batch(
+                    Batch::default(),
+                    Protocol::Causeway,
+                    indexer.reserve(0).unwrap(),
+                )
                 .await,
             Err(IngestError::ShuttingDown)
         ));
@@ -803,16 +909,16 @@ mod tests {
     #[test]
     fn the_queue_refuses_bytes_past_its_bound_but_never_a_batch_alone() {
         let queue = QueueBudget::new(100, Arc::new(Metrics::new(Path::new("/nonexistent"))));
-        assert!(queue.try_take(60));
-        assert!(queue.try_take(40));
-        assert!(!queue.try_take(1));
+        assert!(queue.try_take(60, true));
+        assert!(queue.try_take(40, true));
+        assert!(!queue.try_take(1, true));
         queue.give_back(60);
-        assert!(!queue.try_take(61));
-        assert!(queue.try_take(60));
+        assert!(!queue.try_take(61, true));
+        assert!(queue.try_take(60, true));
         queue.give_back(60);
         queue.give_back(40);
-        assert!(queue.try_take(1_000), "alone, any batch gets in");
-        assert!(!queue.try_take(1));
+        assert!(queue.try_take(1_000, true), "alone, any batch gets in");
+        assert!(!queue.try_take(1, true));
     }
 
     #[test]

@@ -41,6 +41,12 @@ impl Protocol {
     }
 }
 
+/// The upper bounds of the ingest-to-searchable histogram, in seconds.
+const SEARCHABLE_BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 5.0, 10.0,
+    30.0,
+];
+
 /// The collector's metrics; one per running collector, shared.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -81,7 +87,8 @@ impl Metrics {
             index_bytes: Gauge::default(),
             // 1 ms to about 33 s.
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            searchable_lag_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            // Finer around the 2 s goal than doubling buckets are.
+            searchable_lag_seconds: Histogram::new(SEARCHABLE_BUCKETS),
             ready: AtomicBool::new(false),
             index_dir: index_dir.to_owned(),
         };

@@ -117,12 +117,19 @@ async fn ingest(
             ));
         }
     };
+    // The queue's budget is taken for what the body will come to hold
+    // before anything is decoded: past it, 429 at no cost.
+    let mut reserved = indexer.reserve(body.len())?;
     // Inflating and decoding a 16 MiB body is CPU work: off the async
     // workers.
+    let grower = indexer.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         let body = if gzip {
             match otlp::gunzip(&body, max_body_bytes) {
-                Ok(inflated) => Bytes::from(inflated),
+                Ok(inflated) => {
+                    grower.grow(&mut reserved, inflated.len().saturating_sub(body.len()))?;
+                    Bytes::from(inflated)
+                }
                 Err(otlp::DecodeError::TooLarge(reason)) => {
                     return Err(IngestError::TooLarge(reason));
                 }
@@ -134,20 +141,28 @@ async fn ingest(
         // Invalid UTF-8 is replaced rather than refused, so the line
         // survives as text (and, failing to parse, as a malformed record).
         let text = String::from_utf8_lossy(&body);
-        wire::decode_numbered(&text, Timestamp::now(), max_batch_records).map_err(|error| {
-            match error {
+        wire::decode_numbered(&text, Timestamp::now(), max_batch_records)
+            .map(|decoded| (decoded, reserved))
+            .map_err(|error| match error {
                 BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
                 other => IngestError::BadBatch(other.to_string()),
-            }
-        })
+            })
     })
     .await
     .map_err(|error| IngestError::Internal(format!("decoding task: {error}")))?;
-    let wire::Decoded {
-        header,
-        records,
-        malformed_lines,
-    } = decoded.inspect_err(|error| indexer.rejected(error.code()))?;
+    let (
+        wire::Decoded {
+            header,
+            records,
+            malformed_lines,
+        },
+        reserved,
+    ) = decoded.inspect_err(|error| {
+        // A refusal of the budget is counted where it is made.
+        if !matches!(error, IngestError::Overloaded) {
+            indexer.rejected(error.code());
+        }
+    })?;
     let reply = IngestReply {
         accepted: records.len(),
         malformed: malformed_lines.len(),
@@ -159,7 +174,7 @@ async fn ingest(
         hashes: Vec::new(),
     };
     indexer
-        .ingest_batch(Batch { records, origins }, Protocol::Causeway)
+        .ingest_batch(Batch { records, origins }, Protocol::Causeway, reserved)
         .await?;
     Ok(Json(reply).into_response())
 }

@@ -539,7 +539,9 @@ async fn an_export_sent_again_is_indexed_once_over_http_and_grpc_and_after_a_res
     );
     assert_eq!(daemon.flow(&key([0x41; 16]), RECORDS).len(), RECORDS);
 
-    // And again to a collector started afresh on the same data.
+    // And again to a collector started afresh on the same data (it
+    // stopped cleanly, so its last commit covers the batches it dropped
+    // whole and it has nothing to read again: the count is the new one's).
     let dir = daemon.stop().await;
     let daemon = start_in(dir, 1 << 20).await;
     post_both(&daemon).await;

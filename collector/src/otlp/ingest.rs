@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use causeway_model::{CorrelationId, Record, Timestamp, TraceId};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 
 use crate::config::CollectorConfig;
 use crate::error::IngestError;
-use crate::indexer::{Batch, Indexer, Origins};
+use crate::indexer::{Batch, Indexer, Origins, Reserved};
 use crate::metrics::Protocol;
 use crate::otlp::map::{self, Mapped};
 
@@ -54,7 +55,9 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::span_count(&request);
         self.check_count(count, "spans")?;
+        let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
+            reserved,
             move || map::spans(&request, Timestamp::now()),
             "spans",
             Protocol::OtlpTraces,
@@ -69,7 +72,9 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::log_count(&request);
         self.check_count(count, "log records")?;
+        let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
+            reserved,
             move || map::logs(&request, Timestamp::now()),
             "log records",
             Protocol::OtlpLogs,
@@ -88,8 +93,11 @@ impl Otlp {
         Ok(())
     }
 
+    /// Maps an export (which took `reserved` of the queue's budget before
+    /// it is mapped) and hands its records to the indexer.
     async fn ingest(
         &self,
+        reserved: Reserved,
         map: impl FnOnce() -> Mapped + Send + 'static,
         what: &'static str,
         protocol: Protocol,
@@ -116,7 +124,7 @@ impl Otlp {
                 records: mapped.records,
                 origins,
             };
-            self.indexer.ingest_batch(batch, protocol).await?;
+            self.indexer.ingest_batch(batch, protocol, reserved).await?;
         }
         Ok(accepted)
     }
