@@ -117,6 +117,12 @@ pub struct AgentConfig {
     /// disk ahead of what the collector acknowledged; past it, stdin is
     /// read no further until the spool is shipped.
     pub stdin_buffer_bytes: u64,
+    /// Where `POST /v1/push` takes NDJSON from local processes (loopback
+    /// only); unset: no push receiver.
+    pub push_addr: Option<SocketAddr>,
+    /// The most bytes pushed lines are spooled on disk ahead of what the
+    /// collector acknowledged; past it a push is answered 503.
+    pub push_buffer_bytes: u64,
 }
 
 /// Where a default agent ships: the collector's default address.
@@ -187,6 +193,8 @@ impl AgentConfig {
             dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
             status_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_STATUS_PORT)),
             stdin_buffer_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+            push_addr: None,
+            push_buffer_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
         }
     }
 
@@ -223,7 +231,7 @@ impl AgentConfig {
 
     /// Checks the settings that `run` would otherwise trip over later.
     pub fn validate(&self) -> Result<(), AgentError> {
-        if self.paths.is_empty() && self.sources.is_empty() {
+        if self.paths.is_empty() && self.sources.is_empty() && self.push_addr.is_none() {
             return Err(AgentError::Config {
                 field: "paths",
                 reason: "no file or directory to tail".to_owned(),
@@ -294,6 +302,15 @@ impl AgentConfig {
                 "status_addr",
                 "must be a loopback address (the status has no authentication)",
             ));
+        }
+        if self.push_addr.is_some_and(|addr| !addr.ip().is_loopback()) {
+            return Err(invalid(
+                "push_addr",
+                "must be a loopback address (the receiver has no authentication)",
+            ));
+        }
+        if self.push_buffer_bytes < 4096 {
+            return Err(invalid("push_buffer_bytes", "must be at least 4096"));
         }
         if self.stdin_buffer_bytes < 4096 {
             return Err(invalid("stdin_buffer_bytes", "must be at least 4096"));

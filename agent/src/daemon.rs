@@ -20,7 +20,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, SourceConfig};
 use crate::error::AgentError;
 use crate::ship::{Outcome, Shipper};
 use crate::stats::Stats;
@@ -42,10 +42,11 @@ pub async fn run(
     let stats = Arc::new(Stats::new());
     // Standard input is spooled to a file, read like any other.
     let spool = crate::stdin::spool_path(&config.checkpoint_path);
-    let only_stdin = config
-        .all_sources()
-        .iter()
-        .all(|s| s.paths.iter().all(|p| p.as_os_str() == "-"));
+    let only_stdin = config.push_addr.is_none()
+        && config
+            .all_sources()
+            .iter()
+            .all(|s| s.paths.iter().all(|p| p.as_os_str() == "-"));
     let stdin_eof = if config.reads_stdin() {
         let mut config_with_spool = config.clone();
         for path in config_with_spool.paths.iter_mut().chain(
@@ -58,15 +59,43 @@ pub async fn run(
                 path.clone_from(&spool);
             }
         }
+        for source in std::iter::once(&mut config_with_spool.paths)
+            .chain(config_with_spool.sources.iter_mut().map(|s| &mut s.paths))
+        {
+            if source.contains(&spool) {
+                source.push(crate::spool::rotated(&spool));
+            }
+        }
         let eof = crate::stdin::spool(spool.clone(), config.stdin_buffer_bytes, stats.clone());
         Some((eof, config_with_spool))
     } else {
         None
     };
-    let (stdin_eof, config) = match stdin_eof {
+    let (stdin_eof, mut config) = match stdin_eof {
         Some((eof, with_spool)) => (Some(eof), with_spool),
         None => (None, config),
     };
+    // Pushed lines too: their spool is one more source of JSON lines.
+    let push = match config.push_addr {
+        Some(addr) => {
+            let path = crate::spool::path_for(&config.checkpoint_path, "push");
+            config.sources.push(SourceConfig {
+                paths: vec![path.clone(), crate::spool::rotated(&path)],
+                ..SourceConfig::default()
+            });
+            let task = crate::push::serve(
+                addr,
+                path,
+                config.push_buffer_bytes,
+                config.batch_max_bytes,
+                stats.clone(),
+            )
+            .await?;
+            Some(task)
+        }
+        None => None,
+    };
+    let _push = AbortOnDrop(push);
     let shipper = Shipper::new(&config, stats.clone())?;
     let checkpoint_path = config.checkpoint_path.clone();
     let loaded = {
@@ -184,10 +213,9 @@ pub async fn run(
 /// Whether all of standard input's spool (and its older generation) is
 /// acknowledged. Called once stdin ended, so the spool no longer grows.
 fn stdin_shipped(stats: &Stats, spool: &std::path::Path) -> bool {
-    let mut old = spool.to_owned().into_os_string();
-    old.push(".1");
-    let len = std::fs::metadata(spool).map_or(0, |m| m.len());
-    !stats.follows(std::path::Path::new(&old)) && stats.caught_up(spool, len)
+    [spool.to_owned(), crate::spool::rotated(spool)]
+        .iter()
+        .all(|path| stats.caught_up(path, std::fs::metadata(path).map_or(0, |m| m.len())))
 }
 
 /// How long after a watched directory changed the poll runs, so that a

@@ -34,6 +34,18 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {source}")]
     HttpClient { source: reqwest::Error },
+    /// A listener the settings ask for could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// A spool file could not be opened.
+    #[error("cannot open the spool {}: {source}", path.display())]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A blocking file task panicked or was cancelled.
     #[error("the file reading task failed: {source}")]
     Worker { source: tokio::task::JoinError },

@@ -174,24 +174,16 @@ impl Stats {
         }
     }
 
-    /// Whether a file at `path` is followed (still being read).
-    pub fn follows(&self, path: &std::path::Path) -> bool {
-        let path = path.to_string_lossy();
-        self.files
-            .lock()
-            .is_ok_and(|files| files.iter().any(|f| f.path == path))
-    }
-
     /// Whether the file at `path` is followed and acknowledged up to
-    /// `len` (an empty file: nothing to read).
+    /// `len` (an empty file: nothing to read), with nothing rotated away
+    /// from there still being read.
     pub fn caught_up(&self, path: &std::path::Path, len: u64) -> bool {
         let path = path.to_string_lossy();
-        len == 0
-            || self.files.lock().is_ok_and(|files| {
-                files
-                    .iter()
-                    .any(|f| f.path == path && f.stream.is_some() && f.position >= len)
-            })
+        self.files.lock().is_ok_and(|files| {
+            let mut at = files.iter().filter(|f| f.path == path);
+            at.clone().all(|f| !f.draining)
+                && (len == 0 || at.any(|f| f.stream.is_some() && f.position >= len))
+        })
     }
 
     /// The Prometheus text exposition of every counter.
