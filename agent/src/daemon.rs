@@ -163,6 +163,7 @@ pub async fn run(
         let mut stop = false;
         if !batch.records.is_empty() {
             stats.in_flight(1);
+            let retries_before = stats.retries();
             let sent = shipper.ship(
                 &batch.records,
                 &batch.streams,
@@ -176,6 +177,7 @@ pub async fn run(
             let (outcome, polled) = tokio::join!(sent, read_ahead);
             let (polled, next, named) = polled?;
             tailer = polled;
+            tailer.note_retries(&batch.streams, stats.retries() - retries_before);
             if !next.is_empty() {
                 ahead = Some((next, named));
             } else if named {

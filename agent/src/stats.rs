@@ -40,6 +40,8 @@ pub struct FileStatus {
     pub lag_seconds: u64,
     /// Records of it the collector acknowledged since start.
     pub records_shipped: u64,
+    /// Sends of batches holding its records tried again since start.
+    pub retries: u64,
     /// A copy read as its stream (copytruncate's `.1`).
     pub copy: bool,
     /// Read to its end before it is let go (rotated away or deleted).
@@ -135,6 +137,11 @@ impl Stats {
 
     pub fn retried(&self) {
         self.retries.inc();
+    }
+
+    /// Retries since start, to tell how many one batch took.
+    pub fn retries(&self) -> u64 {
+        self.retries.get()
     }
 
     pub fn dead_lettered(&self, n: u64) {

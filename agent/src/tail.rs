@@ -293,6 +293,8 @@ pub(crate) struct Tailer {
     named: bool,
     /// Records acknowledged per stream since start.
     shipped: HashMap<String, u64>,
+    /// Retried sends of batches holding a stream's records, per stream.
+    retries: HashMap<String, u64>,
     /// Truncations seen in this refresh: the stream, the file's length
     /// before, and its path.
     truncations: Vec<(String, u64, PathBuf)>,
@@ -366,6 +368,7 @@ impl Tailer {
             problems: HashMap::new(),
             named: false,
             shipped: HashMap::new(),
+            retries: HashMap::new(),
             truncations: Vec::new(),
             stats,
         })
@@ -399,6 +402,16 @@ impl Tailer {
         self.publish_status();
     }
 
+    /// Counts `retries` of a batch against each of its `streams`.
+    pub fn note_retries(&mut self, streams: &[String], retries: u64) {
+        if retries == 0 {
+            return;
+        }
+        for stream in streams {
+            *self.retries.entry(stream.clone()).or_default() += retries;
+        }
+    }
+
     /// Hands every followed file's status to the stats.
     pub fn publish_status(&self) {
         let now = SystemTime::now();
@@ -429,6 +442,12 @@ impl Tailer {
                         .stream
                         .as_ref()
                         .and_then(|n| self.shipped.get(n))
+                        .copied()
+                        .unwrap_or(0),
+                    retries: t
+                        .stream
+                        .as_ref()
+                        .and_then(|n| self.retries.get(n))
                         .copied()
                         .unwrap_or(0),
                     copy: t.copy,

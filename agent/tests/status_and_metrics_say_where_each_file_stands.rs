@@ -89,6 +89,10 @@ async fn the_status_shows_the_agent_holding_back_then_caught_up_and_metrics_coun
     assert_eq!(caught_up["files"][0]["lag_bytes"], 0);
     assert_eq!(caught_up["files"][0]["lag_seconds"], 0);
     assert_eq!(caught_up["files"][0]["records_shipped"], 2);
+    assert!(
+        caught_up["files"][0]["retries"].as_u64().unwrap() >= 2,
+        "{caught_up}"
+    );
     let metrics = get(&format!("{base}/metrics")).await.unwrap();
     assert_eq!(
         metric(&metrics, "causeway_agent_records_shipped_total"),
