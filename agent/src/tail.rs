@@ -554,7 +554,11 @@ impl Tailer {
             .filter_map(|p| fs::canonicalize(p).ok())
             .collect();
         if !own.is_empty() {
-            found.retain(|(p, _)| fs::canonicalize(p).map_or(true, |p| !own.contains(&p)));
+            // Resolved only for a file named like one of the agent's own.
+            found.retain(|(p, _)| {
+                let named_alike = own.iter().any(|o| o.file_name() == p.file_name());
+                !named_alike || fs::canonicalize(p).map_or(true, |p| !own.contains(&p))
+            });
         }
         found
     }

@@ -60,3 +60,28 @@ async fn a_suffix_pattern_follows_the_file_and_its_rotated_copies_once() {
     messages.sort();
     assert_eq!(messages, vec!["first", "second", "third"]);
 }
+
+#[tokio::test]
+async fn the_agents_own_files_in_a_followed_directory_are_not_read_as_logs() {
+    let work = Workdir::new();
+    let collector = Collector::start().await;
+    let dir = work.path("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The checkpoint (*.json) and the dead-letter file (*.ndjson) would
+    // match the directory's extensions.
+    let checkpoint = dir.join("agent.checkpoint.json");
+    collector.unreadable_when("POISON");
+    append(&dir.join("app.log"), &line("POISON"));
+    let agent = Agent::start(config(&collector, &checkpoint, &[&dir]));
+    wait_until("the refused line is dead-lettered", || {
+        dir.join("agent.checkpoint.dead-letter.ndjson").exists()
+    })
+    .await;
+    append(&dir.join("app.log"), &line("after"));
+    wait_until("a later line arrives", || {
+        collector.messages().iter().any(|m| m == "after")
+    })
+    .await;
+    agent.stop().await;
+    assert_eq!(collector.messages(), vec!["after"]);
+}
