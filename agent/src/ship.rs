@@ -289,10 +289,14 @@ impl Shipper {
                     };
                 }
                 Attempt::Encoding(reason) => {
-                    return Part::DeadLetter {
-                        status: 415,
+                    // Plain NDJSON refused: the collector is not one this
+                    // agent can talk to, which no batch of ours fixes.
+                    error!(
                         reason,
-                    };
+                        attempt, "the collector refuses plain NDJSON batches (415); retrying"
+                    );
+                    self.stats.set_error(format!("415: {reason}"));
+                    backoff.next(None)
                 }
                 Attempt::Denied(status, reason) => {
                     error!(%status, reason, attempt, "the collector denies this agent: check agent.token against collector.tokens; retrying every {}s", AUTH_RETRY.as_secs());
