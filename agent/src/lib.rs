@@ -1,7 +1,11 @@
-//! causeway-agent: tails services' structured JSON-lines log files and
-//! ships their records to the collector, each indexed exactly once.
+//! causeway-agent: tails services' log files (found by path, directory or
+//! glob; standard input and a loopback push receiver spooled to files
+//! too) and ships their records to the collector, each indexed exactly
+//! once.
 //!
-//! Each line becomes a [`causeway_model::Record`] ([`parse_line`]); lines
+//! Each line (or a multiline record) becomes a [`causeway_model::Record`]
+//! as its source's format says ([`LineParser`]; [`parse_line`] for JSON
+//! lines); records
 //! are sent in versioned wire batches to `POST {collector_url}/v1/ingest`,
 //! each record with its stream (a file's content, named by its fingerprint
 //! and generation) and the offset just past it, so the collector drops one
