@@ -345,14 +345,9 @@ impl Shipper {
         let body = response.text().await.unwrap_or_default();
         let body = strip_control(&body);
         let reason = causeway_model::char_prefix(&body, ERROR_BODY_LOG_LEN).to_owned();
-        match status {
-            StatusCode::PAYLOAD_TOO_LARGE => return Attempt::TooLarge(reason),
-            StatusCode::BAD_REQUEST => return Attempt::Unreadable(reason),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => return Attempt::Encoding(reason),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Attempt::Denied(status, reason);
-            }
-            _ => {}
+        let classified = classify(status, reason.clone(), retry_after);
+        if !matches!(classified, Attempt::Retry { .. }) {
+            return classified;
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             warn!(%status, batch_len, attempt, ?retry_after, reason, "ship failed, collector busy or failing");
@@ -364,6 +359,19 @@ impl Shipper {
             self.stats.set_error(format!("{status}: {reason}"));
         }
         Attempt::Retry { retry_after }
+    }
+}
+
+/// What a refusal (not 2xx) means: the batch's own fault (413, 400), an
+/// encoding not taken (415), a configuration to fix (401, 403), or
+/// anything else, to retry.
+fn classify(status: StatusCode, reason: String, retry_after: Option<Duration>) -> Attempt {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Attempt::TooLarge(reason),
+        StatusCode::BAD_REQUEST => Attempt::Unreadable(reason),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Attempt::Encoding(reason),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Denied(status, reason),
+        _ => Attempt::Retry { retry_after },
     }
 }
 
@@ -511,6 +519,39 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn refusals_are_told_apart_and_only_the_batchs_own_faults_are_final() {
+        let r = || "why".to_owned();
+        assert_eq!(
+            classify(StatusCode::PAYLOAD_TOO_LARGE, r(), None),
+            Attempt::TooLarge(r())
+        );
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, r(), None),
+            Attempt::Unreadable(r())
+        );
+        for denied in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+            assert_eq!(
+                classify(denied, r(), None),
+                Attempt::Denied(denied, r()),
+                "a configuration fix, retried, never dropped"
+            );
+        }
+        let wait = Some(Duration::from_secs(2));
+        for retried in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::NOT_FOUND,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ] {
+            assert_eq!(
+                classify(retried, r(), wait),
+                Attempt::Retry { retry_after: wait }
+            );
+        }
     }
 
     #[test]
