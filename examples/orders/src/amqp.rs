@@ -18,7 +18,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::transport::{
+use crate::delivery::{
     CONCURRENCY, Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
     record_dead_letter,
 };

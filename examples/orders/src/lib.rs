@@ -21,6 +21,7 @@
 
 #[cfg(feature = "amqp")]
 mod amqp;
+mod delivery;
 #[cfg(feature = "nats")]
 mod nats;
 pub mod orchestrator;
@@ -35,7 +36,8 @@ use causeway_model::CorrelationId;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-pub use transport::{Ack, Consumer, DEAD_LETTERS, MAX_DELIVERIES, Step, Transport, TransportError};
+pub use delivery::{Ack, Consumer, DEAD_LETTERS, MAX_DELIVERIES, Step, TransportError};
+pub use transport::Transport;
 
 /// How long shipping takes in the `slow` scenario: above the declared
 /// `slow_after_ms` of [`contracts`].

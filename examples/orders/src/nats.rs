@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::transport::{
+use crate::delivery::{
     CONCURRENCY, Consumer, DEAD_LETTERS, Inbox, MAX_DELIVERIES, Settle, TransportError, deliver,
     record_dead_letter,
 };
