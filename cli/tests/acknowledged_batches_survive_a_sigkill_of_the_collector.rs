@@ -9,8 +9,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,26 +20,10 @@ use std::time::{Duration, Instant};
 use causeway_model::wire::{self, Position};
 use causeway_model::{CorrelationId, FlowDetail, Record, Stage, Timestamp};
 
+use common::{Daemon, free_port};
+
 const POSTERS: usize = 4;
 const BATCH: usize = 200;
-
-/// The daemon as a child process, killed with SIGKILL when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Ports {
     http: u16,

@@ -16,15 +16,18 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use causeway_model::FlowDetail;
+
+use common::{Daemon, causeway, free_port};
 
 /// Lines per correlation id: each group is one flow in the query API.
 const GROUP: usize = 100;
@@ -32,46 +35,6 @@ const GROUP: usize = 100;
 const AGENT_KILLS: usize = 4;
 /// Lines written at least; the writer also goes on until every kill is done.
 const MIN_LINES: usize = 3_000;
-
-/// A daemon as a child process, killed with SIGKILL when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn kill(mut self) {
-        self.0.kill().unwrap(); // SIGKILL
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `causeway` with no `CAUSEWAY_*` variable of the caller's.
-fn causeway() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CAUSEWAY_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
 
 struct Setup {
     data: PathBuf,

@@ -7,48 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon(Child);
-
-impl Daemon {
-    fn kill(mut self) {
-        self.0.kill().unwrap(); // SIGKILL
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn causeway() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CAUSEWAY_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
+use common::{Daemon, causeway, free_port};
 
 fn append(path: &Path, text: &str) {
     let mut file = std::fs::OpenOptions::new()

@@ -6,38 +6,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A daemon as a child process, killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn causeway() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CAUSEWAY_") {
-            command.env_remove(name);
-        }
-    }
-    command.stdout(Stdio::null()).stderr(Stdio::null());
-    command
-}
+use common::{Daemon, causeway, free_port};
 
 /// Runs `causeway agent -` on `lines` and waits (at most 60 s) for it to
 /// exit, which it must do by itself, successfully.
