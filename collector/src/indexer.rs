@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use causeway_index::{RecordIndex, RecordReader, RecordWriter};
-use causeway_model::wire::Position;
+use causeway_model::wire::{self, Position};
 use causeway_model::{Record, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -277,6 +277,32 @@ impl Indexer {
         })
         .await
         .map_err(|error| IngestError::Internal(format!("encoding task: {error}")))?;
+        self.enqueue(batch, payload, protocol, reserved).await
+    }
+
+    /// [`Indexer::ingest_batch`] for a native batch decoded from `body`:
+    /// the log keeps the body as it came (inflated) rather than the
+    /// records serialized again, and decodes it again on replay.
+    pub(crate) async fn ingest_wire(
+        &self,
+        batch: Batch,
+        body: &[u8],
+        protocol: Protocol,
+        reserved: Reserved,
+    ) -> Result<(), IngestError> {
+        let mut payload = Vec::with_capacity(WIRE_MARK.len() + body.len());
+        payload.extend_from_slice(WIRE_MARK);
+        payload.extend_from_slice(body);
+        self.enqueue(batch, payload, protocol, reserved).await
+    }
+
+    async fn enqueue(
+        &self,
+        batch: Batch,
+        payload: Vec<u8>,
+        protocol: Protocol,
+        reserved: Reserved,
+    ) -> Result<(), IngestError> {
         let records = batch.records.len();
         let malformed = batch
             .records
@@ -355,6 +381,9 @@ fn encode(batch: &Batch) -> Vec<u8> {
 /// collector, so only a bug gets here) is kept as a malformed record
 /// rather than dropped, and unreadable origins are none.
 fn decode(payload: &[u8]) -> Batch {
+    if let Some(body) = payload.strip_prefix(WIRE_MARK) {
+        return decode_wire(body);
+    }
     let text = String::from_utf8_lossy(payload);
     let mut lines = text.lines();
     let origins = lines
@@ -383,6 +412,37 @@ fn decode(payload: &[u8]) -> Batch {
         batch.origins.hashes.clear();
     }
     batch
+}
+
+/// The first line of a logged native batch kept as it came: the body
+/// follows. (A batch logged as records starts with its origins, a JSON
+/// object, so the two never meet.)
+const WIRE_MARK: &[u8] = b"#causeway-wire\n";
+
+/// A native batch's body, decoded as ingest decoded it (a line that does
+/// not read is a malformed record here too; a body that no longer reads
+/// at all is kept whole as one).
+fn decode_wire(body: &[u8]) -> Batch {
+    let text = String::from_utf8_lossy(body);
+    match wire::decode_numbered(&text, Timestamp::now(), usize::MAX) {
+        Ok(decoded) => Batch {
+            records: decoded.records,
+            origins: Origins {
+                streams: decoded.header.streams,
+                positions: decoded.header.positions,
+                hashes: Vec::new(),
+            },
+        },
+        Err(error) => Batch {
+            records: vec![Record::malformed(
+                Timestamp::now(),
+                "causeway-collector",
+                wire::cut_raw(&text),
+                format!("unreadable in the write-ahead log: {error}"),
+            )],
+            origins: Origins::default(),
+        },
+    }
 }
 
 /// The log thread: group commits until every [`Indexer`] is gone.
@@ -919,6 +979,38 @@ mod tests {
         queue.give_back(40);
         assert!(queue.try_take(1_000, true), "alone, any batch gets in");
         assert!(!queue.try_take(1, true));
+    }
+
+    #[test]
+    fn a_native_body_logged_as_it_came_reads_back_as_ingest_decoded_it() {
+        let records = [
+            Record::new(Timestamp::from_micros(5), "svc", "a"),
+            Record::new(Timestamp::from_micros(9), "svc", "b"),
+        ];
+        let logged = |body: &str| {
+            let mut payload = WIRE_MARK.to_vec();
+            payload.extend_from_slice(body.as_bytes());
+            decode(&payload)
+        };
+        // With positions: records and origins as ingest read them.
+        let streams = vec!["host:fp".to_owned()];
+        let positions = [Position(0, 4), Position(0, 9)];
+        let body = wire::encode_positioned("agent@host", &records, &streams, &positions);
+        let batch = logged(&body);
+        assert_eq!(batch.records, records);
+        assert_eq!(batch.origins.streams, streams);
+        assert_eq!(batch.origins.positions, positions);
+        // A line that does not read is the same malformed record.
+        let body = wire::encode("agent@host", &records).replace("\"count\":2", "\"count\":3")
+            + "not json\n";
+        let batch = logged(&body);
+        let live = wire::decode_numbered(&body, Timestamp::from_micros(1), usize::MAX).unwrap();
+        assert_eq!(batch.records[..2], live.records[..2]);
+        assert_eq!(batch.records[2].malformed.as_ref().unwrap().raw, "not json");
+        // A body that no longer reads is kept whole, as one record.
+        let kept = logged("{\"causeway_batch\":99}\n");
+        assert_eq!(kept.records.len(), 1);
+        assert!(kept.records[0].malformed.is_some());
     }
 
     #[test]

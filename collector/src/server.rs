@@ -141,8 +141,10 @@ async fn ingest(
         // Invalid UTF-8 is replaced rather than refused, so the line
         // survives as text (and, failing to parse, as a malformed record).
         let text = String::from_utf8_lossy(&body);
-        wire::decode_numbered(&text, Timestamp::now(), max_batch_records)
-            .map(|decoded| (decoded, reserved))
+        let decoded = wire::decode_numbered(&text, Timestamp::now(), max_batch_records);
+        drop(text);
+        decoded
+            .map(|decoded| (decoded, reserved, body))
             .map_err(|error| match error {
                 BatchError::TooManyRecords { .. } => IngestError::TooLarge(error.to_string()),
                 other => IngestError::BadBatch(other.to_string()),
@@ -157,6 +159,7 @@ async fn ingest(
             malformed_lines,
         },
         reserved,
+        body,
     ) = decoded.inspect_err(|error| {
         // A refusal of the budget is counted where it is made.
         if !matches!(error, IngestError::Overloaded) {
@@ -174,7 +177,12 @@ async fn ingest(
         hashes: Vec::new(),
     };
     indexer
-        .ingest_batch(Batch { records, origins }, Protocol::Causeway, reserved)
+        .ingest_wire(
+            Batch { records, origins },
+            &body,
+            Protocol::Causeway,
+            reserved,
+        )
         .await?;
     Ok(Json(reply).into_response())
 }
