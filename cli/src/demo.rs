@@ -206,7 +206,12 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
         );
     }
 
-    if !demo.exit {
+    if demo.exit {
+        println!(
+            "browse them in the terminal: `causeway up --data-dir {}` and `causeway tui`",
+            data_dir.display()
+        );
+    } else {
         if let Some(address) = transport.order_address() {
             println!("\norders are taken from {address} (see examples/README.md)");
         }
