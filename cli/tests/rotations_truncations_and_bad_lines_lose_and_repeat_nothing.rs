@@ -1,0 +1,309 @@
+//! Exactly once from a log file to the index around what happens to real
+//! log files, with real processes: a writer thread appends numbered JSON
+//! lines to `app.log` while the `causeway agent` binary tails `app.log*`
+//! into `causeway up`, and meanwhile the file is rotated by rename (with
+//! late writes into the renamed file), rotated by copytruncate, truncated
+//! and rewritten, the collector is killed and kept down for 20 s, or
+//! 10,000 malformed, oversized and non-UTF-8 lines are mixed in. In every
+//! case each line written is in the query API exactly once: the flows of
+//! its correlation id hold each message once, and a search counts as many
+//! records as lines were written. (An agent killed mid-stream is
+//! `an_agent_killed_mid_stream_ships_every_line_exactly_once`.)
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{
+    Daemon, GROUP, Stack, assert_every_line_once, blocking_client, numbered_line, search,
+    search_total,
+};
+
+/// Small batches and quick polls, so a disruption lands between many.
+const CONFIG: &str = "[agent]\nbatch_max_records = 100\npoll_interval_ms = 20\n";
+
+/// A writer appending to the log through a handle the test can take (to
+/// reopen the file as a service does after a rotation, or to hold writes
+/// for a moment).
+struct Writer {
+    file: Arc<Mutex<File>>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+fn open_append(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+impl Writer {
+    /// Writes step `n`'s bytes (`step(n)`), `per_tick` steps every 5 ms,
+    /// at least `min` steps and until stopped.
+    fn start(
+        path: &Path,
+        per_tick: usize,
+        min: usize,
+        mut step: impl FnMut(usize) -> Vec<u8> + Send + 'static,
+    ) -> Writer {
+        let file = Arc::new(Mutex::new(open_append(path)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (file, stop) = (file.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while n < min || !stop.load(Ordering::Relaxed) {
+                    {
+                        let mut file = file.lock().unwrap();
+                        for _ in 0..per_tick {
+                            file.write_all(&step(n)).unwrap();
+                            n += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                n
+            })
+        };
+        Writer { file, stop, thread }
+    }
+
+    /// Stops it, and says how many steps it wrote.
+    fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn numbered(tag: &'static str) -> impl FnMut(usize) -> Vec<u8> + Send + 'static {
+    move |n| numbered_line(tag, n).into_bytes()
+}
+
+/// `name.k` -> `name.(k+1)`, oldest first, as logrotate shifts them.
+fn shift_rotated(log: &Path, keep: usize) {
+    for k in (1..keep).rev() {
+        let from = rotated(log, k);
+        if from.exists() {
+            std::fs::rename(&from, rotated(log, k + 1)).unwrap();
+        }
+    }
+}
+
+fn rotated(log: &Path, k: usize) -> PathBuf {
+    PathBuf::from(format!("{}.{k}", log.display()))
+}
+
+/// The collector, the agent on `app.log*` and the log's path.
+fn start(config: &str) -> (Stack, Daemon, Daemon, PathBuf) {
+    let stack = Stack::new(config);
+    let log = stack.path("app.log");
+    std::fs::write(&log, "").unwrap();
+    let up = stack.up();
+    let pattern = format!("{}*", log.display());
+    let agent = stack.agent(&[&pattern]);
+    (stack, up, agent, log)
+}
+
+#[test]
+fn rename_rotation_with_late_writes_loses_and_repeats_no_line() {
+    let (stack, up, agent, log) = start(CONFIG);
+    let writer = Writer::start(&log, 5, 3_000, numbered("renamed"));
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(400));
+        shift_rotated(&log, 4);
+        std::fs::rename(&log, rotated(&log, 1)).unwrap();
+        // The service goes on writing into the renamed file a moment,
+        // then reopens its log (a new file under the old name).
+        std::thread::sleep(Duration::from_millis(50));
+        *writer.file.lock().unwrap() = open_append(&log);
+    }
+    let written = writer.finish();
+    assert_every_line_once(&stack, "renamed", written);
+    drop((agent, up));
+}
+
+#[test]
+fn copytruncate_rotation_loses_and_repeats_no_line() {
+    let (stack, up, agent, log) = start(CONFIG);
+    let writer = Writer::start(&log, 5, 3_000, numbered("copied"));
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(400));
+        shift_rotated(&log, 4);
+        // Copy and truncation with no write between (what logrotate loses
+        // there is lost to any reader): whatever the agent had not read
+        // yet is only in the copy.
+        let file = writer.file.lock().unwrap();
+        std::fs::copy(&log, rotated(&log, 1)).unwrap();
+        file.set_len(0).unwrap();
+    }
+    let written = writer.finish();
+    assert_every_line_once(&stack, "copied", written);
+    drop((agent, up));
+}
+
+#[test]
+fn a_collector_down_for_twenty_seconds_while_lines_are_written_loses_and_repeats_none() {
+    let (stack, up, agent, log) = start(CONFIG);
+    let writer = Writer::start(&log, 1, 1_000, numbered("collector-down"));
+    std::thread::sleep(Duration::from_millis(1_000));
+    up.kill();
+    std::thread::sleep(Duration::from_secs(20));
+    let up = stack.up();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let written = writer.finish();
+    assert_every_line_once(&stack, "collector-down", written);
+    drop((agent, up));
+}
+
+#[test]
+fn a_file_truncated_and_rewritten_in_place_loses_and_repeats_no_line() {
+    let (stack, up, agent, log) = start(CONFIG);
+    let client = blocking_client();
+    let writer = Writer::start(&log, 5, 3_000, numbered("rewritten"));
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(400));
+        // The service truncates its log once the agent shipped all of it
+        // (what a truncation takes before any reader saw it is lost, and
+        // counted as lost) and goes on writing from the start.
+        let file = writer.file.lock().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let len = file.metadata().unwrap().len();
+        let before = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(before.len() as u64, len);
+        loop {
+            // The lines written so far: the last one names its number.
+            let last = before.lines().last().map_or(0, |line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                v["message"].as_str().unwrap()[5..]
+                    .parse::<usize>()
+                    .unwrap()
+                    + 1
+            });
+            if last == 0 || search_total(&client, &stack.query_url(), "service:writer") >= last {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not ship the log's {len} bytes in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        file.set_len(0).unwrap();
+    }
+    let written = writer.finish();
+    assert_every_line_once(&stack, "rewritten", written);
+    drop((agent, up));
+}
+
+/// Bad lines per good line in the mixed case.
+const BAD_PER_LINE: usize = 5;
+/// Good lines in the mixed case.
+const GOOD_LINES: usize = 2_000;
+const BAD_LINES: usize = GOOD_LINES * BAD_PER_LINE;
+const MAX_LINE_BYTES: usize = 1_024;
+
+/// Bad line `b`, newline included: not JSON, JSON over the line limit, or
+/// not UTF-8, by turns; its group's token `zqg<group>` and its number
+/// `bad-<b>` in its first bytes.
+fn bad_line(b: usize) -> Vec<u8> {
+    let head = format!("zqg{} bad-{b}", b / GROUP);
+    let mut line = match b % 3 {
+        0 => format!("{head} is not json").into_bytes(),
+        1 => format!(
+            "{{\"message\":\"{head}\",\"pad\":\"{}\"}}",
+            "x".repeat(MAX_LINE_BYTES)
+        )
+        .into_bytes(),
+        _ => [head.as_bytes(), b" \xff\xfe\xc3( half a character"].concat(),
+    };
+    line.push(b'\n');
+    line
+}
+
+#[test]
+fn ten_thousand_malformed_oversized_and_non_utf8_lines_arrive_once_each_as_records() {
+    let config = format!("{CONFIG}max_line_bytes = {MAX_LINE_BYTES}\n");
+    let (stack, up, agent, log) = start(&config);
+    let writer = Writer::start(&log, 5, GOOD_LINES, |n| {
+        let mut bytes = numbered_line("mixed", n).into_bytes();
+        for b in n * BAD_PER_LINE..(n + 1) * BAD_PER_LINE {
+            bytes.extend(bad_line(b));
+        }
+        bytes
+    });
+    // Stops as soon as it wrote its lines.
+    writer.stop.store(true, Ordering::Relaxed);
+    let written = writer.finish();
+    assert_eq!(written, GOOD_LINES);
+    assert_every_line_once(&stack, "mixed", written);
+
+    let client = blocking_client();
+    let query = stack.query_url();
+    assert_eq!(
+        search_total(&client, &query, "malformed:true"),
+        BAD_LINES,
+        "malformed records"
+    );
+    for group in 0..BAD_LINES / GROUP {
+        let hits = search(
+            &client,
+            &query,
+            &format!("malformed:true AND zqg{group}"),
+            1_000,
+        );
+        let mut found: Vec<usize> = Vec::new();
+        for record in hits {
+            let malformed = record.malformed.unwrap();
+            let raw = &malformed.raw;
+            let b: usize = raw
+                .split_once(" bad-")
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let line = bad_line(b);
+            let line = &line[..line.len() - 1];
+            match b % 3 {
+                1 => {
+                    assert_eq!(
+                        malformed.reason,
+                        format!("line exceeds {MAX_LINE_BYTES} bytes"),
+                        "{b}"
+                    );
+                    let kept = raw
+                        .split_once('…')
+                        .unwrap_or_else(|| panic!("{b}: {raw}"))
+                        .0;
+                    assert!(line.starts_with(kept.as_bytes()), "{b}: {raw}");
+                    assert_eq!(
+                        raw.strip_prefix(kept).unwrap(),
+                        format!("…[cut {} bytes]", line.len() - kept.len()),
+                        "{b}: the marker"
+                    );
+                }
+                _ => {
+                    assert_eq!(raw, &String::from_utf8_lossy(line), "{b}: the raw text");
+                    assert!(
+                        malformed.reason.starts_with("not JSON"),
+                        "{b}: {}",
+                        malformed.reason
+                    );
+                }
+            }
+            found.push(b);
+        }
+        found.sort_unstable();
+        let expected: Vec<usize> = (group * GROUP..(group + 1) * GROUP).collect();
+        assert_eq!(found, expected, "zqg{group}: the bad lines, once each");
+    }
+    drop((agent, up));
+}
