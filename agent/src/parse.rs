@@ -84,7 +84,8 @@ pub(crate) fn parse_object(
     Mapper::new(fields).into_record(fallback_service, read_at)
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for a reason (`a string`, `an object`, ...).
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

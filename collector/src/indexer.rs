@@ -878,6 +878,14 @@ mod tests {
 
     use super::*;
 
+    /// An empty batch through `indexer`.
+    async fn ingest_nothing(indexer: &Indexer) -> Result<(), IngestError> {
+        let reserved = indexer.reserve(0).unwrap();
+        indexer
+            .ingest_batch(Batch::default(), Protocol::Causeway, reserved)
+            .await
+    }
+
     #[tokio::test]
     async fn a_full_queue_is_refused_not_buffered() {
         // A queue of one that nobody drains: the first batch fills it.
@@ -900,13 +908,7 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(
-            indexer
-                .ingest_batch(
-                    Batch::default(),
-                    Protocol::Causeway,
-                    indexer.reserve(0).unwrap(),
-                )
-                .await,
+            ingest_nothing(&indexer).await,
             Err(IngestError::Overloaded)
         ));
     }
@@ -955,13 +957,7 @@ mod tests {
             reader: None,
         };
         assert!(matches!(
-            indexer
-                .ingest_batch(
-                    Batch::default(),
-                    Protocol::Causeway,
-                    indexer.reserve(0).unwrap(),
-                )
-                .await,
+            ingest_nothing(&indexer).await,
             Err(IngestError::ShuttingDown)
         ));
     }
