@@ -27,7 +27,7 @@ use common::{
 };
 
 /// Small batches and quick polls, so a disruption lands between many.
-const CONFIG: &str = "[agent]\nbatch_max_records = 100\npoll_interval_ms = 20\n";
+const CONFIG: &str = "batch_max_records = 100\npoll_interval_ms = 20\n";
 
 /// A writer appending to the log through a handle the test can take (to
 /// reopen the file as a service does after a rotation, or to hold writes
@@ -113,6 +113,21 @@ fn start(config: &str) -> (Stack, Daemon, Daemon, PathBuf) {
     (stack, up, agent, log)
 }
 
+/// The agent counted no byte a truncation took unread, and set no record
+/// aside.
+fn assert_nothing_lost_or_set_aside(stack: &Stack) {
+    assert_eq!(
+        stack.agent_counter("causeway_agent_truncation_lost_bytes_total"),
+        0.0,
+        "bytes a truncation took before the agent read them"
+    );
+    assert_eq!(
+        stack.agent_counter("causeway_agent_dead_lettered_total"),
+        0.0,
+        "records dead-lettered"
+    );
+}
+
 #[test]
 fn rename_rotation_with_late_writes_loses_and_repeats_no_line() {
     let (stack, up, agent, log) = start(CONFIG);
@@ -128,6 +143,7 @@ fn rename_rotation_with_late_writes_loses_and_repeats_no_line() {
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "renamed", written);
+    assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }
 
@@ -147,6 +163,7 @@ fn copytruncate_rotation_loses_and_repeats_no_line() {
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "copied", written);
+    assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }
 
@@ -161,6 +178,7 @@ fn a_collector_down_for_twenty_seconds_while_lines_are_written_loses_and_repeats
     std::thread::sleep(Duration::from_millis(1_000));
     let written = writer.finish();
     assert_every_line_once(&stack, "collector-down", written);
+    assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }
 
@@ -201,6 +219,7 @@ fn a_file_truncated_and_rewritten_in_place_loses_and_repeats_no_line() {
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "rewritten", written);
+    assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }
 
@@ -305,5 +324,6 @@ fn ten_thousand_malformed_oversized_and_non_utf8_lines_arrive_once_each_as_recor
         let expected: Vec<usize> = (group * GROUP..(group + 1) * GROUP).collect();
         assert_eq!(found, expected, "zqg{group}: the bad lines, once each");
     }
+    assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }

@@ -50,26 +50,50 @@ pub fn causeway() -> Command {
 }
 
 /// `causeway up` and `causeway agent` as children over one temporary
-/// directory: the collector, query and agent ports, the data directory,
-/// the agent's checkpoint and a `causeway.toml` both read.
+/// directory: the collector, query and agent status ports, the data
+/// directory, the agent's checkpoint and a `causeway.toml` both read.
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub http: u16,
     pub grpc: u16,
     pub query: u16,
+    pub status: u16,
 }
 
 impl Stack {
-    /// A fresh directory holding `config` as `causeway.toml`.
-    pub fn new(config: &str) -> Stack {
+    /// A fresh directory whose `causeway.toml` has `agent` (lines of the
+    /// `[agent]` section) and the agent's status on a port of its own.
+    pub fn new(agent: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("causeway.toml"), config).unwrap();
+        let status = free_port();
+        std::fs::write(
+            dir.path().join("causeway.toml"),
+            format!("[agent]\nstatus_addr = \"127.0.0.1:{status}\"\n{agent}"),
+        )
+        .unwrap();
         Stack {
             dir,
             http: free_port(),
             grpc: free_port(),
             query: free_port(),
+            status,
         }
+    }
+
+    /// A counter of the running agent's `/metrics`, by its full name.
+    pub fn agent_counter(&self, name: &str) -> f64 {
+        let text = blocking_client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.status))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in the agent's metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn path(&self, name: &str) -> std::path::PathBuf {
