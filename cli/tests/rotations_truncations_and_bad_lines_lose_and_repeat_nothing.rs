@@ -30,12 +30,30 @@ use common::{
 const CONFIG: &str = "batch_max_records = 100\npoll_interval_ms = 20\n";
 
 /// A writer appending to the log through a handle the test can take (to
-/// reopen the file as a service does after a rotation, or to hold writes
-/// for a moment).
+/// reopen the file as a service does after a rotation, to hold writes
+/// for a moment, or to write a burst just before a disruption).
 struct Writer {
-    file: Arc<Mutex<File>>,
+    out: Arc<Mutex<Out>>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<usize>,
+}
+
+/// The writer's file and its next step.
+struct Out {
+    file: File,
+    next: usize,
+    step: Box<dyn FnMut(usize) -> Vec<u8> + Send>,
+}
+
+impl Out {
+    /// Writes the next `steps` steps.
+    fn write(&mut self, steps: usize) {
+        for _ in 0..steps {
+            let bytes = (self.step)(self.next);
+            self.file.write_all(&bytes).unwrap();
+            self.next += 1;
+        }
+    }
 }
 
 fn open_append(path: &Path) -> File {
@@ -53,28 +71,30 @@ impl Writer {
         path: &Path,
         per_tick: usize,
         min: usize,
-        mut step: impl FnMut(usize) -> Vec<u8> + Send + 'static,
+        step: impl FnMut(usize) -> Vec<u8> + Send + 'static,
     ) -> Writer {
-        let file = Arc::new(Mutex::new(open_append(path)));
+        let out = Arc::new(Mutex::new(Out {
+            file: open_append(path),
+            next: 0,
+            step: Box::new(step),
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (file, stop) = (file.clone(), stop.clone());
+            let (out, stop) = (out.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut n = 0;
-                while n < min || !stop.load(Ordering::Relaxed) {
+                loop {
                     {
-                        let mut file = file.lock().unwrap();
-                        for _ in 0..per_tick {
-                            file.write_all(&step(n)).unwrap();
-                            n += 1;
+                        let mut out = out.lock().unwrap();
+                        if out.next >= min && stop.load(Ordering::Relaxed) {
+                            return out.next;
                         }
+                        out.write(per_tick);
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                n
             })
         };
-        Writer { file, stop, thread }
+        Writer { out, stop, thread }
     }
 
     /// Stops it, and says how many steps it wrote.
@@ -139,7 +159,7 @@ fn rename_rotation_with_late_writes_loses_and_repeats_no_line() {
         // The service goes on writing into the renamed file a moment,
         // then reopens its log (a new file under the old name).
         std::thread::sleep(Duration::from_millis(50));
-        *writer.file.lock().unwrap() = open_append(&log);
+        writer.out.lock().unwrap().file = open_append(&log);
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "renamed", written);
@@ -154,12 +174,14 @@ fn copytruncate_rotation_loses_and_repeats_no_line() {
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(400));
         shift_rotated(&log, 4);
-        // Copy and truncation with no write between (what logrotate loses
-        // there is lost to any reader): whatever the agent had not read
-        // yet is only in the copy.
-        let file = writer.file.lock().unwrap();
+        // A burst the agent cannot have read yet, then copy and truncation
+        // with no write between (what logrotate loses there is lost to any
+        // reader): the burst, and whatever else the agent had not read, is
+        // only in the copy.
+        let mut out = writer.out.lock().unwrap();
+        out.write(200);
         std::fs::copy(&log, rotated(&log, 1)).unwrap();
-        file.set_len(0).unwrap();
+        out.file.set_len(0).unwrap();
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "copied", written);
@@ -192,9 +214,9 @@ fn a_file_truncated_and_rewritten_in_place_loses_and_repeats_no_line() {
         // The service truncates its log once the agent shipped all of it
         // (what a truncation takes before any reader saw it is lost, and
         // counted as lost) and goes on writing from the start.
-        let file = writer.file.lock().unwrap();
+        let out = writer.out.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let len = file.metadata().unwrap().len();
+        let len = out.file.metadata().unwrap().len();
         let before = std::fs::read_to_string(&log).unwrap();
         assert_eq!(before.len() as u64, len);
         loop {
@@ -215,7 +237,7 @@ fn a_file_truncated_and_rewritten_in_place_loses_and_repeats_no_line() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        file.set_len(0).unwrap();
+        out.file.set_len(0).unwrap();
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "rewritten", written);
