@@ -204,43 +204,43 @@ fn a_collector_down_for_twenty_seconds_while_lines_are_written_loses_and_repeats
     drop((agent, up));
 }
 
+/// The first line of each content of the truncated log, the same each
+/// time, so that a rewritten file starts as the one before did.
+const HEADER: &str = "{\"message\":\"log opened\",\"service\":\"header\"}\n";
+
 #[test]
 fn a_file_truncated_and_rewritten_in_place_loses_and_repeats_no_line() {
+    const TRUNCATIONS: usize = 4;
     let (stack, up, agent, log) = start(CONFIG);
+    std::fs::write(&log, HEADER).unwrap();
     let client = blocking_client();
     let writer = Writer::start(&log, 5, 3_000, numbered("rewritten"));
-    for _ in 0..4 {
+    for _ in 0..TRUNCATIONS {
         std::thread::sleep(Duration::from_millis(400));
         // The service truncates its log once the agent shipped all of it
         // (what a truncation takes before any reader saw it is lost, and
-        // counted as lost) and goes on writing from the start.
-        let out = writer.out.lock().unwrap();
+        // counted as lost) and writes it again from the start, the same
+        // first line first.
+        let mut out = writer.out.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let len = out.file.metadata().unwrap().len();
-        let before = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(before.len() as u64, len);
-        loop {
-            // The lines written so far: the last one names its number.
-            let last = before.lines().last().map_or(0, |line| {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                v["message"].as_str().unwrap()[5..]
-                    .parse::<usize>()
-                    .unwrap()
-                    + 1
-            });
-            if last == 0 || search_total(&client, &stack.query_url(), "service:writer") >= last {
-                break;
-            }
+        while search_total(&client, &stack.query_url(), "service:writer") < out.next {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the agent did not ship the log's {len} bytes in 60 s"
+                "the agent did not ship the log's {} lines in 60 s",
+                out.next
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         out.file.set_len(0).unwrap();
+        out.file.write_all(HEADER.as_bytes()).unwrap();
     }
     let written = writer.finish();
     assert_every_line_once(&stack, "rewritten", written);
+    assert_eq!(
+        search_total(&client, &stack.query_url(), "service:header"),
+        TRUNCATIONS + 1,
+        "the first line of each content, once each"
+    );
     assert_nothing_lost_or_set_aside(&stack);
     drop((agent, up));
 }
