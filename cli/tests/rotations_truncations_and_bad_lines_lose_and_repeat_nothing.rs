@@ -195,7 +195,22 @@ fn a_collector_down_for_twenty_seconds_while_lines_are_written_loses_and_repeats
     let writer = Writer::start(&log, 1, 1_000, numbered("collector-down"));
     std::thread::sleep(Duration::from_millis(1_000));
     up.kill();
-    std::thread::sleep(Duration::from_secs(20));
+    let back = std::time::Instant::now() + Duration::from_secs(20);
+    // The agent notices, and says so, while the writer goes on.
+    let client = blocking_client();
+    let status = format!("http://127.0.0.1:{}/status", stack.status);
+    loop {
+        let status: serde_json::Value = client.get(&status).send().unwrap().json().unwrap();
+        if status["collector_away"] == serde_json::Value::Bool(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < back,
+            "the agent's status never said the collector is away: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(back.saturating_duration_since(std::time::Instant::now()));
     let up = stack.up();
     std::thread::sleep(Duration::from_millis(1_000));
     let written = writer.finish();
