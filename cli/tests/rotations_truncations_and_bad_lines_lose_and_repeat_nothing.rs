@@ -7,8 +7,12 @@
 //! 10,000 malformed, oversized and non-UTF-8 lines are mixed in. In every
 //! case each line written is in the query API exactly once: the flows of
 //! its correlation id hold each message once, and a search counts as many
-//! records as lines were written. (An agent killed mid-stream is
-//! `an_agent_killed_mid_stream_ships_every_line_exactly_once`.)
+//! records as lines were written; the agent counted no byte lost to a
+//! truncation and dead-lettered nothing. Copytruncate copies right after a
+//! burst of lines, so the agent must read them from the copy (following
+//! only `app.log`, a third of the lines never arrive); the truncated file
+//! is rewritten with the same first line each time. (An agent killed
+//! mid-stream is `an_agent_killed_mid_stream_ships_every_line_exactly_once`.)
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
