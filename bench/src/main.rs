@@ -4,7 +4,8 @@
 //! list reads, the API's read phases timed one by one, and the collector
 //! ingest benchmark (raw tantivy, native batches, OTLP/HTTP). Arguments
 //! only; the work is in `ingest`, `feed`, `lookup`, `listing`, `phases`,
-//! `raw_index`, `ingest_run` and `results`.
+//! `raw_index`, `ingest_run`, `results` and `sink` (the agent benchmark's
+//! discard receivers).
 
 mod feed;
 mod http;
@@ -19,6 +20,7 @@ mod procfs;
 mod prom;
 mod raw_index;
 mod results;
+mod sink;
 
 use std::time::Duration;
 
@@ -202,6 +204,19 @@ enum Command {
         /// The result files, in the order of the rows.
         results: Vec<PathBuf>,
     },
+    /// Takes what a shipper sends and discards it, counting records and
+    /// bytes (`GET /count`): `ingest` answers `POST /v1/ingest` as the
+    /// collector does for a good batch; `tcp` reads raw bytes (the
+    /// listener of `cat | nc` and rsyslog's `omfwd`). Runs until killed.
+    DiscardReceiver {
+        #[arg(long, value_enum, default_value = "ingest")]
+        mode: sink::Mode,
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        addr: String,
+        /// Where `GET /count` is served besides `--addr` (needed by `tcp`).
+        #[arg(long)]
+        count_addr: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -313,6 +328,11 @@ fn main() -> anyhow::Result<()> {
             load: results::load_average(),
         }),
         Command::IngestReport { results } => results::report(&results),
+        Command::DiscardReceiver {
+            mode,
+            addr,
+            count_addr,
+        } => sink::run(mode, &addr, count_addr.as_deref()),
     }
 }
 
