@@ -18,7 +18,9 @@
 # Settings, as variables: RECORDS (2000000, about 1 GB), FILES (4),
 # SEED (7), PORT (14518; PORT..PORT+5 are used), WORK_DIR (a new
 # /tmp/cw-agent.* directory), NO_BUILD=1, KEEP=1 to keep the files,
-# ONLY="cat rsyslog agent" (which shippers, in that order).
+# ONLY="cat rsyslog agent" (which shippers, in that order; agent_plain is
+# the agent with `compression = "none"`), PERF=1 to `perf record -g` the
+# agent (perf.data in WORK_DIR/agent).
 # The binaries are taken from $CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 
@@ -96,7 +98,7 @@ ROWS=()
 row() { # name, wall s, cpu s, peak rss KiB
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
   ROWS+=("$(n="$1" awk -v w="$2" -v c="$3" -v r="$4" -v mb="$MB" -v l="$load" 'BEGIN {
-    printf "| %s | %.2f | %.1f | %.2f | %.0f | %.0f | %.1f | %s |", ENVIRON["n"], w, mb / w, c, mb / c, c / (mb / 1000), r / 1024, l }')")
+    printf "| %s | %.2f | %.1f | %.2f | %.0f | %.1f | %.1f | %s |", ENVIRON["n"], w, mb / w, c, mb / c, c / (mb / 1000), r / 1024, l }')")
   echo "done: ${ROWS[-1]}" >&2
 }
 
@@ -149,7 +151,10 @@ EOF
   kill "$sink"
 }
 
+run_agent_plain() { COMPRESSION=none run_agent; }
+
 run_agent() {
+  local compression=${COMPRESSION:-gzip}
   start_sink ingest $((PORT + 4))
   local sink=$SINK_PID dir="$WORK_DIR/agent"
   rm -rf "$dir"; mkdir -p "$dir"
@@ -159,15 +164,22 @@ paths = ["$WORK_DIR/logs/*.jsonl"]
 collector_url = "http://127.0.0.1:$((PORT + 4))"
 checkpoint_path = "$dir/agent.checkpoint.json"
 status_addr = "127.0.0.1:$((PORT + 5))"
+compression = "$compression"
 EOF
   local t0 t1 pid
   t0=$(now)
   "$CAUSEWAY" agent --config "$dir/causeway.toml" 2>"$dir/agent.log" &
   pid=$!
   PIDS+=("$pid")
+  local perf_pid=
+  if [ -n "${PERF:-}" ]; then
+    perf record -g -o "$dir/perf.data" -p "$pid" 2>"$dir/perf.log" &
+    perf_pid=$!
+  fi
   wait_count 127.0.0.1:$((PORT + 4))
   t1=$(now)
-  row "causeway agent (gzip)" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(cpu_s "$pid")" "$(hwm_kib "$pid")"
+  row "causeway agent ($compression)" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(cpu_s "$pid")" "$(hwm_kib "$pid")"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   kill "$sink"
 }
