@@ -15,7 +15,7 @@
 # read before it is stopped. MB/s per core = MB / CPU s.
 #
 # Usage: bench/agent.sh   (from anywhere; builds first)
-# Settings, as variables: RECORDS (2000000, about 1 GB), FILES (4),
+# Settings, as variables: RECORDS (2000000, about 1.5 GB), FILES (4),
 # SEED (7), PORT (14518; PORT..PORT+5 are used), WORK_DIR (a new
 # /tmp/cw-agent.* directory), NO_BUILD=1, KEEP=1 to keep the files,
 # ONLY="cat rsyslog agent" (which shippers, in that order; agent_plain is
