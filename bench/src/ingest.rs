@@ -18,6 +18,8 @@ use causeway_bench::{Corpus, CorpusConfig, FlowSample};
 use causeway_index::RecordIndex;
 use causeway_model::Timestamp;
 
+use crate::results::disk_usage;
+
 /// The file beside the index that holds the sampled flow keys.
 pub const FLOWS_FILE: &str = "bench-flows.json";
 
@@ -213,26 +215,6 @@ fn finish_merges(index_dir: &Path) -> anyhow::Result<()> {
 pub fn segment_count(index_dir: &Path) -> anyhow::Result<usize> {
     let index = tantivy::Index::open_in_dir(index_dir)?;
     Ok(index.searchable_segment_metas()?.len())
-}
-
-/// (blocks on disk as `du` counts them, apparent size), in bytes, of the
-/// files under `dir`.
-fn disk_usage(dir: &Path) -> io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let (mut disk, mut apparent) = (0, 0);
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_dir() {
-            let (d, a) = disk_usage(&entry.path())?;
-            disk += d;
-            apparent += a;
-        } else {
-            disk += meta.blocks() * 512;
-            apparent += meta.len();
-        }
-    }
-    Ok((disk, apparent))
 }
 
 /// The process's peak resident set (`VmHWM`), in KiB.

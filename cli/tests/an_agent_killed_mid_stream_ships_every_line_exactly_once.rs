@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use causeway_model::FlowDetail;
 
-use common::{Daemon, causeway, free_port};
+use common::{Daemon, causeway, free_port, up_command};
 
 /// Lines per correlation id: each group is one flow in the query API.
 const GROUP: usize = 100;
@@ -57,18 +57,7 @@ impl Setup {
 
     /// `causeway up`: collector and query in one process.
     fn up(&self) -> Daemon {
-        let child = causeway()
-            .arg("up")
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args([
-                "--collector-http-addr",
-                &format!("127.0.0.1:{}", self.http),
-                "--collector-grpc-addr",
-                &format!("127.0.0.1:{}", self.grpc),
-                "--query-addr",
-                &format!("127.0.0.1:{}", self.query),
-            ])
+        let child = up_command(None, &self.data, [self.http, self.grpc, self.query])
             .spawn()
             .unwrap();
         Daemon(child)

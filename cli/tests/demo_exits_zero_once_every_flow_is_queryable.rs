@@ -3,18 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::process::Command;
+
+use common::demo_command;
 
 #[test]
 fn demo_with_exit_prints_every_flow_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(["demo", "--orders", "5", "--exit", "--timeout-secs", "90"])
-        .env("CAUSEWAY_DATA_DIR", dir.path())
-        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
+    let output = demo_command(dir.path())
+        .args(["--orders", "5", "--exit", "--timeout-secs", "90"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -7,7 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-use std::process::Command;
+mod common;
+
+use common::demo_command;
 
 /// (order, status, anomaly the flow must show) for `--orders 9 --scenario mixed`.
 const EXPECTED: [(&str, &str, Option<&str>); 9] = [
@@ -31,9 +33,8 @@ fn demo(broker: Option<&str>) {
 
 fn demo_styled(broker: Option<&str>, style: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
+    let mut command = demo_command(dir.path());
     command.args([
-        "demo",
         "--orders",
         "9",
         "--scenario",
@@ -46,14 +47,7 @@ fn demo_styled(broker: Option<&str>, style: &str) {
     if let Some(broker) = broker {
         command.args(["--broker", broker]);
     }
-    let output = command
-        .env("CAUSEWAY_DATA_DIR", dir.path())
-        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

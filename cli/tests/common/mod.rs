@@ -24,6 +24,43 @@ impl Drop for Daemon {
     }
 }
 
+/// `causeway up` (with the config file `config`, if any) on `data`, its
+/// three listeners on the given loopback ports (collector HTTP and gRPC,
+/// query).
+pub fn up_command(
+    config: Option<&std::path::Path>,
+    data: &std::path::Path,
+    [http, grpc, query]: [u16; 3],
+) -> Command {
+    let mut command = causeway();
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command.arg("up").arg("--data-dir").arg(data).args([
+        "--collector-http-addr",
+        &format!("127.0.0.1:{http}"),
+        "--collector-grpc-addr",
+        &format!("127.0.0.1:{grpc}"),
+        "--query-addr",
+        &format!("127.0.0.1:{query}"),
+    ]);
+    command
+}
+
+/// `causeway demo` on a data directory of its own, every listener on a
+/// free port, the caller's log filter left out; output captured.
+pub fn demo_command(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
+    command
+        .arg("demo")
+        .env("CAUSEWAY_DATA_DIR", data)
+        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
+        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
+        .env_remove("RUST_LOG");
+    command
+}
+
 /// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -110,22 +147,13 @@ impl Stack {
 
     /// `causeway up` (collector and query in one process), once it answers.
     pub fn up(&self) -> Daemon {
-        let child = causeway()
-            .arg("--config")
-            .arg(self.path("causeway.toml"))
-            .arg("up")
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .args([
-                "--collector-http-addr",
-                &format!("127.0.0.1:{}", self.http),
-                "--collector-grpc-addr",
-                &format!("127.0.0.1:{}", self.grpc),
-                "--query-addr",
-                &format!("127.0.0.1:{}", self.query),
-            ])
-            .spawn()
-            .unwrap();
+        let child = up_command(
+            Some(&self.path("causeway.toml")),
+            &self.path("data"),
+            [self.http, self.grpc, self.query],
+        )
+        .spawn()
+        .unwrap();
         let daemon = Daemon(child);
         wait_healthy(&self.collector_url());
         wait_healthy(&self.query_url());
