@@ -19,6 +19,7 @@ mod daemon;
 mod deadletter;
 mod error;
 mod formats;
+mod longline;
 mod parse;
 mod push;
 mod ship;
