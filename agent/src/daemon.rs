@@ -161,15 +161,10 @@ pub async fn run(
         }
 
         let mut stop = false;
-        if !batch.records.is_empty() {
+        if !batch.entries.is_empty() {
             stats.in_flight(1);
             let retries_before = stats.retries();
-            let sent = shipper.ship(
-                &batch.records,
-                &batch.streams,
-                &batch.positions,
-                shutdown.as_mut(),
-            );
+            let sent = shipper.ship(&batch, shutdown.as_mut());
             // While the collector takes its time, the next batch is read
             // (one, at most a batch's bytes): lines a truncation or a
             // deletion would take meanwhile are then already in memory.

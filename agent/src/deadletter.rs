@@ -4,7 +4,8 @@
 //!
 //! One JSON object a line (NDJSON), next to the checkpoint, each with
 //! when, the collector's status and reason, the record's stream and
-//! offset, and the record itself. Bounded: once the file would pass half
+//! offset, and the record itself (`record`), or the log line as it was
+//! read when it went out raw (`line`). Bounded: once the file would pass half
 //! of its bound it becomes `<file>.1` (replacing the one before) and a new
 //! file starts, so the two never hold more than the bound. Every append is
 //! flushed to disk before it returns, since the caller then moves the
@@ -14,8 +15,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use causeway_model::wire::Position;
-use causeway_model::{Record, Timestamp, char_prefix, strip_control};
+use causeway_model::wire::{Entry, Position};
+use causeway_model::{Timestamp, char_prefix, strip_control};
 use serde_json::json;
 
 /// How much of the collector's reason is kept per record.
@@ -33,7 +34,7 @@ pub(crate) struct DeadLetter {
 pub(crate) struct Refused<'a> {
     pub status: u16,
     pub reason: &'a str,
-    pub records: &'a [Record],
+    pub entries: &'a [Entry],
     pub streams: &'a [String],
     pub positions: &'a [Position],
 }
@@ -62,18 +63,21 @@ impl DeadLetter {
         let reason = char_prefix(&reason, MAX_REASON_LEN);
         let at = Timestamp::now();
         let mut text = String::new();
-        for (record, position) in refused.records.iter().zip(refused.positions) {
+        for (entry, position) in refused.entries.iter().zip(refused.positions) {
             let stream = usize::try_from(position.0)
                 .ok()
                 .and_then(|i| refused.streams.get(i));
-            let line = json!({
+            let mut line = json!({
                 "at": at,
                 "status": refused.status,
                 "reason": reason,
                 "stream": stream,
                 "offset": position.1,
-                "record": record,
             });
+            match entry {
+                Entry::Record(record) => line["record"] = json!(record),
+                Entry::Raw(raw) => line["line"] = json!(raw),
+            }
             text.push_str(&line.to_string());
             text.push('\n');
         }
@@ -95,6 +99,7 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use causeway_model::Record;
 
     fn record(message: &str) -> Record {
         let mut record = Record::malformed(Timestamp::from_micros(1), "svc", "raw", "r");
@@ -112,13 +117,16 @@ mod tests {
             "agent.checkpoint.dead-letter.ndjson"
         );
         let dead = DeadLetter::new(path.clone(), 4096);
-        let records = [record("one"), record("two")];
+        let records = [
+            Entry::Record(Box::new(record("one"))),
+            Entry::Raw(r#"{"message":"two"}"#.to_owned()),
+        ];
         let streams = ["file:1".to_owned()];
         let positions = [Position(0, 10), Position(0, 20)];
         dead.append(&Refused {
             status: 400,
             reason: "bad\u{1b}[31m batch",
-            records: &records,
+            entries: &records,
             streams: &streams,
             positions: &positions,
         })
@@ -132,14 +140,15 @@ mod tests {
         assert_eq!(lines[1]["status"], 400);
         assert_eq!(lines[1]["stream"], "file:1");
         assert_eq!(lines[1]["offset"], 20);
-        assert_eq!(lines[1]["record"]["message"], "two");
+        assert_eq!(lines[0]["record"]["message"], "one");
+        assert_eq!(lines[1]["line"], r#"{"message":"two"}"#);
         assert!(!lines[0]["reason"].as_str().unwrap().contains('\u{1b}'));
 
         for _ in 0..50 {
             dead.append(&Refused {
                 status: 413,
                 reason: "too large",
-                records: &records,
+                entries: &records,
                 streams: &streams,
                 positions: &positions,
             })

@@ -33,7 +33,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::parse::{kind, parse_object};
+use causeway_model::lenient::{kind, parse_object};
 
 /// The shape of a source's lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,13 @@ impl LineParser {
     }
 
     /// One line (or a multiline record, lines joined by `\n`) as a record.
+    /// Whether [`Self::parse`] is [`causeway_model::lenient::parse_line`]
+    /// alone (causeway's JSON lines, no field mapping): its lines can then
+    /// be sent as they are, for the collector to read the same way.
+    pub fn reads_lines_as_they_are(&self) -> bool {
+        self.format == Format::Json && self.fields.is_empty()
+    }
+
     pub fn parse(&self, line: &str, fallback_service: &str, read_at: Timestamp) -> Record {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -516,6 +523,44 @@ mod tests {
         text.lines()
             .map(|line| parser.parse(line, "from-file", read_at()))
             .collect()
+    }
+
+    /// A source of causeway's JSON lines with no mapping sends its lines
+    /// raw, for the collector to parse with `parse_line`: that is only
+    /// right if this parser is `parse_line`, whatever the line.
+    #[test]
+    fn only_plain_json_lines_go_out_raw_and_they_read_as_parse_line_reads_them() {
+        let json = parser(ParseSpec::default());
+        assert!(json.reads_lines_as_they_are());
+        let mut mapped = ParseSpec::default();
+        mapped
+            .fields
+            .insert("orderId".into(), "correlation_id".into());
+        assert!(!parser(mapped).reads_lines_as_they_are());
+        for other in [Format::TracingJson, Format::Bunyan, Format::Logfmt] {
+            assert!(!parser(format(other)).reads_lines_as_they_are());
+        }
+        let mut lines: Vec<String> = [
+            "bunyan.jsonl",
+            "pino.jsonl",
+            "tracing-json.jsonl",
+            "python-json-logger.jsonl",
+            "logfmt-structlog.log",
+        ]
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(format!("{SAMPLES}/{file}")).unwrap();
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect();
+        lines.extend(["[1,2]", "{\"message\":", "\"text\"", "{}\r"].map(str::to_owned));
+        for line in &lines {
+            assert_eq!(
+                json.parse(line, "from-file", read_at()),
+                causeway_model::lenient::parse_line(line, "from-file", read_at()),
+                "{line}"
+            );
+        }
     }
 
     fn format(format: Format) -> ParseSpec {

@@ -5,7 +5,8 @@
 //!
 //! Each line (or a multiline record) becomes a [`causeway_model::Record`]
 //! as its source's format says ([`LineParser`]; [`parse_line`] for JSON
-//! lines); records
+//! lines, which go out as they are and are parsed by the collector with
+//! that same function); records
 //! are sent in versioned wire batches to `POST {collector_url}/v1/ingest`,
 //! each record with its stream (a file's content, named by its fingerprint
 //! and generation) and the offset just past it, so the collector drops one
@@ -20,7 +21,6 @@ mod deadletter;
 mod error;
 mod formats;
 mod longline;
-mod parse;
 mod push;
 mod ship;
 mod spool;
@@ -34,5 +34,5 @@ pub use config::{AgentConfig, Compression, ReadFrom, SourceConfig};
 pub use daemon::run;
 pub use error::AgentError;
 pub use formats::{Format, Joined, LineParser, Multiline, ParseSpec};
-pub use parse::parse_line;
+pub use causeway_model::lenient::parse_line;
 pub use stats::FileStatus;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use causeway_model::wire::{self, Position};
-use causeway_model::{Record, strip_control};
+use causeway_model::strip_control;
+use causeway_model::wire;
 use flate2::Compression as GzLevel;
 use flate2::write::GzEncoder;
 use reqwest::StatusCode;
@@ -37,6 +37,7 @@ use crate::config::{AgentConfig, Compression};
 use crate::deadletter::{DeadLetter, Refused};
 use crate::error::AgentError;
 use crate::stats::Stats;
+use crate::tail::Batch;
 
 /// The first backoff ceiling after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -143,32 +144,19 @@ impl Shipper {
         })
     }
 
-    /// Sends `records` as one batch, with the stream and offset each was
-    /// read from ([`wire::encode_positioned`]: the collector drops a record
+    /// Sends the batch's entries, with the stream and offset each was
+    /// read from ([`wire::encode_entries`]: the collector drops a record
     /// at or below what it indexed of its stream, so a batch sent again is
     /// indexed once), until the collector acknowledged it, or refused
     /// parts of it for good and those are in the dead-letter file, or
     /// `shutdown` completes.
-    pub async fn ship<S>(
-        &self,
-        records: &[Record],
-        streams: &[String],
-        positions: &[Position],
-        mut shutdown: Pin<&mut S>,
-    ) -> Outcome
+    pub async fn ship<S>(&self, batch: &Batch, mut shutdown: Pin<&mut S>) -> Outcome
     where
         S: Future<Output = ()>,
     {
-        let mut parts = vec![(0, records.len())];
+        let mut parts = vec![(0, batch.entries.len())];
         while let Some((lo, hi)) = parts.pop() {
-            let part = self
-                .ship_part(
-                    &records[lo..hi],
-                    streams,
-                    &positions[lo..hi],
-                    shutdown.as_mut(),
-                )
-                .await;
+            let part = self.ship_part(batch, lo..hi, shutdown.as_mut()).await;
             match part {
                 Part::Acked => {}
                 Part::AckedThenShutdown if parts.is_empty() => return Outcome::AckedThenShutdown,
@@ -186,9 +174,9 @@ impl Shipper {
                     let refused = Refused {
                         status,
                         reason: &reason,
-                        records: &records[lo..hi],
-                        streams,
-                        positions: &positions[lo..hi],
+                        entries: &batch.entries[lo..hi],
+                        streams: &batch.streams,
+                        positions: &batch.positions[lo..hi],
                     };
                     match self.dead_letter.append(&refused) {
                         Ok(()) => {
@@ -223,16 +211,22 @@ impl Shipper {
     /// good.
     async fn ship_part<S>(
         &self,
-        records: &[Record],
-        streams: &[String],
-        positions: &[Position],
+        batch: &Batch,
+        part: std::ops::Range<usize>,
         mut shutdown: Pin<&mut S>,
     ) -> Part
     where
         S: Future<Output = ()>,
     {
-        let text = wire::encode_positioned(&self.source, records, streams, positions);
-        let batch_len = records.len();
+        let text = wire::encode_entries(
+            &self.source,
+            &batch.entries[part.clone()],
+            &batch.streams,
+            &batch.positions[part.clone()],
+            batch.read_at,
+            &batch.services,
+        );
+        let batch_len = part.len();
         let mut backoff = Backoff::new(seed());
         let mut attempt = 0u64;
         // A gzipped body refused as unreadable is tried once plain.

@@ -2,6 +2,12 @@
 //! each as a stream, noticing rotation, copies and truncation, and reading
 //! complete lines into the next batch of records.
 //!
+//! A source read as causeway's own JSON lines, with no field mapping and
+//! no multiline joining, sends its lines as they are (raw lines of the
+//! wire batch, see [`causeway_model::wire`]): the collector reads them with
+//! the same lenient parser the agent would have used, so the agent only
+//! splits, checks UTF-8 and copies. Other formats are parsed here.
+//!
 //! A *stream* is one run of content: what one file held from its start.
 //! It is named once, when its first line is complete, from the agent's
 //! source, the file's device and inode, the fingerprint of its first line,
@@ -35,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use causeway_model::wire::{MAX_RAW_LEN, MAX_SOURCE_LEN, Position};
+use causeway_model::wire::{Entry, MAX_RAW_LEN, MAX_SOURCE_LEN, Position};
 use causeway_model::{Record, Timestamp, char_prefix, strip_control};
 use tracing::{debug, info, warn};
 
@@ -131,11 +137,16 @@ pub(crate) struct Advance {
 
 /// What one poll read: records to send, where each came from, and per
 /// stream the offset that becomes acknowledged once they are.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Batch {
-    pub records: Vec<Record>,
-    /// The streams the records came from, each once.
+    /// Records, or raw lines the collector reads as records.
+    pub entries: Vec<Entry>,
+    /// The streams the records came from, each once...
     pub streams: Vec<String>,
+    /// ...and per stream, the service of a raw line that names none.
+    pub services: Vec<String>,
+    /// When the lines were read.
+    pub read_at: Timestamp,
     /// Per record, its stream (an index into `streams`) and the offset
     /// just past it.
     pub positions: Vec<Position>,
@@ -144,10 +155,24 @@ pub(crate) struct Batch {
     pub full: bool,
 }
 
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            streams: Vec::new(),
+            services: Vec::new(),
+            read_at: Timestamp::now(),
+            positions: Vec::new(),
+            advances: Vec::new(),
+            full: false,
+        }
+    }
+}
+
 impl Batch {
     /// Nothing to send and nothing to acknowledge.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.advances.is_empty()
+        self.entries.is_empty() && self.advances.is_empty()
     }
 }
 
@@ -1009,7 +1034,7 @@ impl Tailer {
         let mut read_to = Vec::new();
         let now = Instant::now();
         for k in 0..count {
-            if batch.records.len() >= limits.max_records || bytes >= limits.max_bytes {
+            if batch.entries.len() >= limits.max_records || bytes >= limits.max_bytes {
                 batch.full = true;
                 break;
             }
@@ -1029,7 +1054,7 @@ impl Tailer {
                 &tracked.file,
                 from,
                 ReadLimits {
-                    max_lines: limits.max_records - batch.records.len(),
+                    max_lines: limits.max_records - batch.entries.len(),
                     max_bytes: limits.max_bytes - bytes,
                     max_line_bytes: self.max_line_bytes,
                     flush_partial: tracked.flush_partial(),
@@ -1043,11 +1068,11 @@ impl Tailer {
                 }
             };
             batch.full |= read.more;
-            let read_at = Timestamp::now();
             // A record longer than a whole batch can hold is cut there,
             // rather than waited for for ever.
-            let forced = read.more && batch.records.is_empty();
-            let (units, still_joining) = self.units(tracked, read.lines, read_at, now, forced);
+            let forced = read.more && batch.entries.is_empty();
+            let (units, still_joining) =
+                self.units(tracked, read.lines, batch.read_at, now, forced);
             joining.push((index, still_joining));
             let stream_index = u32::try_from(batch.streams.len()).unwrap_or(u32::MAX);
             let mut listed = false;
@@ -1055,19 +1080,24 @@ impl Tailer {
             let mut tail = stream.tail;
             let (mut records, mut lines) = (0, 0);
             for unit in units {
-                if let Some(record) = unit.record {
-                    let size = record.to_json_line().len() + 1 + POSITION_BYTES;
-                    if !batch.records.is_empty() && bytes + size > limits.max_bytes {
+                if let Some(entry) = unit.entry {
+                    let size = match &entry {
+                        Entry::Raw(line) => line.len(),
+                        Entry::Record(record) => record.to_json_line().len(),
+                    } + 1
+                        + POSITION_BYTES;
+                    if !batch.entries.is_empty() && bytes + size > limits.max_bytes {
                         batch.full = true;
                         break;
                     }
                     if !listed {
                         batch.streams.push(name.to_owned());
-                        bytes += name.len() + 4;
+                        batch.services.push(tracked.service.clone());
+                        bytes += name.len() + tracked.service.len() + 8;
                         listed = true;
                     }
                     bytes += size;
-                    batch.records.push(record);
+                    batch.entries.push(entry);
                     batch.positions.push(Position(stream_index, unit.end));
                     records += 1;
                 }
@@ -1121,13 +1151,14 @@ impl Tailer {
     ) -> (Vec<Unit>, Option<(u64, Instant)>) {
         let source = &self.sources[tracked.source];
         let Some(template) = &source.multiline else {
+            let raw = source.parser.reads_lines_as_they_are();
             let units = lines
                 .into_iter()
                 .map(|line| Unit {
-                    record: self.to_record(tracked, &line, read_at),
                     lines: 1,
                     end: line.end,
                     tail: line.tail(),
+                    entry: self.to_entry(tracked, line, read_at, raw),
                 })
                 .collect();
             return (units, None);
@@ -1141,7 +1172,11 @@ impl Tailer {
             let (tail, upto) = tails.get(&joined.end).copied().unwrap_or((None, 0));
             (
                 Unit {
-                    record: Some(source.parser.parse(&joined.text, &tracked.service, read_at)),
+                    entry: Some(Entry::Record(Box::new(source.parser.parse(
+                        &joined.text,
+                        &tracked.service,
+                        read_at,
+                    )))),
                     lines: 0,
                     end: joined.end,
                     tail,
@@ -1163,10 +1198,10 @@ impl Tailer {
                     push(&mut units, joined(done, &tails));
                 }
                 let unit = Unit {
-                    record: self.to_record(tracked, &line, read_at),
                     lines: 0,
                     end: line.end,
                     tail: line.tail(),
+                    entry: self.to_entry(tracked, line, read_at, false),
                 };
                 push(&mut units, (unit, seen));
                 continue;
@@ -1175,7 +1210,7 @@ impl Tailer {
             let text = text.strip_suffix('\r').unwrap_or(&text);
             if joiner.due_at().is_none() && text.trim().is_empty() {
                 let unit = Unit {
-                    record: None,
+                    entry: None,
                     lines: 0,
                     end: line.end,
                     tail: line.tail(),
@@ -1195,7 +1230,7 @@ impl Tailer {
             _ => now,
         };
         // Cut by a full batch only when nothing else of the read fits.
-        let cut = forced && units.iter().all(|u| u.record.is_none());
+        let cut = forced && units.iter().all(|u| u.entry.is_none());
         if cut || tracked.flush_partial() || now.duration_since(since) >= source.multiline_timeout {
             push(&mut units, joined(last, &tails));
             return (units, None);
@@ -1203,32 +1238,44 @@ impl Tailer {
         (units, Some((last.end, since)))
     }
 
-    /// `None` for a blank line, which is skipped (but acknowledged).
-    fn to_record(&self, tracked: &Tracked, line: &Line, read_at: Timestamp) -> Option<Record> {
+    /// The line as a record, or as it is when `raw` (invalid UTF-8
+    /// replaced); `None` for a blank line, which is skipped (but
+    /// acknowledged).
+    fn to_entry(
+        &self,
+        tracked: &Tracked,
+        line: Line,
+        read_at: Timestamp,
+        raw: bool,
+    ) -> Option<Entry> {
         if line.len > self.max_line_bytes as u64 {
-            return Some(Record::malformed(
+            return Some(Entry::Record(Box::new(Record::malformed(
                 read_at,
                 tracked.service.clone(),
                 cut_long_line(&line.bytes, line.len),
                 format!("line exceeds {} bytes", self.max_line_bytes),
-            ));
+            ))));
         }
-        let text = String::from_utf8_lossy(&line.bytes);
+        let text = String::from_utf8(line.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         if text.trim().is_empty() {
             return None;
         }
-        Some(
+        if raw {
+            return Some(Entry::Raw(text));
+        }
+        Some(Entry::Record(Box::new(
             self.sources[tracked.source]
                 .parser
                 .parse(&text, &tracked.service, read_at),
-        )
+        )))
     }
 }
 
 /// One record read, or a blank line skipped, and where it ends.
 #[derive(Debug)]
 struct Unit {
-    record: Option<Record>,
+    entry: Option<Entry>,
     /// How many lines it holds.
     lines: u64,
     /// The offset just past its last line.
@@ -1385,11 +1432,11 @@ impl Line {
         if self.len != self.bytes.len() as u64 {
             return None;
         }
-        let mut whole = self.bytes.clone();
-        if self.terminated {
-            whole.push(b'\n');
-        }
-        Some(Head::of(&whole[whole.len().saturating_sub(TAIL_LEN)..]))
+        let newline = usize::from(self.terminated);
+        let kept = self.bytes.len().min(TAIL_LEN - newline);
+        let mut last = [b'\n'; TAIL_LEN];
+        last[..kept].copy_from_slice(&self.bytes[self.bytes.len() - kept..]);
+        Some(Head::of(&last[..kept + newline]))
     }
 }
 
@@ -1562,6 +1609,23 @@ mod tests {
         // A line cut to max_line_bytes has no tail to check.
         let cut = read_lines(&file, 0, limits(10)).unwrap();
         assert_eq!(cut.lines[1].tail(), None);
+        // Around the length of a tail, with and without a newline: the
+        // last TAIL_LEN bytes of the line as it stands in the file.
+        for len in [0, 1, TAIL_LEN - 1, TAIL_LEN, TAIL_LEN + 1, 200] {
+            let bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            for terminated in [true, false] {
+                let line = Line {
+                    bytes: bytes.clone(),
+                    len: len as u64,
+                    end: 0,
+                    terminated,
+                };
+                let mut whole = bytes.clone();
+                whole.extend(terminated.then_some(b'\n'));
+                let expected = Head::of(&whole[whole.len().saturating_sub(TAIL_LEN)..]);
+                assert_eq!(line.tail(), Some(expected), "{len} {terminated}");
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,13 @@ fn dead_letters(work: &Workdir) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The message of a dead letter's line: the agent sends causeway's JSON
+/// lines as they were written, and keeps them so when they are refused.
+fn dead_message(dead: &serde_json::Value) -> String {
+    let line: serde_json::Value = serde_json::from_str(dead["line"].as_str().unwrap()).unwrap();
+    line["message"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_batch_too_large_is_sent_in_halves_and_a_single_record_too_large_is_dead_lettered() {
     let work = Workdir::new();
@@ -62,7 +69,8 @@ async fn a_batch_too_large_is_sent_in_halves_and_a_single_record_too_large_is_de
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["status"], 413);
     assert_eq!(dead[0]["reason"], "batch too large");
-    assert_eq!(dead[0]["record"]["message"], "HUGE");
+    assert_eq!(dead_message(&dead[0]), "HUGE");
+    assert_eq!(format!("{}\n", dead[0]["line"].as_str().unwrap()), line("HUGE"));
     let huge_end = (1..=6)
         .map(|i| line(&format!("line-{i}")).len())
         .sum::<usize>()
@@ -97,10 +105,7 @@ async fn a_batch_the_collector_cannot_read_is_dead_lettered_and_the_agent_moves_
 
     assert_eq!(collector.messages(), vec!["after"]);
     let dead = dead_letters(&work);
-    let kept: Vec<&str> = dead
-        .iter()
-        .map(|d| d["record"]["message"].as_str().unwrap())
-        .collect();
+    let kept: Vec<String> = dead.iter().map(dead_message).collect();
     assert_eq!(kept, vec!["before-1", "POISON", "before-3"]);
     assert!(dead.iter().all(|d| d["status"] == 400));
     assert!(

@@ -18,6 +18,7 @@ mod timestamp;
 mod traceparent;
 
 pub mod headers;
+pub mod lenient;
 pub mod wire;
 
 pub use api::{

@@ -13,14 +13,27 @@
 //! `"positions"` holds, per record in order, `[stream index, offset just
 //! past the record]`. Offsets grow along a stream; the collector keeps the
 //! highest one it indexed per stream and drops what is at or below it.
+//!
+//! Version 2 adds raw lines: a sender that reads log lines already in
+//! causeway's shape (or close to it) may send them as they were written
+//! instead of parsing and writing them again. The header's `"raw"` then
+//! says when they were read and, per stream, the service of a line that
+//! names none; the receiver reads each raw line with
+//! [`crate::lenient::parse_line`], exactly as the sender would have.
+//! `"raw"."records"` lists the record lines (by their index among record
+//! lines) that are records all the same. A batch without raw lines is
+//! written as version 1, which every collector reads.
 
 use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
 use crate::timestamp::Timestamp;
 
-/// The batch format version this build writes and reads.
-pub const BATCH_VERSION: u32 = 1;
+/// The newest batch format version this build writes and reads: a batch
+/// with raw lines. One without is written as version 1.
+pub const BATCH_VERSION: u32 = 2;
+/// The oldest batch format version this build reads.
+pub const OLDEST_BATCH_VERSION: u32 = 1;
 /// The HTTP content type of a batch.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// The longest raw line kept in a malformed record, in bytes.
@@ -49,6 +62,42 @@ pub struct BatchHeader {
     /// Per record, where it came from: none, or one per record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub positions: Vec<Position>,
+    /// Present when some record lines are raw log lines (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawLines>,
+}
+
+/// How to read a batch's raw lines (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawLines {
+    /// When the lines were read: the time of a line that carries none.
+    pub read_at: Timestamp,
+    /// Per stream of [`BatchHeader::streams`], the service of a line that
+    /// names none.
+    pub services: Vec<String>,
+    /// The record lines, by index among the record lines (from 0, in
+    /// increasing order), that are records rather than raw lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<u32>,
+}
+
+/// One record line of a batch, as a sender holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Record(Box<Record>),
+    /// A log line as it was written: one line, not blank, without its
+    /// newline.
+    Raw(String),
+}
+
+impl Entry {
+    fn write_line(&self, out: &mut String) {
+        match self {
+            Self::Record(record) => out.push_str(&record.to_json_line()),
+            Self::Raw(line) => out.push_str(line),
+        }
+        out.push('\n');
+    }
 }
 
 /// Where a record came from: the index of its stream in
@@ -85,17 +134,68 @@ pub fn encode_positioned(
     positions: &[Position],
 ) -> String {
     let header = BatchHeader {
-        causeway_batch: BATCH_VERSION,
+        causeway_batch: OLDEST_BATCH_VERSION,
         source: source.to_owned(),
         count: records.len(),
         streams: streams.to_vec(),
         positions: positions.to_vec(),
+        raw: None,
     };
     let mut out = serde_json::to_string(&header).unwrap_or_default();
     out.push('\n');
     for record in records {
         out.push_str(&record.to_json_line());
         out.push('\n');
+    }
+    out
+}
+
+/// Writes a batch of entries from streams (one position per entry): as
+/// version 1 when all are records, else as version 2 with the raw lines'
+/// `read_at` and, per stream, `services` (as many as `streams`).
+pub fn encode_entries(
+    source: &str,
+    entries: &[Entry],
+    streams: &[String],
+    positions: &[Position],
+    read_at: Timestamp,
+    services: &[String],
+) -> String {
+    let has_raw = entries.iter().any(|e| matches!(e, Entry::Raw(_)));
+    let raw = has_raw.then(|| RawLines {
+        read_at,
+        services: services.to_vec(),
+        records: entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Entry::Record(_)))
+            .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect(),
+    });
+    let header = BatchHeader {
+        causeway_batch: if has_raw {
+            BATCH_VERSION
+        } else {
+            OLDEST_BATCH_VERSION
+        },
+        source: source.to_owned(),
+        count: entries.len(),
+        streams: streams.to_vec(),
+        positions: positions.to_vec(),
+        raw,
+    };
+    let lines: usize = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Raw(line) => line.len() + 1,
+            Entry::Record(_) => 512,
+        })
+        .sum();
+    let mut out = String::with_capacity(lines + 64 + positions.len() * 16);
+    out.push_str(&serde_json::to_string(&header).unwrap_or_default());
+    out.push('\n');
+    for entry in entries {
+        entry.write_line(&mut out);
     }
     out
 }
@@ -166,7 +266,7 @@ pub fn decode_numbered(
         .get("causeway_batch")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| BatchError::Header("missing \"causeway_batch\" version".into()))?;
-    if version != u64::from(BATCH_VERSION) {
+    if !(u64::from(OLDEST_BATCH_VERSION)..=u64::from(BATCH_VERSION)).contains(&version) {
         return Err(BatchError::Version {
             found: u32::try_from(version).unwrap_or(u32::MAX),
         });
@@ -178,11 +278,29 @@ pub fn decode_numbered(
         return Err(BatchError::TooManyRecords { max: max_records });
     }
     check_positions(&mut header)?;
+    check_raw(&mut header, version)?;
     let mut malformed_lines = Vec::new();
+    // The next record line that is a record, in a batch with raw lines.
+    let mut listed = header.raw.as_ref().map(|raw| raw.records.iter().peekable());
     let records: Vec<Record> = lines
         .by_ref()
         .take(max_records)
-        .map(|(i, line)| {
+        .enumerate()
+        .map(|(n, (i, line))| {
+            if let (Some(listed), Some(raw)) = (listed.as_mut(), header.raw.as_ref())
+                && listed.next_if(|&&r| r as usize == n).is_none()
+            {
+                let service = header
+                    .positions
+                    .get(n)
+                    .and_then(|p| raw.services.get(p.0 as usize))
+                    .map_or("", String::as_str);
+                let record = crate::lenient::parse_line(line, service, raw.read_at);
+                if record.malformed.is_some() {
+                    malformed_lines.push(i + 1);
+                }
+                return record;
+            }
             serde_json::from_str::<Record>(line).unwrap_or_else(|e| {
                 malformed_lines.push(i + 1);
                 Record::malformed(
@@ -237,6 +355,38 @@ fn check_positions(header: &mut BatchHeader) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// Raw lines come only in version 2, from streams: one service per
+/// stream (cut and cleaned like `source`), and records listed in
+/// increasing order within the batch.
+fn check_raw(header: &mut BatchHeader, version: u64) -> Result<(), BatchError> {
+    let bad = |what: &str| Err(BatchError::Header(format!("raw: {what}")));
+    let Some(raw) = header.raw.as_mut() else {
+        return Ok(());
+    };
+    if version < 2 {
+        return bad("raw lines need batch version 2");
+    }
+    if header.positions.is_empty() && header.count > 0 {
+        return bad("raw lines need positions");
+    }
+    if raw.services.len() != header.streams.len() {
+        return bad("there must be one service per stream");
+    }
+    if raw.records.len() > header.count
+        || raw.records.windows(2).any(|w| w[0] >= w[1])
+        || raw
+            .records
+            .last()
+            .is_some_and(|&r| r as usize >= header.count)
+    {
+        return bad("records must be record line indexes, increasing, within the batch");
+    }
+    for service in &mut raw.services {
+        *service = crate::text::strip_control(&cut_text(service, MAX_SOURCE_LEN));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +429,84 @@ mod tests {
     }
 
     #[test]
+    fn raw_lines_read_back_as_the_sender_would_have_parsed_them() {
+        let read_at = Timestamp::from_micros(1_700_000_000_000_000);
+        let streams = vec!["host:fp1".to_owned(), "host:fp2".to_owned()];
+        let services = vec!["checkout".to_owned(), "payment".to_owned()];
+        let lines = [
+            r#"{"ts":"2023-11-14T22:13:20Z","msg":"order placed","correlation_id":"order-1"}"#,
+            r#"{"service":"shipping","message":"parcel sent","level":"WARN"}"#,
+            "plain text, not JSON",
+        ];
+        let entries = vec![
+            Entry::Raw(lines[0].to_owned()),
+            Entry::Record(Box::new(record("already a record"))),
+            Entry::Raw(lines[1].to_owned()),
+            Entry::Raw(lines[2].to_owned()),
+        ];
+        let positions = [
+            Position(0, 10),
+            Position(0, 20),
+            Position(1, 30),
+            Position(1, 40),
+        ];
+        let body = encode_entries(
+            "agent@h", &entries, &streams, &positions, read_at, &services,
+        );
+        let decoded = decode_numbered(&body, Timestamp::from_micros(9), 10).unwrap();
+        assert_eq!(decoded.header.causeway_batch, 2);
+        assert_eq!(decoded.header.raw.as_ref().unwrap().records, [1]);
+        let expected = vec![
+            crate::lenient::parse_line(lines[0], "checkout", read_at),
+            record("already a record"),
+            crate::lenient::parse_line(lines[1], "payment", read_at),
+            crate::lenient::parse_line(lines[2], "payment", read_at),
+        ];
+        assert_eq!(decoded.records, expected);
+        assert_eq!(decoded.records[0].service, "checkout");
+        assert_eq!(decoded.records[2].service, "shipping");
+        assert!(decoded.records[3].malformed.is_some());
+        assert_eq!(decoded.malformed_lines, [5], "the body's line of the text");
+    }
+
+    #[test]
+    fn a_batch_of_records_only_stays_version_1_and_bad_raw_headers_are_refused() {
+        let entries = vec![Entry::Record(Box::new(record("a")))];
+        let streams = vec!["s".to_owned()];
+        let positions = [Position(0, 5)];
+        let body = encode_entries("x", &entries, &streams, &positions, Timestamp::now(), &[]);
+        assert_eq!(
+            body,
+            encode_positioned("x", &[record("a")], &streams, &positions)
+        );
+        let header = |version: u32, raw: &str| {
+            format!(
+                "{{\"causeway_batch\":{version},\"source\":\"x\",\"count\":2,\"streams\":[\"s\"],\"positions\":[[0,1],[0,2]],\"raw\":{raw}}}\n{{}}\n{{}}\n"
+            )
+        };
+        let good = r#"{"read_at":"2023-11-14T22:13:20Z","services":["a"],"records":[1]}"#;
+        assert!(decode(&header(2, good), Timestamp::now()).is_ok());
+        for (version, raw) in [
+            (1, good),
+            (2, r#"{"read_at":"2023-11-14T22:13:20Z","services":[]}"#),
+            (
+                2,
+                r#"{"read_at":"2023-11-14T22:13:20Z","services":["a"],"records":[1,0]}"#,
+            ),
+            (
+                2,
+                r#"{"read_at":"2023-11-14T22:13:20Z","services":["a"],"records":[2]}"#,
+            ),
+        ] {
+            let error = decode(&header(version, raw), Timestamp::now()).unwrap_err();
+            assert!(
+                matches!(error, BatchError::Header(ref m) if m.starts_with("raw")),
+                "{raw}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_lines_are_numbered_as_the_body_is() {
         let body = format!(
             "{{\"causeway_batch\":1,\"source\":\"a\",\"count\":3}}\n{}\n\nnot json\n{{}}\n",
@@ -315,10 +543,10 @@ mod tests {
     fn unsupported_version_and_truncation_are_refused() {
         assert_eq!(
             decode(
-                "{\"causeway_batch\":2,\"source\":\"x\",\"count\":0}\n",
+                "{\"causeway_batch\":3,\"source\":\"x\",\"count\":0}\n",
                 Timestamp::now()
             ),
-            Err(BatchError::Version { found: 2 })
+            Err(BatchError::Version { found: 3 })
         );
         let body = encode("x", &[record("a"), record("b")]);
         let truncated: String = body.lines().take(2).map(|l| format!("{l}\n")).collect();

@@ -8,9 +8,13 @@
 //! and a field whose value is unusable (a bad trace id, an unknown stage, a
 //! timestamp in a foreign format) is kept raw under `invalid.<key>` with
 //! the reason under `invalid.reasons`. This module does no I/O.
+//!
+//! The agent reads its sources' lines with it, and the collector a batch's
+//! raw lines (see [`crate::wire`]), so a line means the same whichever
+//! side parses it.
 
-use causeway_model::wire::cut_raw;
-use causeway_model::{
+use crate::wire::cut_raw;
+use crate::{
     CorrelationId, EventId, Level, Malformed, Record, RecordField, SpanId, SpanLink, Timestamp,
     TraceId,
 };
@@ -44,7 +48,7 @@ fn aliases(field: RecordField) -> &'static [&'static str] {
     }
 }
 /// The attribute holding, per invalid key, why its value was not used.
-pub(crate) const INVALID_REASONS: &str = "invalid.reasons";
+pub const INVALID_REASONS: &str = "invalid.reasons";
 
 /// Maps one line onto a record.
 ///
@@ -75,8 +79,8 @@ pub fn parse_line(line: &str, fallback_service: &str, read_at: Timestamp) -> Rec
 }
 
 /// Maps a JSON object (a line already read by its format, see
-/// [`crate::formats`]) onto a record, as [`parse_line`] does.
-pub(crate) fn parse_object(
+/// the agent's formats) onto a record, as [`parse_line`] does.
+pub fn parse_object(
     fields: Map<String, Value>,
     fallback_service: &str,
     read_at: Timestamp,
@@ -85,7 +89,7 @@ pub(crate) fn parse_object(
 }
 
 /// What a JSON value is, for a reason (`a string`, `an object`, ...).
-pub(crate) fn kind(value: &Value) -> &'static str {
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -297,7 +301,7 @@ fn read_timestamp(value: &Value) -> Result<Timestamp, String> {
         Value::String(s) => match s.parse() {
             Ok(timestamp) => Ok(timestamp),
             Err(error) => read_space_separated(s)
-                .ok_or_else(|| (error as causeway_model::TimestampError).to_string()),
+                .ok_or_else(|| (error as crate::TimestampError).to_string()),
         },
         Value::Number(n) => epoch_to_timestamp(n),
         other => Err(format!(
@@ -401,7 +405,7 @@ fn read_duration(value: &Value) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use causeway_model::Stage;
+    use crate::Stage;
     use serde_json::json;
 
     const READ_AT_MICROS: i64 = 1_000_000;
@@ -637,7 +641,7 @@ mod tests {
 
     #[test]
     fn a_huge_malformed_line_is_cut_with_a_marker() {
-        let line = "x".repeat(causeway_model::wire::MAX_RAW_LEN + 10);
+        let line = "x".repeat(crate::wire::MAX_RAW_LEN + 10);
         let record = parse_line(&line, "s", read_at());
         let raw = record.malformed.unwrap().raw;
         assert!(
