@@ -140,12 +140,26 @@ impl LineParser {
     pub fn parse(&self, line: &str, fallback_service: &str, read_at: Timestamp) -> Record {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let object = match self.object(line) {
-            Ok(object) => object,
-            Err(reason) => {
-                return Record::malformed(read_at, fallback_service, cut_raw(line), reason);
-            }
-        };
+        match self.object(line) {
+            Ok(object) => self.parse_fields(object, fallback_service, read_at),
+            Err(reason) => Record::malformed(read_at, fallback_service, cut_raw(line), reason),
+        }
+    }
+
+    /// Whether a line is one JSON object (every format but logfmt and
+    /// regex): then an over-long line can still be read for its fields.
+    pub fn reads_json(&self) -> bool {
+        !matches!(self.format, Format::Logfmt | Format::Regex)
+    }
+
+    /// Maps a line already read as a JSON object onto a record, as
+    /// [`Self::parse`] does after reading the line.
+    pub fn parse_fields(
+        &self,
+        object: Map<String, Value>,
+        fallback_service: &str,
+        read_at: Timestamp,
+    ) -> Record {
         let mut object = match self.format {
             Format::TracingJson => tracing_json(object),
             Format::Bunyan => bunyan(object),

@@ -30,9 +30,9 @@ mod stdin;
 mod tail;
 mod watch;
 
+pub use causeway_model::lenient::parse_line;
 pub use config::{AgentConfig, Compression, ReadFrom, SourceConfig};
 pub use daemon::run;
 pub use error::AgentError;
 pub use formats::{Format, Joined, LineParser, Multiline, ParseSpec};
-pub use causeway_model::lenient::parse_line;
 pub use stats::FileStatus;

@@ -43,7 +43,6 @@
 //!
 //! This module does no I/O of its own: the caller hands it a reader over
 //! the line's bytes (without the newline).
-#![allow(dead_code, reason = "not called yet: tail.rs wires it next")]
 
 use std::io::{ErrorKind, Read};
 
@@ -66,6 +65,10 @@ const SMALL_CONTAINER: usize = 4096;
 const MAX_NUMBER_LEN: usize = 1024;
 /// How far past `max_kept_bytes` the kept fields may end: the slot of the
 /// last value kept was within the budget, its number or cut marker may not.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "the bound the tests hold the reader to")
+)]
 pub(crate) const MAX_OVERSHOOT: usize = MAX_NUMBER_LEN + 64;
 /// The read buffer: the only copy of the line's bytes held at one time.
 const BUF_LEN: usize = 64 * 1024;

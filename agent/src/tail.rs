@@ -49,6 +49,7 @@ use crate::checkpoint::{Checkpoint, FileEntry, Head, StreamEntry, V1FileEntry};
 use crate::config::{AgentConfig, ReadFrom};
 use crate::error::AgentError;
 use crate::formats::{Joined, LineParser, Multiline};
+use crate::longline::{long_line_record, read_long_object};
 use crate::stats::{FileStatus, Stats};
 
 /// File extensions picked up in a watched directory.
@@ -1249,12 +1250,9 @@ impl Tailer {
         raw: bool,
     ) -> Option<Entry> {
         if line.len > self.max_line_bytes as u64 {
-            return Some(Entry::Record(Box::new(Record::malformed(
-                read_at,
-                tracked.service.clone(),
-                cut_long_line(&line.bytes, line.len),
-                format!("line exceeds {} bytes", self.max_line_bytes),
-            ))));
+            return Some(Entry::Record(Box::new(
+                self.long_line(tracked, &line, read_at),
+            )));
         }
         let text = String::from_utf8(line.bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
@@ -1269,6 +1267,39 @@ impl Tailer {
                 .parser
                 .parse(&text, &tracked.service, read_at),
         )))
+    }
+}
+
+impl Tailer {
+    /// A line over `max_line_bytes`: read again from the file, streaming,
+    /// as a JSON object whose long values are cut (see [`crate::longline`])
+    /// when the source's lines are JSON; else, or when it is not one JSON
+    /// object, the start of the line kept as malformed.
+    fn long_line(&self, tracked: &Tracked, line: &Line, read_at: Timestamp) -> Record {
+        let parser = &self.sources[tracked.source].parser;
+        let mut reason = format!("line exceeds {} bytes", self.max_line_bytes);
+        if parser.reads_json() {
+            let start = line.end - line.len - u64::from(line.terminated);
+            let reader = PositionedReader {
+                file: &tracked.file,
+                pos: start,
+            }
+            .take(line.len);
+            match read_long_object(reader, self.max_line_bytes, self.max_line_bytes / 4) {
+                Ok(object) => {
+                    return long_line_record(object, line.len, self.max_line_bytes, |fields| {
+                        parser.parse_fields(fields, &tracked.service, read_at)
+                    });
+                }
+                Err(why) => reason = format!("{reason}; {why}"),
+            }
+        }
+        Record::malformed(
+            read_at,
+            tracked.service.clone(),
+            cut_long_line(&line.bytes, line.len),
+            reason,
+        )
     }
 }
 

@@ -121,11 +121,14 @@ async fn a_partial_last_line_is_not_shipped_until_its_newline_is_written() {
 }
 
 #[tokio::test]
-async fn malformed_and_oversized_lines_arrive_as_malformed_records_with_reason_and_raw_text() {
+async fn bad_and_oversized_lines_arrive_as_records_with_reason_and_raw_text_or_their_fields() {
     let work = Workdir::new();
     let collector = Collector::start().await;
     let log = work.path("app.log");
-    let oversized = format!("{{\"message\":\"{}\"}}", "x".repeat(200));
+    let oversized = format!(
+        "{{\"message\":\"{}\",\"correlation_id\":\"order-7\"}}",
+        "x".repeat(4_000)
+    );
     let huge = "y".repeat(MAX_RAW_LEN * 2);
     append(
         &log,
@@ -135,7 +138,7 @@ async fn malformed_and_oversized_lines_arrive_as_malformed_records_with_reason_a
         ),
     );
     let mut config = config(&collector, &work.checkpoint(), &[&log]);
-    config.max_line_bytes = 64;
+    config.max_line_bytes = 1_024;
     config.default_service = Some("checkout".into());
     let agent = Agent::start(config);
 
@@ -155,12 +158,28 @@ async fn malformed_and_oversized_lines_arrive_as_malformed_records_with_reason_a
     assert_eq!(not_object.raw, "[1,2,3]");
     assert_eq!(not_object.reason, "not a JSON object but an array");
 
-    let cut = records[2].malformed.as_ref().expect("kept as malformed");
-    assert_eq!(cut.reason, "line exceeds 64 bytes");
-    let kept = &oversized[..64];
+    // JSON over the limit keeps its fields, its long values cut, and says
+    // it was cut.
+    let cut = &records[2];
+    assert!(cut.malformed.is_none(), "{cut:?}");
+    let (kept, marker) = cut
+        .message
+        .split_once("…")
+        .unwrap_or_else(|| panic!("{cut:?}"));
+    assert!(
+        !kept.is_empty() && kept.bytes().all(|b| b == b'x'),
+        "{kept}"
+    );
+    assert_eq!(marker, format!("[cut {} bytes]", 4_000 - kept.len()));
+    assert!(kept.len() <= 1_024 / 4, "at most a quarter of the limit");
+    assert_eq!(cut.correlation_id.as_ref().unwrap().as_str(), "order-7");
     assert_eq!(
-        cut.raw,
-        format!("{kept}…[cut {} bytes]", oversized.len() - 64)
+        cut.attributes["line.cut"],
+        format!(
+            "line of {} bytes exceeds max_line_bytes 1024; {} bytes of long values cut",
+            oversized.len(),
+            4_000 - kept.len()
+        )
     );
 
     // The reader found the next line after the oversized one.
@@ -172,10 +191,18 @@ async fn malformed_and_oversized_lines_arrive_as_malformed_records_with_reason_a
     append(&log, &format!("{huge}\n"));
     wait_until("the huge line arrives", || collector.records().len() == 6).await;
     let records = collector.records();
-    let raw = &records[5].malformed.as_ref().unwrap().raw;
+    let malformed = records[5].malformed.as_ref().unwrap();
+    assert!(
+        malformed
+            .reason
+            .starts_with("line exceeds 1024 bytes; not JSON"),
+        "{}",
+        malformed.reason
+    );
+    let raw = &malformed.raw;
     assert_eq!(
         raw.as_str(),
-        format!("{}…[cut {} bytes]", &huge[..64], huge.len() - 64)
+        format!("{}…[cut {} bytes]", &huge[..1_024], huge.len() - 1_024)
     );
     agent.stop().await;
 }

@@ -70,7 +70,10 @@ async fn a_batch_too_large_is_sent_in_halves_and_a_single_record_too_large_is_de
     assert_eq!(dead[0]["status"], 413);
     assert_eq!(dead[0]["reason"], "batch too large");
     assert_eq!(dead_message(&dead[0]), "HUGE");
-    assert_eq!(format!("{}\n", dead[0]["line"].as_str().unwrap()), line("HUGE"));
+    assert_eq!(
+        format!("{}\n", dead[0]["line"].as_str().unwrap()),
+        line("HUGE")
+    );
     let huge_end = (1..=6)
         .map(|i| line(&format!("line-{i}")).len())
         .sum::<usize>()

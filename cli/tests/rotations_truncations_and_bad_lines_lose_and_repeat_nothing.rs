@@ -271,19 +271,21 @@ const GOOD_LINES: usize = 2_000;
 const BAD_LINES: usize = GOOD_LINES * BAD_PER_LINE;
 const MAX_LINE_BYTES: usize = 1_024;
 
-/// Bad line `b`, newline included: not JSON, JSON over the line limit, or
-/// not UTF-8, by turns; its group's token `zqg<group>` and its number
-/// `bad-<b>` in its first bytes.
+/// Bad line `b`, newline included: not JSON, JSON over the line limit,
+/// not UTF-8, or not JSON and over the limit, by turns; its group's token
+/// `zqg<group>` and its number `bad-<b>` in its first bytes (in the
+/// message of the JSON one).
 fn bad_line(b: usize) -> Vec<u8> {
     let head = format!("zqg{} bad-{b}", b / GROUP);
-    let mut line = match b % 3 {
+    let mut line = match b % 4 {
         0 => format!("{head} is not json").into_bytes(),
         1 => format!(
             "{{\"message\":\"{head}\",\"pad\":\"{}\"}}",
             "x".repeat(MAX_LINE_BYTES)
         )
         .into_bytes(),
-        _ => [head.as_bytes(), b" \xff\xfe\xc3( half a character"].concat(),
+        2 => [head.as_bytes(), b" \xff\xfe\xc3( half a character"].concat(),
+        _ => format!("{head} {}", "y".repeat(MAX_LINE_BYTES)).into_bytes(),
     };
     line.push(b'\n');
     line
@@ -310,34 +312,53 @@ fn ten_thousand_malformed_oversized_and_non_utf8_lines_arrive_once_each_as_recor
     let query = stack.query_url();
     assert_eq!(
         search_total(&client, &query, "malformed:true"),
-        BAD_LINES,
-        "malformed records"
+        BAD_LINES / 4 * 3,
+        "malformed records: all but the JSON over the limit"
     );
+    let number = |text: &str| -> usize {
+        text.split_once(" bad-")
+            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     for group in 0..BAD_LINES / GROUP {
-        let hits = search(
-            &client,
-            &query,
-            &format!("malformed:true AND zqg{group}"),
-            1_000,
-        );
+        let hits = search(&client, &query, &format!("zqg{group}"), 1_000);
         let mut found: Vec<usize> = Vec::new();
         for record in hits {
-            let malformed = record.malformed.unwrap();
+            let Some(malformed) = record.malformed else {
+                // JSON over the limit keeps its fields, its long value cut.
+                let b = number(&record.message);
+                assert_eq!(b % 4, 1, "{b}: only JSON is read past the limit");
+                assert_eq!(record.message, format!("zqg{group} bad-{b}"));
+                let pad = record.attributes["pad"].as_str().unwrap();
+                assert!(
+                    pad.starts_with("xxx") && pad.ends_with(" bytes]"),
+                    "{b}: {pad}"
+                );
+                let note = record.attributes["line.cut"].as_str().unwrap();
+                assert!(
+                    note.starts_with(&format!(
+                        "line of {} bytes exceeds max_line_bytes {MAX_LINE_BYTES}",
+                        bad_line(b).len() - 1
+                    )),
+                    "{b}: {note}"
+                );
+                found.push(b);
+                continue;
+            };
             let raw = &malformed.raw;
-            let b: usize = raw
-                .split_once(" bad-")
-                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
-                .unwrap()
-                .parse()
-                .unwrap();
+            let b = number(raw);
             let line = bad_line(b);
             let line = &line[..line.len() - 1];
-            match b % 3 {
-                1 => {
-                    assert_eq!(
-                        malformed.reason,
-                        format!("line exceeds {MAX_LINE_BYTES} bytes"),
-                        "{b}"
+            match b % 4 {
+                3 => {
+                    assert!(
+                        malformed
+                            .reason
+                            .starts_with(&format!("line exceeds {MAX_LINE_BYTES} bytes; not JSON")),
+                        "{b}: {}",
+                        malformed.reason
                     );
                     let kept = raw
                         .split_once('…')

@@ -300,8 +300,9 @@ fn read_timestamp(value: &Value) -> Result<Timestamp, String> {
     match value {
         Value::String(s) => match s.parse() {
             Ok(timestamp) => Ok(timestamp),
-            Err(error) => read_space_separated(s)
-                .ok_or_else(|| (error as crate::TimestampError).to_string()),
+            Err(error) => {
+                read_space_separated(s).ok_or_else(|| (error as crate::TimestampError).to_string())
+            }
         },
         Value::Number(n) => epoch_to_timestamp(n),
         other => Err(format!(
