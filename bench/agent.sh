@@ -40,6 +40,13 @@ WORK_DIR=$(cd "$WORK_DIR" && pwd)
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release -p causeway-bench -p causeway
 fi
+# The baselines are Debian's packages: installed when missing.
+if ! command -v rsyslogd >/dev/null || ! command -v nc >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq rsyslog netcat-openbsd >/dev/null ||
+      { apt-get update -qq && apt-get install -y -qq rsyslog netcat-openbsd >/dev/null; }
+  fi
+fi
 command -v rsyslogd >/dev/null || { echo "rsyslogd missing: apt-get install -y rsyslog" >&2; exit 1; }
 NC=$(command -v nc || true)
 [ -n "$NC" ] || command -v socat >/dev/null || { echo "need nc or socat" >&2; exit 1; }
