@@ -20,7 +20,9 @@
 # /tmp/cw-agent.* directory), NO_BUILD=1, KEEP=1 to keep the files,
 # ONLY="cat rsyslog agent" (which shippers, in that order; agent_plain is
 # the agent with `compression = "none"`), PERF=1 to `perf record -g` the
-# agent (perf.data in WORK_DIR/agent).
+# agent (perf.data in WORK_DIR/agent). BASELINE=<path to another causeway
+# binary> adds the shippers agent_baseline and agent_baseline_plain: the
+# same agent rows run by that binary (an earlier build, to compare).
 # The binaries are taken from $CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 
@@ -159,6 +161,8 @@ EOF
 }
 
 run_agent_plain() { COMPRESSION=none run_agent; }
+run_agent_baseline() { AGENT_BIN=$BASELINE LABEL=" baseline" run_agent; }
+run_agent_baseline_plain() { COMPRESSION=none AGENT_BIN=$BASELINE LABEL=" baseline" run_agent; }
 
 run_agent() {
   local compression=${COMPRESSION:-gzip}
@@ -175,7 +179,7 @@ compression = "$compression"
 EOF
   local t0 t1 pid
   t0=$(now)
-  "$CAUSEWAY" agent --config "$dir/causeway.toml" 2>"$dir/agent.log" &
+  "${AGENT_BIN:-$CAUSEWAY}" agent --config "$dir/causeway.toml" 2>"$dir/agent.log" &
   pid=$!
   PIDS+=("$pid")
   local perf_pid=
@@ -185,7 +189,7 @@ EOF
   fi
   wait_count 127.0.0.1:$((PORT + 4))
   t1=$(now)
-  row "causeway agent ($compression)" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(cpu_s "$pid")" "$(hwm_kib "$pid")"
+  row "causeway agent${LABEL:-} ($compression)" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(cpu_s "$pid")" "$(hwm_kib "$pid")"
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   kill "$sink"

@@ -9,6 +9,8 @@
 #      started fresh (write-ahead log on, default settings);
 #   3. OTLP: the same records as OTLP/HTTP protobuf logs exports to
 #      `POST /v1/logs` of another fresh collector;
+#   5. agent lines: the corpus lines as the agent sends a JSON-lines file
+#      (wire version 2 raw lines, parsed by the collector), to another;
 #   4. overload: many posters of the largest batches the collector takes,
 #      cycling over the corpus for OVERLOAD_SECS, against a third one.
 # Each collector run is measured from its first post to the commit that
@@ -94,10 +96,11 @@ run_collector() {
 
 run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS"
 run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS"
+run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS"
 run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH records" \
     native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
 
 say "done in $(($(date +%s) - started)) s"
 [ "${KEEP:-}" = 1 ] || rm -f "$W/corpus.ndjson"
 echo
-"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/2-native.json" "$W/3-otlp.json" "$W/4-native.json"
+"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/2-native.json" "$W/3-otlp.json" "$W/5-lines.json" "$W/4-native.json"

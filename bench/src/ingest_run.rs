@@ -53,6 +53,10 @@ pub enum Protocol {
     Native,
     /// OTLP logs exports (protobuf) to `POST /v1/logs`.
     Otlp,
+    /// Wire batches as the agent sends a JSON-lines file: the lines as
+    /// written (version 2 raw lines, parsed by the collector), each with
+    /// its offset in a stream of its own per batch.
+    Lines,
 }
 
 /// What `ingest-run` does.
@@ -123,11 +127,11 @@ pub fn ingest_run(options: &RunOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = options.overload.map(|d| started + d);
     let path = match options.protocol {
-        Protocol::Native => "/v1/ingest",
+        Protocol::Native | Protocol::Lines => "/v1/ingest",
         Protocol::Otlp => otlp::LOGS_PATH,
     };
     let content_type = match options.protocol {
-        Protocol::Native => wire::CONTENT_TYPE,
+        Protocol::Native | Protocol::Lines => wire::CONTENT_TYPE,
         Protocol::Otlp => otlp::CONTENT_TYPE,
     };
     let sampling = AtomicBool::new(true);
@@ -282,19 +286,22 @@ fn bodies(options: &RunOptions) -> anyhow::Result<Vec<Body>> {
         .filter(|l| !l.is_empty())
         .collect();
     let mut bodies = Vec::with_capacity(lines.len() / options.batch.max(1) + 1);
-    for chunk in lines.chunks(options.batch.max(1)) {
-        let records = chunk
-            .iter()
-            .map(|line| serde_json::from_slice::<Record>(line))
-            .collect::<Result<Vec<_>, _>>()
-            .context("a corpus line")?;
+    for (n, chunk) in lines.chunks(options.batch.max(1)).enumerate() {
+        let records = || {
+            chunk
+                .iter()
+                .map(|line| serde_json::from_slice::<Record>(line))
+                .collect::<Result<Vec<_>, _>>()
+                .context("a corpus line")
+        };
         let bytes = match options.protocol {
-            Protocol::Native => wire::encode(SOURCE, &records).into_bytes(),
-            Protocol::Otlp => otlp::encode_logs(&records),
+            Protocol::Native => wire::encode(SOURCE, &records()?).into_bytes(),
+            Protocol::Otlp => otlp::encode_logs(&records()?),
+            Protocol::Lines => lines_body(n, chunk)?,
         };
         bodies.push(Body {
             bytes,
-            records: records.len() as u64,
+            records: chunk.len() as u64,
             ndjson: chunk.iter().map(|l| l.len() as u64 + 1).sum(),
         });
     }
@@ -486,6 +493,29 @@ fn bucket_difference(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f
         .zip(before)
         .map(|(a, b)| (a.0, a.1 - b.1))
         .collect()
+}
+
+/// One batch of corpus lines as the agent sends them, as batch `n`'s own
+/// stream (so batches may arrive in any order).
+fn lines_body(n: usize, chunk: &[&[u8]]) -> anyhow::Result<Vec<u8>> {
+    let mut entries = Vec::with_capacity(chunk.len());
+    let mut positions = Vec::with_capacity(chunk.len());
+    let mut offset = 0u64;
+    for line in chunk {
+        let text = std::str::from_utf8(line).context("a corpus line")?;
+        offset += text.len() as u64 + 1;
+        entries.push(wire::Entry::Raw(text.to_owned()));
+        positions.push(wire::Position(0, offset));
+    }
+    let text = wire::encode_entries(
+        SOURCE,
+        &entries,
+        &[format!("bench:{n}")],
+        &positions,
+        causeway_model::Timestamp::now(),
+        &[SOURCE.to_owned()],
+    );
+    Ok(text.into_bytes())
 }
 
 #[cfg(test)]
