@@ -13,7 +13,7 @@
 //! raw lines (see [`crate::wire`]), so a line means the same whichever
 //! side parses it.
 
-use crate::wire::cut_raw;
+use crate::text::cut_raw;
 use crate::{
     CorrelationId, EventId, Level, Malformed, Record, RecordField, SpanId, SpanLink, Timestamp,
     TraceId,
@@ -778,7 +778,7 @@ mod tests {
 
     #[test]
     fn a_huge_malformed_line_is_cut_with_a_marker() {
-        let line = "x".repeat(crate::wire::MAX_RAW_LEN + 10);
+        let line = "x".repeat(crate::text::MAX_RAW_LEN + 10);
         let record = parse_line(&line, "s", read_at());
         let raw = record.malformed.unwrap().raw;
         assert!(

@@ -122,6 +122,25 @@ pub fn human_duration(us: u64) -> String {
     }
 }
 
+/// The longest raw line kept in a malformed record, in bytes.
+pub const MAX_RAW_LEN: usize = 16 * 1024;
+
+/// Cuts `raw` to [`MAX_RAW_LEN`] bytes on a character boundary, with a
+/// marker saying how much was cut.
+pub fn cut_raw(raw: &str) -> String {
+    cut_text(raw, MAX_RAW_LEN)
+}
+
+/// Cuts `text` to `max` bytes on a character boundary, with a marker saying
+/// how much was cut.
+pub fn cut_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let kept = char_prefix(text, max);
+    format!("{kept}…[cut {} bytes]", text.len() - kept.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::text::{MAX_RAW_LEN, cut_raw, cut_text};
+
 use crate::record::Record;
 use crate::timestamp::Timestamp;
 
@@ -36,8 +38,6 @@ pub const BATCH_VERSION: u32 = 2;
 pub const OLDEST_BATCH_VERSION: u32 = 1;
 /// The HTTP content type of a batch.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
-/// The longest raw line kept in a malformed record, in bytes.
-pub const MAX_RAW_LEN: usize = 16 * 1024;
 /// The longest `source` a batch header keeps, in bytes; longer is cut.
 pub const MAX_SOURCE_LEN: usize = 256;
 /// The longest reason kept in a malformed record, in bytes: a parser's
@@ -198,22 +198,6 @@ pub fn encode_entries(
         entry.write_line(&mut out);
     }
     out
-}
-
-/// Cuts `raw` to [`MAX_RAW_LEN`] bytes on a character boundary, with a
-/// marker saying how much was cut.
-pub fn cut_raw(raw: &str) -> String {
-    cut_text(raw, MAX_RAW_LEN)
-}
-
-/// Cuts `text` to `max` bytes on a character boundary, with a marker saying
-/// how much was cut.
-pub fn cut_text(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let kept = crate::text::char_prefix(text, max);
-    format!("{kept}…[cut {} bytes]", text.len() - kept.len())
 }
 
 /// Reads a batch. Record lines that fail to parse become malformed records
