@@ -68,8 +68,9 @@ pub fn parse_line(line: &str, fallback_service: &str, read_at: Timestamp) -> Rec
 }
 
 /// A line already in the record's own shape (what the middleware writes),
-/// read by [`Record`]'s own deserializer, three times as fast as through a
-/// [`Value`] on the benchmark corpus; `None` unless what it reads is what
+/// read by [`Record`]'s own deserializer, without building a [`Value`]
+/// first (BENCHMARKS.md, Collector ingest, run E); `None` unless what it
+/// reads is what
 /// [`parse_any_shape`] would: every key a field name (the deserializer
 /// refuses others), every value valid for its field (the same parsers),
 /// a service, and no empty text where the lenient reading sees an absent
