@@ -37,7 +37,7 @@ for broker in $BROKERS; do
     echo "== $broker"
     CAUSEWAY_COLLECTOR_HTTP_ADDR=127.0.0.1:0 CAUSEWAY_COLLECTOR_GRPC_ADDR=127.0.0.1:0 \
         CAUSEWAY_QUERY_ADDR=127.0.0.1:0 \
-        "$TARGET/release/causeway" demo --rate "$RATE" --duration-secs "$SECS" \
+        "$TARGET/release/causeway" demo --rate "$RATE" --duration "$SECS" \
         --scenario happy --exit --timeout-secs 120 --data-dir "$dir" "${flag[@]}" \
         | grep -E "^flows:|flows settled in|reached the query API|did not settle"
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{CausewayConfig, MAX_DEMO_ORDERS};
+use crate::config::{CausewayConfig, DemoDuration, MAX_DEMO_ORDERS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -219,9 +219,10 @@ pub struct DemoArgs {
     /// Orders per second, placed steadily (`demo.rate`); unset: all at once.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: Option<u32>,
-    /// With --rate, place orders for this many seconds (`demo.duration_secs`).
-    #[arg(long)]
-    pub duration_secs: Option<u64>,
+    /// With --rate, place orders for this long: `30s`, `2m`, or seconds
+    /// (`demo.duration`).
+    #[arg(long, alias = "duration-secs")]
+    pub duration: Option<DemoDuration>,
     /// What goes wrong, see examples/README.md (`demo.scenario`).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(causeway_orders::Scenario::NAMES))]
     pub scenario: Option<String>,
@@ -365,8 +366,8 @@ impl Command {
                 if let Some(rate) = args.rate {
                     config.demo.rate = Some(rate);
                 }
-                if let Some(secs) = args.duration_secs {
-                    config.demo.duration_secs = Some(secs);
+                if let Some(duration) = args.duration {
+                    config.demo.duration = Some(duration);
                 }
                 args.up.apply(config);
             }

@@ -55,9 +55,62 @@ pub struct DemoConfig {
     pub style: String,
     /// Orders per second, placed steadily (unset: all at once).
     pub rate: Option<u32>,
-    /// With `rate`: place orders for this many seconds (`orders` is then
-    /// `rate` x `duration_secs`).
-    pub duration_secs: Option<u64>,
+    /// With `rate`: place orders for this long (`orders` is then `rate`
+    /// x `duration`), written `"30s"`, `"2m"` or a number of seconds.
+    #[serde(alias = "duration_secs")]
+    pub duration: Option<DemoDuration>,
+}
+
+/// How long `causeway demo` places orders: text as humantime reads it
+/// (`"90s"`, `"2m"`, `"1h 30m"`) or a bare number of seconds, in the file
+/// and on the command line alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoDuration(pub std::time::Duration);
+
+impl std::str::FromStr for DemoDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let duration = match text.parse::<u64>() {
+            Ok(secs) => std::time::Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(text).map_err(|e| {
+                format!("{text:?} is not a duration such as \"30s\" or \"2m\": {e}")
+            })?,
+        };
+        if duration.is_zero() {
+            return Err(format!("{text:?} is no time at all"));
+        }
+        Ok(Self(duration))
+    }
+}
+
+impl std::fmt::Display for DemoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for DemoDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DemoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Seconds(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Seconds(secs) => secs.to_string().parse(),
+            Written::Text(text) => text.parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for DemoConfig {
@@ -70,7 +123,7 @@ impl Default for DemoConfig {
             scenario: "happy".to_owned(),
             style: "choreography".to_owned(),
             rate: None,
-            duration_secs: None,
+            duration: None,
         }
     }
 }
@@ -82,11 +135,13 @@ const REDACTED: &str = "<redacted>";
 pub(crate) const MAX_DEMO_ORDERS: u64 = 100_000;
 
 impl DemoConfig {
-    /// The orders to place: `rate` x `duration_secs` when both are set,
-    /// else `orders`.
+    /// The orders to place: `rate` x `duration` (rounded) when both are
+    /// set, else `orders`.
     pub fn order_count(&self) -> u64 {
-        match (self.rate, self.duration_secs) {
-            (Some(rate), Some(secs)) => u64::from(rate).saturating_mul(secs),
+        match (self.rate, self.duration) {
+            (Some(rate), Some(DemoDuration(time))) => {
+                (f64::from(rate) * time.as_secs_f64()).round() as u64
+            }
             _ => self.orders,
         }
     }
@@ -102,12 +157,12 @@ impl DemoConfig {
         if self.rate.is_some_and(|rate| !(1..=10_000).contains(&rate)) {
             bail!("invalid demo setting `rate`: must be 1 to 10000 orders per second");
         }
-        if self.duration_secs.is_some() && self.rate.is_none() {
-            bail!("invalid demo setting `duration_secs`: it needs `rate`");
+        if self.duration.is_some() && self.rate.is_none() {
+            bail!("invalid demo setting `duration`: it needs `rate`");
         }
         if !(1..=MAX_DEMO_ORDERS).contains(&self.order_count()) {
             bail!(
-                "invalid demo setting `orders` (or `rate` x `duration_secs`): must come to 1 \
+                "invalid demo setting `orders` (or `rate` x `duration`): must come to 1 \
                  to {MAX_DEMO_ORDERS}"
             );
         }
@@ -326,6 +381,7 @@ impl CausewayConfig {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::time::Duration;
 
     use super::*;
 
@@ -551,7 +607,7 @@ mod tests {
         config.demo.orders = MAX_DEMO_ORDERS;
         config.validate().unwrap();
         // A rate and a duration make the count; a duration alone is refused.
-        config.demo.duration_secs = Some(10);
+        config.demo.duration = Some(DemoDuration(Duration::from_secs(10)));
         assert!(config.validate().is_err());
         config.demo.rate = Some(50);
         assert_eq!(config.demo.order_count(), 500);
@@ -559,9 +615,9 @@ mod tests {
         config.demo.rate = Some(10_001);
         assert!(config.validate().is_err());
         config.demo.rate = Some(10_000);
-        config.demo.duration_secs = Some(11);
+        config.demo.duration = Some(DemoDuration(Duration::from_secs(11)));
         assert!(config.validate().is_err(), "110 000 orders");
-        config.demo.duration_secs = None;
+        config.demo.duration = None;
         config.demo.style = "orchestration".into();
         config.validate().unwrap();
         config.demo.style = "anarchy".into();
@@ -569,5 +625,34 @@ mod tests {
         config.demo.style = "choreography".into();
         config.demo.scenario = "chaos".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_demo_duration_is_read_as_text_or_seconds() {
+        let read = |toml: &str| CausewayConfig::from_toml(toml).map(|c| c.demo.duration);
+        let secs = |s| Some(DemoDuration(Duration::from_secs(s)));
+        assert_eq!(
+            read("[demo]\nrate = 2\nduration = \"2m\"").unwrap(),
+            secs(120)
+        );
+        assert_eq!(
+            read("[demo]\nrate = 2\nduration = \"1m 30s\"").unwrap(),
+            secs(90)
+        );
+        assert_eq!(read("[demo]\nrate = 2\nduration = 45").unwrap(), secs(45));
+        // The name of earlier versions still reads.
+        assert_eq!(
+            read("[demo]\nrate = 2\nduration_secs = 7").unwrap(),
+            secs(7)
+        );
+        for bad in ["\"0s\"", "0", "\"soon\"", "-3"] {
+            let error = read(&format!("[demo]\nrate = 2\nduration = {bad}")).unwrap_err();
+            assert!(error.to_string().contains("duration"), "{bad}: {error:#}");
+        }
+        let mut config = CausewayConfig::default();
+        config.demo.rate = Some(3);
+        config.demo.duration = Some(DemoDuration(Duration::from_millis(2500)));
+        assert_eq!(config.demo.order_count(), 8, "3/s for 2.5 s, rounded");
+        assert_eq!("90s".parse::<DemoDuration>().unwrap().to_string(), "1m 30s");
     }
 }
