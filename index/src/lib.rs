@@ -18,6 +18,7 @@ mod error;
 mod partition;
 mod query;
 mod reader;
+mod recent_hashes;
 mod record_index;
 mod schema;
 mod writer;

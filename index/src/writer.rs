@@ -16,20 +16,23 @@
 //! This module imports the schema and the digest document only; it never
 //! opens an index itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use causeway_model::{FlowDigest, Record};
 use std::ops::Bound;
 
+use rustc_hash::FxHashMap;
 use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader, Term};
 
 use crate::digest_doc;
 use crate::error::IndexError;
 use crate::partition::{DayMergePolicy, Span, segment_span};
+use crate::recent_hashes::{MAX_RECENT_HASHES, RecentHashes};
 use crate::schema::Fields;
+use crate::schema::INGESTED_US;
 
 /// Most flows whose committed digest the writer keeps in memory.
 const MAX_CACHED_FLOWS: usize = 100_000;
@@ -42,6 +45,29 @@ const MAX_CACHED_BYTES: usize = 64 * 1024 * 1024;
 /// so a copy sent again later (an OpenTelemetry Collector retries for 5
 /// minutes by default) is stamped later than the first.
 pub const DEDUPE_WINDOW_US: i64 = 10 * 60 * 1_000_000;
+
+/// The oldest and newest ingest stamps of `segment`'s documents (deleted
+/// ones included), if it has any.
+fn stamps(segment: &SegmentReader) -> tantivy::Result<Option<(i64, i64)>> {
+    let Some(column) = segment.fast_fields().column_opt::<i64>(INGESTED_US)? else {
+        return Ok(None);
+    };
+    if column.values.num_vals() == 0 {
+        return Ok(None);
+    }
+    Ok(Some((column.min_value(), column.max_value())))
+}
+
+/// The newest ingest stamp in the index, 0 if it has none.
+fn newest_stamp(searcher: &Searcher) -> tantivy::Result<i64> {
+    let mut newest = 0;
+    for segment in searcher.segment_readers() {
+        if let Some((_, max)) = stamps(segment)? {
+            newest = newest.max(max);
+        }
+    }
+    Ok(newest)
+}
 
 /// The committed digests of recently written flows, so that a commit need
 /// not read back the digests it wrote a moment ago. Past either bound it is
@@ -109,10 +135,14 @@ pub struct RecordWriter {
     /// Per flow, the digest of the records added since the last commit.
     delta: HashMap<String, FlowDigest>,
     cache: DigestCache,
-    /// Content hashes added since the last commit.
-    pending_hashes: HashSet<u64>,
+    /// Content hashes added since the last commit, with their records'
+    /// times.
+    pending_hashes: FxHashMap<u64, i64>,
+    /// Content hashes committed lately.
+    recent_hashes: RecentHashes,
     /// The last commit's segments with their time spans, read at the
-    /// first [`Self::add_once`] after it (`None`: not read yet).
+    /// first [`Self::add_once`] after it (`None`: not read yet); `None`
+    /// for a segment [`Self::recent_hashes`] answers for.
     committed_spans: Option<(Searcher, Vec<Option<Span>>)>,
     /// Set when a rollback failed: tantivy's writer is then unusable.
     broken: Option<String>,
@@ -143,6 +173,9 @@ impl RecordWriter {
             .try_into()?;
         let writer = index.writer(heap_bytes)?;
         writer.set_merge_policy(Box::new(DayMergePolicy::new(index.clone())));
+        // Stamps go on from the newest in the index, even if the clock went
+        // back: the hashes remembered are those stamped since.
+        let last_ingested_us = newest_stamp(&committed.searcher())?;
         Ok(Self {
             writer,
             fields,
@@ -150,10 +183,11 @@ impl RecordWriter {
             uncommitted: 0,
             delta: HashMap::new(),
             cache: DigestCache::new(MAX_CACHED_FLOWS, MAX_CACHED_BYTES),
-            pending_hashes: HashSet::new(),
+            pending_hashes: FxHashMap::default(),
+            recent_hashes: RecentHashes::new(last_ingested_us.saturating_add(1), MAX_RECENT_HASHES),
             committed_spans: None,
             broken: None,
-            last_ingested_us: 0,
+            last_ingested_us,
         })
     }
 
@@ -164,6 +198,13 @@ impl RecordWriter {
         let now = causeway_model::Timestamp::now().as_micros();
         self.last_ingested_us = now.max(self.last_ingested_us.saturating_add(1));
         self.last_ingested_us
+    }
+
+    /// The same writer remembering at most `max` committed hashes.
+    #[cfg(test)]
+    pub(crate) fn with_recent_hashes(mut self, max: usize) -> Self {
+        self.recent_hashes = RecentHashes::new(self.last_ingested_us.saturating_add(1), max);
+        self
     }
 
     /// The same writer with other bounds on its digest cache (none at all
@@ -196,36 +237,48 @@ impl RecordWriter {
     /// [`DEDUPE_WINDOW_US`] up to this record's time. A record sent again
     /// carries its time as before, or, when its sender gave it none and it
     /// was stamped on arrival, a later one; so only those segments, the
-    /// newest few for live traffic, need looking at. False when the record
-    /// was there already.
+    /// newest few for live traffic, need looking at; and of those, only the
+    /// ones older than the hashes this writer remembers (`recent_hashes`).
+    /// False when the record was there already.
     pub fn add_once(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
         self.check_usable()?;
-        if self.pending_hashes.contains(&hash) || self.committed_holds(hash, record)? {
+        let time = record.timestamp.as_micros();
+        let since = time.saturating_sub(DEDUPE_WINDOW_US);
+        if self.pending_hashes.contains_key(&hash)
+            || self.recent_hashes.holds(hash, since, time)
+            || self.committed_holds(hash, since, time)?
+        {
             return Ok(false);
         }
-        self.pending_hashes.insert(hash);
+        self.pending_hashes.insert(hash, time);
         self.add_document(record, Some(hash))?;
         Ok(true)
     }
 
     /// Whether the last commit holds a record of content hash `hash` in a
-    /// segment whose span holds `record`'s time.
-    fn committed_holds(&mut self, hash: u64, record: &Record) -> Result<bool, IndexError> {
+    /// segment whose span meets `since..=time` and that holds documents
+    /// older than the remembered hashes.
+    fn committed_holds(&mut self, hash: u64, since: i64, time: i64) -> Result<bool, IndexError> {
         if self.committed_spans.is_none() {
             self.committed.reload()?;
             let searcher = self.committed.searcher();
+            let remembered_since = self.recent_hashes.since_us();
             let spans = searcher
                 .segment_readers()
                 .iter()
-                .map(segment_span)
+                .map(|segment| {
+                    let oldest = stamps(segment)?.map(|(oldest, _)| oldest);
+                    if oldest.is_some_and(|oldest| oldest >= remembered_since) {
+                        return Ok(None);
+                    }
+                    segment_span(segment)
+                })
                 .collect::<tantivy::Result<Vec<_>>>()?;
             self.committed_spans = Some((searcher, spans));
         }
         let Some((searcher, spans)) = &self.committed_spans else {
             return Ok(false);
         };
-        let time = record.timestamp.as_micros();
-        let since = time.saturating_sub(DEDUPE_WINDOW_US);
         let term = Term::from_field_u64(self.fields.content_hash, hash);
         for (segment, span) in searcher.segment_readers().iter().zip(spans) {
             if !span.is_some_and(|s| s.meets(Some(since), Some(time))) {
@@ -382,7 +435,10 @@ impl RecordWriter {
         }
         let opstamp = prepared.commit()?;
         self.uncommitted = 0;
-        self.pending_hashes.clear();
+        self.recent_hashes.committed(
+            self.pending_hashes.drain(),
+            self.last_ingested_us.saturating_add(1),
+        );
         self.committed_spans = None;
         for (key, digest, bytes) in written {
             self.cache.insert(key, digest, bytes);
@@ -570,6 +626,56 @@ mod tests {
         writer.commit().unwrap();
         reader.reload().unwrap();
         assert_eq!(reader.record_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_hash_this_writer_forgot_is_still_found_in_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let at = |i: u64| {
+            let time = 1_000 + i64::try_from(i).unwrap();
+            record(time, "a", "order", Stage::Published, &format!("a{i}"))
+        };
+        let mut writer = index.writer(15_000_000).unwrap().with_recent_hashes(16);
+        assert!(writer.add_once(&at(0), 0).unwrap());
+        writer.commit().unwrap();
+        // What this writer committed is answered from memory: no segment
+        // is left to look up.
+        assert!(!writer.add_once(&at(0), 0).unwrap());
+        assert!(writer.add_once(&at(1), 1).unwrap());
+        let (_, spans) = writer.committed_spans.as_ref().unwrap();
+        assert!(spans.iter().all(Option::is_none), "{spans:?}");
+        writer.commit().unwrap();
+        // Past the bound, the first hashes are forgotten, and the segments
+        // holding them are looked up again.
+        for i in 2..40 {
+            assert!(writer.add_once(&at(i), i).unwrap());
+            writer.commit().unwrap();
+        }
+        assert!(writer.recent_hashes.len() <= 16);
+        assert!(!writer.recent_hashes.holds(0, 0, i64::MAX));
+        for i in 0..40 {
+            assert!(
+                !writer.add_once(&at(i), i).unwrap(),
+                "record {i} added twice"
+            );
+        }
+        let (_, spans) = writer.committed_spans.as_ref().unwrap();
+        assert!(spans.iter().any(Option::is_some), "{spans:?}");
+        writer.commit().unwrap();
+        let reader = index.reader().unwrap();
+        assert_eq!(reader.record_count().unwrap(), 40);
+
+        // Reopened, the writer stamps after the newest stamp in the index,
+        // whatever the clock says, and remembers nothing of before.
+        let newest = newest_stamp(&writer.committed.searcher()).unwrap();
+        drop(writer);
+        let mut writer = index.writer(15_000_000).unwrap();
+        assert_eq!(writer.last_ingested_us, newest);
+        assert_eq!(writer.recent_hashes.since_us(), newest + 1);
+        assert!(!writer.add_once(&at(39), 39).unwrap());
+        let (_, spans) = writer.committed_spans.as_ref().unwrap();
+        assert!(spans.iter().all(Option::is_some), "{spans:?}");
     }
 
     #[test]
