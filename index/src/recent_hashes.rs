@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-/// Most hashes remembered, about 24 bytes each in memory.
+/// Most hashes remembered, 17 to 37 bytes each in memory (a hash map of
+/// two `u64`s, from full to just grown).
 pub(crate) const MAX_RECENT_HASHES: usize = 1 << 20;
 
 /// Generations the remembered hashes are kept in: dropping one forgets an
