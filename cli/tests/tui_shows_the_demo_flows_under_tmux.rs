@@ -48,18 +48,36 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    fn wait_until_gone(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if !screen.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never went away:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         self.run(&["kill-session", "-t", &self.0]);
     }
 }
 
-#[test]
-fn the_tui_lists_the_flows_opens_one_and_quits() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `causeway demo` with `args` and returns it with its query API's
+/// address, printed once every flow is in.
+fn start_demo(dir: &std::path::Path, args: &[&str]) -> (Demo, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(["demo", "--orders", "3"])
-        .env("CAUSEWAY_DATA_DIR", dir.path())
+        .arg("demo")
+        .args(args)
+        .env("CAUSEWAY_DATA_DIR", dir)
         .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
         .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
         .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
@@ -68,8 +86,7 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let _demo = Demo(child);
-    // The demo prints its query API address once every flow is in.
+    let demo = Demo(child);
     // Its stdout is drained to the end, so it never writes into a closed pipe.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -82,8 +99,12 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
     let query_url = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("the demo never printed its query API address");
+    (demo, query_url)
+}
 
-    let session = format!("causeway-tui-{}", std::process::id());
+/// `causeway tui` against `query_url` in a new 160 x 40 tmux session.
+fn open_tui(query_url: &str, name: &str) -> Tmux {
+    let session = format!("causeway-tui-{name}-{}", std::process::id());
     let tmux = Tmux(session.clone());
     let command = format!(
         "CAUSEWAY_QUERY_URL={query_url} {} tui",
@@ -104,6 +125,15 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
         .status()
         .expect("tmux must be installed");
     assert!(status.success());
+    tmux
+}
+
+#[test]
+fn the_tui_lists_the_flows_opens_one_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, query_url) = start_demo(dir.path(), &["--orders", "3"]);
+    let tmux = open_tui(&query_url, "list");
+    let session = tmux.0.clone();
 
     let list = tmux.wait_for("order-1003");
     assert!(
@@ -116,10 +146,23 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
     );
     assert!(list.contains("connected to"), "{list}");
 
-    // Newest first: order-1003 is selected; open it.
-    tmux.run(&["send-keys", "-t", &session, "Enter"]);
+    // Newest activity first, so the first row is one of the three (the
+    // services run concurrently); open the first one that shipped, not
+    // order-1002, which was declined.
+    for _ in 0..3 {
+        tmux.run(&["send-keys", "-t", &session, "Enter"]);
+        if !tmux.wait_for("┌ flow ").contains("┌ flow order-1002") {
+            break;
+        }
+        tmux.run(&["send-keys", "-t", &session, "Escape"]);
+        tmux.wait_until_gone("┌ flow ");
+        tmux.run(&["send-keys", "-t", &session, "j"]);
+    }
     let detail = tmux.wait_for("OrderShipped");
-    assert!(detail.contains("flow order-1003"), "{detail}");
+    assert!(
+        detail.contains("┌ flow order-1001") || detail.contains("┌ flow order-1003"),
+        "{detail}"
+    );
     for step in [
         "OrderPlaced",
         "PaymentCaptured",
@@ -140,5 +183,59 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
     {
         assert!(Instant::now() < deadline, "the tui did not quit on q");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every scenario of `--scenario mixed` (examples/README.md) is on the
+/// list with its status, whole, and each flow opened shows the anomaly its
+/// scenario must produce above its tree.
+#[test]
+fn the_tui_shows_each_scenario_with_its_status_and_anomaly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, query_url) = start_demo(dir.path(), &["--orders", "9", "--scenario", "mixed"]);
+    let tmux = open_tui(&query_url, "scenarios");
+    let session = tmux.0.clone();
+    let list = tmux.wait_for("order-1009");
+    for status in ["completed", "compensated", "dead_lettered", "stuck"] {
+        assert!(list.contains(status), "{status} missing:\n{list}");
+    }
+    let expected = [
+        ("order-1003", "poison_loop"),
+        ("order-1004", "duplicate_delivery"),
+        ("order-1005", "slow_step"),
+        ("order-1006", "missing_consumer"),
+        ("order-1007", "context_lost"),
+        ("order-1008", "out_of_order"),
+    ];
+    // The list is ordered by activity: open each row in turn and check the
+    // flow it is, going round again should a late record reorder it. Ten
+    // rows: the records shipping wrote under the context it dropped
+    // (`context_lost`) are a flow of their own.
+    let all: Vec<String> = (1001..=1009).map(|n| format!("order-{n}")).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for step in 0..40 {
+        if all.iter().all(|order| seen.contains(order)) {
+            break;
+        }
+        tmux.run(&["send-keys", "-t", &session, "Enter"]);
+        let detail = tmux.wait_for("┌ flow ");
+        let flow = detail
+            .split("┌ flow ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned();
+        if let Some((_, anomaly)) = expected.iter().find(|(id, _)| *id == flow) {
+            let detail = tmux.wait_for(anomaly);
+            assert!(detail.contains(&format!("flow {flow}")), "{detail}");
+        }
+        seen.insert(flow);
+        tmux.run(&["send-keys", "-t", &session, "Escape"]);
+        tmux.wait_until_gone("┌ flow ");
+        let next = if step % 10 == 9 { "g" } else { "j" };
+        tmux.run(&["send-keys", "-t", &session, next]);
+    }
+    for order in &all {
+        assert!(seen.contains(order), "{order} never opened: {seen:?}");
     }
 }

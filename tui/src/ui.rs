@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use causeway_model::FlowSummary;
+use causeway_model::{FlowStatus, FlowSummary};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span, Text};
@@ -45,8 +45,14 @@ fn widths(flows: &[FlowSummary]) -> [Constraint; 8] {
             .chars()
             .count()
     });
+    // The status column fits every status whole (`dead_lettered`, 13).
+    let status = FlowStatus::ALL
+        .iter()
+        .map(|s| s.as_str().len())
+        .max()
+        .unwrap_or(COLUMNS[0].len());
     [
-        Constraint::Length(11),
+        Constraint::Length(u16::try_from(status).unwrap_or(u16::MAX)),
         widest(ids, COLUMNS[1].len(), 36),
         widest(roots, COLUMNS[2].len(), 24),
         Constraint::Fill(1),
@@ -368,6 +374,34 @@ mod tests {
         assert_eq!(buffer[(3, 2)].fg, Color::Red);
         assert_eq!(buffer[(3, 3)].fg, Color::Green);
         assert_eq!(buffer[(3, 4)].fg, Color::Yellow);
+    }
+
+    #[test]
+    fn every_status_is_shown_whole_in_the_list() {
+        let flows = FlowStatus::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, status)| fixtures::summary(&format!("flow-{i}"), *status))
+            .collect();
+        let mut app = app(120, 12);
+        listed(
+            &mut app,
+            FlowsPage {
+                flows,
+                ..fixtures::three_flows()
+            },
+        );
+        let screen = render(&app, 120, 12).backend().to_string();
+        for (i, status) in FlowStatus::ALL.iter().enumerate() {
+            let row = screen
+                .lines()
+                .find(|line| line.contains(&format!("flow-{i} ")))
+                .unwrap_or_else(|| panic!("flow-{i} missing:\n{screen}"));
+            assert!(
+                row.contains(&format!("{} ", status.as_str())),
+                "{status:?} cut:\n{screen}"
+            );
+        }
     }
 
     #[test]
