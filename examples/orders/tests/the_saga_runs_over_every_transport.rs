@@ -116,6 +116,32 @@ async fn saga_over(broker: Option<&str>) {
         "over {transport:?} the saga did not settle: {inventory:#?}"
     );
 
+    // Redelivered: shipping, not idempotent, handled one event twice;
+    // order, idempotent, handled each event once, however long it is
+    // given to do otherwise.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let handled_ids = |service: &str| {
+        let records = read(dir.path(), service);
+        let mut ids: Vec<String> = of(&records, "order-4", Stage::Handled)
+            .iter()
+            .map(|r| r.event_id.as_ref().unwrap().as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let by_order = handled_ids("order");
+    let mut distinct = by_order.clone();
+    distinct.dedup();
+    assert_eq!(
+        by_order, distinct,
+        "order handled an event twice over {transport:?}"
+    );
+    let by_shipping = handled_ids("shipping");
+    assert!(
+        by_shipping.windows(2).any(|w| w[0] == w[1]),
+        "shipping handled no event twice over {transport:?}: {by_shipping:?}"
+    );
+
     // Paid: shipped, the customer notified over HTTP in the same trace,
     // and nothing compensated.
     let shipping = read(dir.path(), "shipping");
