@@ -103,6 +103,7 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     }
     let (collector, query) = bind_up(&config).await?;
     let data_dir = config.collector.data_dir.clone();
+    let replay_config = write_replay_config(&config)?;
     let log_dir = data_dir.join("demo-logs");
     init_tracing(&log_dir)?;
 
@@ -208,8 +209,8 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
 
     if demo.exit {
         println!(
-            "browse them in the terminal: `causeway up --data-dir {}` and `causeway tui`",
-            data_dir.display()
+            "browse them in the terminal: `causeway --config {} up` and `causeway tui`",
+            replay_config.display()
         );
     } else {
         if let Some(address) = transport.order_address() {
@@ -238,4 +239,34 @@ pub async fn run(config: CausewayConfig, shutdown: Shutdown) -> anyhow::Result<E
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `<data dir>/demo.toml`: the demo's data dir and contracts, so
+/// that `causeway --config <it> up` serves its flows as the demo judged
+/// them (stuck and slow after the saga's declared times). Returns its path.
+fn write_replay_config(config: &CausewayConfig) -> anyhow::Result<std::path::PathBuf> {
+    let absolute = |path: &Path| {
+        std::path::absolute(path)
+            .with_context(|| format!("resolving {}", path.display()))
+            .map(|p| p.display().to_string())
+    };
+    let data_dir = absolute(&config.collector.data_dir)?;
+    let mut collector = toml::Table::new();
+    collector.insert("data_dir".into(), data_dir.clone().into());
+    let mut query = toml::Table::new();
+    query.insert("data_dir".into(), data_dir.into());
+    if let Some(contracts) = &config.query.contracts_file {
+        query.insert("contracts_file".into(), absolute(contracts)?.into());
+    }
+    let mut file = toml::Table::new();
+    file.insert("collector".into(), collector.into());
+    file.insert("query".into(), query.into());
+    let text = format!(
+        "# Written by `causeway demo`: `causeway --config <this file> up` serves its\n\
+         # flows with the contracts the demo judged them by.\n{}",
+        toml::to_string(&file).context("writing the demo's config")?
+    );
+    let path = config.collector.data_dir.join("demo.toml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

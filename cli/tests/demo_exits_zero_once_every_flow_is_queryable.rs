@@ -40,6 +40,44 @@ fn demo_with_exit_prints_every_flow_and_succeeds() {
         .unwrap();
     assert!(line.contains("compensated"), "{line}");
     assert!(dir.path().join("demo-logs/payment.log").exists());
+
+    // The hint names a config that serves these flows with the demo's
+    // contracts, not the learned topology.
+    let hint = stdout
+        .lines()
+        .find(|l| l.contains("causeway tui"))
+        .unwrap_or_else(|| panic!("no hint:\n{stdout}"));
+    let file = hint
+        .split("--config ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{hint}"));
+    let checked = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["check-config", file])
+        .env_remove("CAUSEWAY_DATA_DIR")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let contracts = dir.path().join("demo-contracts.toml");
+    assert!(
+        printed.contains(&format!(
+            "contracts_file = {:?}",
+            contracts.display().to_string()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "data_dir = {:?}",
+            dir.path().display().to_string()
+        )),
+        "{printed}"
+    );
 }
 
 #[test]
