@@ -190,10 +190,24 @@ fn the_tui_lists_the_flows_opens_one_and_quits() {
 /// list with its status, whole, and each flow opened shows the anomaly its
 /// scenario must produce above its tree.
 #[test]
-fn the_tui_shows_each_scenario_with_its_status_and_anomaly() {
+fn the_tui_shows_each_choreographed_scenario_with_its_status_and_anomaly() {
+    each_scenario_with_its_status_and_anomaly("choreography");
+}
+
+/// The same for the orchestrated saga: its flows are stars around the
+/// orchestrator, their statuses and anomalies the same.
+#[test]
+fn the_tui_shows_each_orchestrated_scenario_with_its_status_and_anomaly() {
+    each_scenario_with_its_status_and_anomaly("orchestration");
+}
+
+fn each_scenario_with_its_status_and_anomaly(style: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (_demo, query_url) = start_demo(dir.path(), &["--orders", "9", "--scenario", "mixed"]);
-    let tmux = open_tui(&query_url, "scenarios");
+    let (_demo, query_url) = start_demo(
+        dir.path(),
+        &["--orders", "9", "--scenario", "mixed", "--style", style],
+    );
+    let tmux = open_tui(&query_url, style);
     let session = tmux.0.clone();
     let list = tmux.wait_for("order-1009");
     for status in ["completed", "compensated", "dead_lettered", "stuck"] {
