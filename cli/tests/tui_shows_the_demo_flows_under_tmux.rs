@@ -4,18 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Daemon, demo_command};
 
 struct Tmux(String);
 
@@ -73,20 +68,14 @@ impl Drop for Tmux {
 
 /// Starts `causeway demo` with `args` and returns it with its query API's
 /// address, printed once every flow is in.
-fn start_demo(dir: &std::path::Path, args: &[&str]) -> (Demo, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .arg("demo")
+fn start_demo(dir: &std::path::Path, args: &[&str]) -> (Daemon, String) {
+    let mut child = demo_command(dir)
         .args(args)
-        .env("CAUSEWAY_DATA_DIR", dir)
-        .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("CAUSEWAY_QUERY_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let demo = Demo(child);
+    let demo = Daemon(child);
     // Its stdout is drained to the end, so it never writes into a closed pipe.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -48,10 +48,13 @@ pub fn up_command(
 }
 
 /// `causeway demo` on a data directory of its own, every listener on a
-/// free port, the caller's log filter left out; output captured.
+/// free port, none of the caller's `CAUSEWAY_*` variables nor its log
+/// filter; output captured.
 pub fn demo_command(data: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_causeway"));
+    let mut command = causeway();
     command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .arg("demo")
         .env("CAUSEWAY_DATA_DIR", data)
         .env("CAUSEWAY_COLLECTOR_HTTP_ADDR", "127.0.0.1:0")
