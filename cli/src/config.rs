@@ -371,6 +371,9 @@ impl CausewayConfig {
         for listener in Listener::ALL {
             listener.check(self)?;
         }
+        self.collector.check_indexing().context(
+            "`collector.index_threads` and `collector.writer_heap_bytes` are set by the config file",
+        )?;
         self.agent.validate_settings()?;
         self.query.alerts.check().map_err(anyhow::Error::msg)?;
         self.tui.validate()?;
@@ -561,6 +564,21 @@ mod tests {
         let error = format!("{:#}", config.validate().unwrap_err());
         assert!(error.contains("query.tokens"), "{error}");
         assert!(!error.contains("has a space"), "{error}");
+    }
+
+    #[test]
+    fn indexing_threads_the_writer_cannot_have_are_refused_naming_the_settings() {
+        let mut config = CausewayConfig::from_toml("[collector]\nindex_threads = 2\n").unwrap();
+        assert_eq!(config.collector.index_threads, 2);
+        config.validate().unwrap();
+        config.collector.index_threads = 0;
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("collector.index_threads"), "{error}");
+        assert!(error.contains("between 1 and 8"), "{error}");
+        config.collector.index_threads = 8;
+        let error = format!("{:#}", config.validate().unwrap_err());
+        assert!(error.contains("collector.writer_heap_bytes"), "{error}");
+        assert!(error.contains("each needs at least"), "{error}");
     }
 
     #[test]

@@ -55,8 +55,13 @@ pub struct CollectorConfig {
     /// `RESOURCE_EXHAUSTED` with a retry delay). A batch is let in alone
     /// whatever its size, so the bound is this plus one batch.
     pub max_queue_bytes: usize,
-    /// tantivy's indexing memory budget, in bytes.
+    /// tantivy's indexing memory budget, in bytes, shared by the indexing
+    /// threads (at least 15 MB each).
     pub writer_heap_bytes: usize,
+    /// Threads indexing records (1 to 8). Each writes a segment of its own
+    /// at every commit, so one leaves the fewest segments to merge; more
+    /// index faster where one thread cannot keep up with ingest.
+    pub index_threads: usize,
     /// How long records are kept, by their own time (`"7d"`, `"36h"`):
     /// older records, and the flows whose last record is older, are
     /// deleted, and the index's day partitions they leave empty are
@@ -133,6 +138,7 @@ impl Default for CollectorConfig {
             queue_capacity: 64,
             max_queue_bytes: 256 * 1024 * 1024,
             writer_heap_bytes: 64 * 1024 * 1024,
+            index_threads: 1,
             tokens: Vec::new(),
             tls_cert: None,
             tls_key: None,
@@ -187,6 +193,12 @@ impl CollectorConfig {
     /// How often the indexer deletes what retention let go of.
     pub(crate) fn retention_check_interval(&self) -> Duration {
         Duration::from_secs(60)
+    }
+
+    /// Whether the index writer can be made with these settings: the
+    /// indexing threads, and the memory they share.
+    pub fn check_indexing(&self) -> Result<(), causeway_index::IndexError> {
+        causeway_index::check_writer_threads(self.index_threads, self.writer_heap_bytes)
     }
 
     pub(crate) fn commit_interval(&self) -> Duration {

@@ -157,7 +157,7 @@ impl Indexer {
     pub fn start(config: &CollectorConfig) -> Result<(Self, IndexerThread), CollectorError> {
         let index = RecordIndex::open_or_create(&config.index_dir())?;
         let checkpoint = Checkpoint::of(&index)?;
-        let writer = index.writer(config.writer_heap_bytes)?;
+        let writer = index.writer_with_threads(config.index_threads, config.writer_heap_bytes)?;
         let reader = index.reader().ok();
         let metrics = Arc::new(Metrics::new(&config.index_dir()));
         let queue = Arc::new(QueueBudget::new(config.max_queue_bytes, metrics.clone()));

@@ -23,6 +23,8 @@ pub enum IndexError {
     Query(String),
     #[error("stored document is not a record: {0}")]
     Source(String),
+    #[error("{0}")]
+    Settings(String),
     #[error("index internal error: {0}")]
     Internal(String),
     #[error(transparent)]

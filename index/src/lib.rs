@@ -29,4 +29,7 @@ pub use query::{ReadBounds, check_query, nesting_depth};
 pub use reader::{MAX_HISTOGRAM_BUCKETS, Partition, RecordReader, RecordsRead};
 pub use record_index::RecordIndex;
 pub use schema::SCHEMA_VERSION;
-pub use writer::{DEDUPE_WINDOW_US, Expired, RecordWriter};
+pub use writer::{
+    DEDUPE_WINDOW_US, Expired, MAX_INDEX_THREADS, MIN_HEAP_BYTES_PER_THREAD, RecordWriter,
+    check_writer_threads,
+};

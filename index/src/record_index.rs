@@ -14,7 +14,7 @@ use tantivy::{Index, IndexSettings};
 use crate::error::IndexError;
 use crate::reader::RecordReader;
 use crate::schema::{Fields, SCHEMA_VERSION, build_schema};
-use crate::writer::RecordWriter;
+use crate::writer::{RecordWriter, check_writer_threads};
 
 /// The doc store's block: records are compressed (lz4) this many bytes at
 /// a time. tantivy's default is 16 KiB; JSON records repeat their keys and
@@ -119,9 +119,24 @@ impl RecordIndex {
         &self.path
     }
 
-    /// The single writer. `heap_bytes` is tantivy's indexing memory budget.
+    /// The single writer, indexing on one thread. `heap_bytes` is
+    /// tantivy's indexing memory budget.
     pub fn writer(&self, heap_bytes: usize) -> Result<RecordWriter, IndexError> {
-        RecordWriter::new(&self.index, self.fields.clone(), heap_bytes)
+        self.writer_with_threads(1, heap_bytes)
+    }
+
+    /// The single writer, indexing on `threads` threads (1 to
+    /// [`MAX_INDEX_THREADS`](crate::MAX_INDEX_THREADS)) that share `heap_bytes`, at least
+    /// [`MIN_HEAP_BYTES_PER_THREAD`](crate::MIN_HEAP_BYTES_PER_THREAD) each. Each thread writes a segment of
+    /// its own at every commit: more threads index faster on more cores,
+    /// and leave more small segments for the merges.
+    pub fn writer_with_threads(
+        &self,
+        threads: usize,
+        heap_bytes: usize,
+    ) -> Result<RecordWriter, IndexError> {
+        check_writer_threads(threads, heap_bytes)?;
+        RecordWriter::new(&self.index, self.fields.clone(), threads, heap_bytes)
     }
 
     /// A reader that picks up new commits by itself (within about a second).
@@ -161,6 +176,49 @@ mod tests {
         let mut writer = reopened.writer(15_000_000).unwrap();
         writer.commit().unwrap();
         assert_eq!(reopened.commit_payload().unwrap(), None);
+    }
+
+    #[test]
+    fn one_indexing_thread_writes_one_segment_per_commit_and_impossible_threads_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let mut writer = index.writer(15_000_000).unwrap();
+        for commit in 0..3 {
+            for i in 0..2_000 {
+                let mut record =
+                    Record::new(Timestamp::from_micros(commit * 10_000 + i), "svc", "x");
+                record.correlation_id = Some(format!("flow-{}", i % 50).parse().unwrap());
+                writer.add(&record).unwrap();
+            }
+            writer.commit().unwrap();
+            let segments = index.index.searchable_segment_metas().unwrap();
+            assert_eq!(segments.len() as i64, commit + 1, "{segments:?}");
+        }
+        drop(writer);
+
+        // Two threads share the budget and index the same records.
+        let mut writer = index.writer_with_threads(2, 30_000_000).unwrap();
+        writer
+            .add(&Record::new(Timestamp::from_micros(1), "svc", "more"))
+            .unwrap();
+        writer.commit().unwrap();
+        assert_eq!(index.reader().unwrap().record_count().unwrap(), 6_001);
+        drop(writer);
+
+        for (threads, heap, says) in [
+            (0, 64_000_000, "between 1 and 8"),
+            (9, 640_000_000, "between 1 and 8"),
+            (2, 20_000_000, "each needs at least 15000000"),
+        ] {
+            let error = index
+                .writer_with_threads(threads, heap)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(says),
+                "{threads} threads, {heap} bytes: {error}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,29 @@ use crate::recent_hashes::{MAX_RECENT_HASHES, RecentHashes};
 use crate::schema::Fields;
 use crate::schema::INGESTED_US;
 
+/// Most indexing threads a writer may have (tantivy's own bound, which it
+/// does not export).
+pub const MAX_INDEX_THREADS: usize = 8;
+
+/// Least indexing memory each indexing thread needs (tantivy's own bound).
+pub const MIN_HEAP_BYTES_PER_THREAD: usize = 15_000_000;
+
+/// Why `threads` indexing threads sharing `heap_bytes` cannot index, if
+/// they cannot: said in the terms of the collector's settings.
+pub fn check_writer_threads(threads: usize, heap_bytes: usize) -> Result<(), IndexError> {
+    if !(1..=MAX_INDEX_THREADS).contains(&threads) {
+        return Err(IndexError::Settings(format!(
+            "{threads} indexing threads: between 1 and {MAX_INDEX_THREADS} are possible"
+        )));
+    }
+    if heap_bytes / threads < MIN_HEAP_BYTES_PER_THREAD {
+        return Err(IndexError::Settings(format!(
+            "an indexing memory budget of {heap_bytes} bytes is too small for {threads} indexing threads: each needs at least {MIN_HEAP_BYTES_PER_THREAD}"
+        )));
+    }
+    Ok(())
+}
+
 /// Most flows whose committed digest the writer keeps in memory.
 const MAX_CACHED_FLOWS: usize = 100_000;
 /// Most bytes of stored JSON the cached digests may add up to (in memory a
@@ -165,13 +188,14 @@ impl RecordWriter {
     pub(crate) fn new(
         index: &Index,
         fields: Fields,
+        threads: usize,
         heap_bytes: usize,
     ) -> Result<Self, IndexError> {
         let committed = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let writer = index.writer(heap_bytes)?;
+        let writer = index.writer_with_num_threads(threads, heap_bytes)?;
         writer.set_merge_policy(Box::new(DayMergePolicy::new(index.clone())));
         // Stamps go on from the newest in the index, even if the clock went
         // back: the hashes remembered are those stamped since.
