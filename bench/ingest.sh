@@ -4,7 +4,9 @@
 #   1. raw tantivy: the corpus's NDJSON lines indexed with the causeway
 #      schema, one IndexWriter (64 MiB heap, the collector's default), one
 #      commit (`causeway-bench raw-index`), timed to the commit and again
-#      to the end of the merges tantivy starts after it;
+#      to the end of the merges tantivy starts after it; then again with a
+#      commit every 500 ms, as often as the collector commits (the
+#      like-for-like baseline for records searchable within 2 s);
 #   2. native: wire batches posted to `POST /v1/ingest` of a collector
 #      started fresh (write-ahead log on, default settings);
 #   3. OTLP: the same records as OTLP/HTTP protobuf logs exports to
@@ -75,6 +77,12 @@ rm -rf "$W/raw"
     --result "$W/1-raw.json" --merged-result "$W/1-raw-merged.json"
 [ "${KEEP:-}" = 1 ] || rm -rf "$W/raw"
 
+say "raw tantivy, a commit every 500 ms (as the collector commits)"
+rm -rf "$W/raw-500"
+"$B" raw-index --corpus "$W/corpus.ndjson" --data-dir "$W/raw-500" \
+    --commit-interval-ms 500 --result "$W/1-raw-500.json"
+[ "${KEEP:-}" = 1 ] || rm -rf "$W/raw-500"
+
 # run_collector NUMBER CASE PROTOCOL BATCH POSTERS [OVERLOAD_SECS]
 run_collector() {
     local n=$1 case=$2 protocol=$3 batch=$4 posters=$5 overload=${6:-}
@@ -103,4 +111,4 @@ run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH r
 say "done in $(($(date +%s) - started)) s"
 [ "${KEEP:-}" = 1 ] || rm -f "$W/corpus.ndjson"
 echo
-"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/2-native.json" "$W/3-otlp.json" "$W/5-lines.json" "$W/4-native.json"
+"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/1-raw-500.json" "$W/2-native.json" "$W/3-otlp.json" "$W/5-lines.json" "$W/4-native.json"

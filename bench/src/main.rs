@@ -157,6 +157,11 @@ enum Command {
         /// `writer_heap_bytes` is 64 MiB).
         #[arg(long, default_value_t = 64)]
         heap_mib: usize,
+        /// Commit whenever this long has passed since the last commit, as
+        /// the collector does (its `commit_interval_ms` is 500), instead
+        /// of once at the end.
+        #[arg(long)]
+        commit_interval_ms: Option<u64>,
         /// The JSON file of the figures; stdout when absent.
         #[arg(long)]
         result: Option<PathBuf>,
@@ -293,12 +298,14 @@ fn main() -> anyhow::Result<()> {
             corpus,
             data_dir,
             heap_mib,
+            commit_interval_ms,
             result,
             merged_result,
         } => raw_index::raw_index(&raw_index::RawOptions {
             corpus,
             data_dir,
             heap_bytes: heap_mib << 20,
+            commit_interval: commit_interval_ms.map(Duration::from_millis),
             result,
             merged_result,
             load: results::load_average(),
