@@ -428,9 +428,10 @@ fn span_records(
     base.correlation_id = flow.correlation(at, f);
     base.event_id = f.event_id.clone();
     base.links = links.iter().map(|(link, _)| *link).collect();
-    let mut attributes = attributes(&span.attributes, resource, scope);
-    take_messaging(&mut base, &mut attributes);
-    base.causation_id = take_string(&mut attributes, CAUSATION_ID).and_then(|id| event_id(&id));
+    let mut taken = Taken::new(&span.attributes);
+    taken.messaging(&mut base);
+    base.causation_id = taken.string(CAUSATION_ID).and_then(event_id);
+    let mut attributes = attributes(&span.attributes, &taken, resource, scope);
     if base.causation_id.is_none() && f.role == Role::Publish {
         // Published while handling an event: that event caused it; else a
         // link naming a message says which one did.
@@ -586,13 +587,15 @@ fn log_record(
     record.level = level(log.severity_number, &log.severity_text);
     record.trace_id = trace;
     record.span_id = span;
-    let mut attributes = attributes(&log.attributes, resource, scope);
-    take_messaging(&mut record, &mut attributes);
-    record.causation_id = take_string(&mut attributes, CAUSATION_ID).and_then(|id| event_id(&id));
-    record.error_type = take_string(&mut attributes, ERROR_TYPE)
-        .or_else(|| take_string(&mut attributes, EXCEPTION_TYPE));
-    record.error_message = take_string(&mut attributes, EXCEPTION_MESSAGE);
-    record.attributes = attributes;
+    let mut taken = Taken::new(&log.attributes);
+    taken.messaging(&mut record);
+    record.causation_id = taken.string(CAUSATION_ID).and_then(event_id);
+    record.error_type = taken
+        .string(ERROR_TYPE)
+        .or_else(|| taken.string(EXCEPTION_TYPE))
+        .map(str::to_owned);
+    record.error_message = taken.string(EXCEPTION_MESSAGE).map(str::to_owned);
+    record.attributes = attributes(&log.attributes, &taken, resource, scope);
     Ok(record)
 }
 
@@ -646,16 +649,81 @@ impl ResourceFacts {
     }
 }
 
-/// The record's attributes: its own under their names, then the scope's
-/// name and the resource's, which never replace its own.
+/// The attributes of one span or log record that become record fields,
+/// read straight from its list, and which keys those were: the rest of
+/// the list becomes the record's attributes without them, so none is
+/// copied into a map only to be taken out again.
+struct Taken<'a> {
+    own: &'a [KeyValue],
+    keys: Vec<&'static str>,
+}
+
+impl<'a> Taken<'a> {
+    fn new(own: &'a [KeyValue]) -> Self {
+        Self {
+            own,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The string value of `key`, taken: the last one when the key is
+    /// there twice, as a map of the attributes would keep it. A value of
+    /// another kind stays an attribute.
+    fn string(&mut self, key: &'static str) -> Option<&'a str> {
+        self.string_if(key, |_| true)
+    }
+
+    /// [`Self::string`], when `usable` accepts the value; otherwise it
+    /// stays an attribute.
+    fn string_if(&mut self, key: &'static str, usable: impl Fn(&str) -> bool) -> Option<&'a str> {
+        let kv = self.own.iter().rev().find(|kv| kv.key == key)?;
+        let value = match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) if usable(s) => s.as_str(),
+            _ => return None,
+        };
+        self.keys.push(key);
+        Some(value)
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        self.keys.contains(&key)
+    }
+
+    /// Takes the messaging attributes that are record fields into
+    /// `record`. A value that is not a usable id stays an attribute.
+    fn messaging(&mut self, record: &mut Record) {
+        if let Some(id) = self
+            .string_if(CONVERSATION_ID, |v| correlation_id(v).is_some())
+            .and_then(correlation_id)
+        {
+            // The span's own conversation id, as FlowLookup found it too.
+            record.correlation_id.get_or_insert(id);
+        }
+        if let Some(id) = self
+            .string_if(MESSAGE_ID, |v| event_id(v).is_some())
+            .and_then(event_id)
+        {
+            record.event_id.get_or_insert(id);
+        }
+        record.destination = self.string(DESTINATION).map(str::to_owned);
+        record.messaging_system = self.string(SYSTEM).map(str::to_owned);
+        record.consumer_group = self.string(CONSUMER_GROUP).map(str::to_owned);
+        record.event_type = self.string(EVENT_TYPE).map(str::to_owned);
+    }
+}
+
+/// The record's attributes: its own under their names but those `taken`
+/// into fields, then the scope's name and the resource's, which never
+/// replace its own.
 fn attributes(
     own: &[KeyValue],
+    taken: &Taken<'_>,
     resource: &ResourceFacts,
     scope: Option<&InstrumentationScope>,
 ) -> Map<String, Value> {
     let mut map: Map<String, Value> = own
         .iter()
-        .filter(|kv| !kv.key.is_empty())
+        .filter(|kv| !kv.key.is_empty() && !taken.holds(&kv.key))
         .map(|kv| {
             (
                 kv.key.clone(),
@@ -671,44 +739,6 @@ fn attributes(
         map.entry(key.clone()).or_insert_with(|| value.clone());
     }
     map
-}
-
-/// Moves the messaging attributes that are record fields out of
-/// `attributes` into `record`. A value that is not a usable id stays an
-/// attribute.
-fn take_messaging(record: &mut Record, attributes: &mut Map<String, Value>) {
-    if let Some(id) = attributes
-        .get(CONVERSATION_ID)
-        .and_then(Value::as_str)
-        .and_then(correlation_id)
-    {
-        attributes.remove(CONVERSATION_ID);
-        // The span's own conversation id, as FlowLookup found it too.
-        record.correlation_id.get_or_insert(id);
-    }
-    if let Some(id) = attributes
-        .get(MESSAGE_ID)
-        .and_then(Value::as_str)
-        .and_then(event_id)
-    {
-        attributes.remove(MESSAGE_ID);
-        record.event_id.get_or_insert(id);
-    }
-    record.destination = take_string(attributes, DESTINATION);
-    record.messaging_system = take_string(attributes, SYSTEM);
-    record.consumer_group = take_string(attributes, CONSUMER_GROUP);
-    record.event_type = take_string(attributes, EVENT_TYPE);
-}
-
-/// Removes a string attribute and hands it over; other kinds stay.
-fn take_string(attributes: &mut Map<String, Value>, key: &str) -> Option<String> {
-    match attributes.get(key) {
-        Some(Value::String(_)) => match attributes.remove(key) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 fn string_attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
@@ -881,6 +911,62 @@ mod tests {
             ..Link::default()
         }];
         process
+    }
+
+    #[test]
+    fn only_usable_string_values_become_fields_and_the_last_of_a_repeated_key_counts() {
+        let log = LogRecord {
+            time_unix_nano: T0,
+            attributes: vec![
+                // Not an id: stays an attribute.
+                text(CONVERSATION_ID, "has a space"),
+                // Not a string: stays.
+                kv(DESTINATION, any_value::Value::IntValue(7)),
+                // Twice: the last one is the field, and neither stays.
+                text(SYSTEM, "rabbitmq"),
+                text(SYSTEM, "kafka"),
+                // The first of two that may say the error's type.
+                text(ERROR_TYPE, "Declined"),
+                text(EXCEPTION_TYPE, "CardError"),
+                text(EXCEPTION_MESSAGE, "card declined"),
+                text(CAUSATION_ID, "evt-1"),
+                text("kept", "yes"),
+            ],
+            ..LogRecord::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: resource("payment"),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![log],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        let mapped = logs(&request, Timestamp::from_micros(0));
+        let [record] = mapped.records.as_slice() else {
+            panic!("one record: {:?}", mapped.records)
+        };
+        assert_eq!(record.correlation_id, None);
+        assert_eq!(record.destination, None);
+        assert_eq!(record.messaging_system.as_deref(), Some("kafka"));
+        assert_eq!(record.error_type.as_deref(), Some("Declined"));
+        assert_eq!(record.error_message.as_deref(), Some("card declined"));
+        assert_eq!(
+            record.causation_id.as_ref().map(EventId::as_str),
+            Some("evt-1")
+        );
+        assert_eq!(
+            Value::Object(record.attributes.clone()),
+            serde_json::json!({
+                CONVERSATION_ID: "has a space",
+                DESTINATION: 7,
+                EXCEPTION_TYPE: "CardError",
+                "kept": "yes",
+                "resource.deployment.environment": "test",
+            })
+        );
     }
 
     #[test]
