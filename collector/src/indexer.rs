@@ -74,6 +74,10 @@ pub(crate) struct Origins {
 struct Logged {
     seq: u64,
     batch: Batch,
+    /// The batch as the log holds it when that is [`encode`]'s: each
+    /// record's JSON line, stored in the index as it is rather than made
+    /// again. `None` for a body kept as it came.
+    encoded: Option<Vec<u8>>,
     /// Bytes it counts for in the queue.
     bytes: usize,
     acknowledged: Instant,
@@ -377,6 +381,15 @@ fn encode(batch: &Batch) -> Vec<u8> {
     out
 }
 
+/// The record lines of a batch [`encode`] wrote, one per record (a
+/// record's JSON line has no line break in it); `None` if they are not
+/// `records` lines of text, which only a bug could make.
+fn record_lines(encoded: &[u8], records: usize) -> Option<Vec<&str>> {
+    let text = std::str::from_utf8(encoded).ok()?;
+    let lines: Vec<&str> = text.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    (lines.len() == records).then_some(lines)
+}
+
 /// A logged batch. A line that no longer reads (it was written by this
 /// collector, so only a bug gets here) is kept as a malformed record
 /// rather than dropped, and unreadable origins are none.
@@ -483,10 +496,12 @@ fn log_loop(
                 let acknowledged = Instant::now();
                 for (seq, job) in (first_seq..).zip(group) {
                     let _ = job.ack.send(Ok(()));
+                    let encoded = (!job.payload.starts_with(WIRE_MARK)).then_some(job.payload);
                     let handed = logged.send(Logged {
                         seq,
                         bytes: job.budget,
                         batch: job.batch,
+                        encoded,
                         acknowledged,
                     });
                     if handed.is_err() {
@@ -583,7 +598,11 @@ impl IndexLoop {
                 Ok(logged) => {
                     self.queue.give_back(logged.bytes);
                     self.acknowledged.push(logged.acknowledged);
-                    if self.add(logged.seq, &logged.batch) {
+                    let lines = logged
+                        .encoded
+                        .as_deref()
+                        .and_then(|encoded| record_lines(encoded, logged.batch.records.len()));
+                    if self.add(logged.seq, &logged.batch, lines.as_deref()) {
                         oldest_pending.get_or_insert_with(Instant::now);
                     } else if self.recover() {
                         oldest_pending = None;
@@ -655,7 +674,7 @@ impl IndexLoop {
 
     /// Adds the records of logged batch `seq` that are past their
     /// stream's position.
-    fn add(&mut self, seq: u64, batch: &Batch) -> bool {
+    fn add(&mut self, seq: u64, batch: &Batch, lines: Option<&[&str]>) -> bool {
         let Origins {
             streams,
             positions,
@@ -674,9 +693,11 @@ impl IndexLoop {
                 }
                 self.streams.insert(name.clone(), (offset, seq));
             }
-            let added = match hashes.get(i) {
-                Some(&hash) => self.writer.add_once(record, hash),
-                None => self.writer.add(record).map(|()| true),
+            let line = lines.and_then(|lines| lines.get(i).copied());
+            let added = match (hashes.get(i), line) {
+                (hash, Some(line)) => self.writer.add_serialized(record, hash.copied(), line),
+                (Some(&hash), None) => self.writer.add_once(record, hash),
+                (None, None) => self.writer.add(record).map(|()| true),
             };
             match added {
                 Ok(true) => {}
@@ -778,7 +799,7 @@ impl IndexLoop {
         let mut failed = false;
         let dir = self.wal_dir.clone();
         let read = wal::read_after(&dir, from, |seq, payload: &[u8]| {
-            if !failed && !self.add(seq, &decode(payload)) {
+            if !failed && !self.add(seq, &decode(payload), None) {
                 failed = true;
             }
             Ok(())
@@ -911,6 +932,24 @@ mod tests {
             ingest_nothing(&indexer).await,
             Err(IngestError::Overloaded)
         ));
+    }
+
+    #[test]
+    fn the_record_lines_of_an_encoded_batch_are_its_records_json_lines() {
+        let records: Vec<Record> = ["one", "two\nlines"]
+            .into_iter()
+            .map(|m| Record::new(Timestamp::from_micros(5), "svc", m))
+            .collect();
+        let batch = Batch {
+            records: records.clone(),
+            origins: Origins::default(),
+        };
+        let encoded = encode(&batch);
+        let lines = record_lines(&encoded, 2).unwrap();
+        let expected: Vec<String> = records.iter().map(Record::to_json_line).collect();
+        assert_eq!(lines, expected);
+        assert_eq!(record_lines(&encoded, 3), None, "a count that differs");
+        assert_eq!(record_lines(b"{}\n\xff\n", 1), None, "not text");
     }
 
     #[test]
@@ -1068,10 +1107,10 @@ mod tests {
             retention_every: Duration::from_secs(60),
             next_expiry: Instant::now(),
         };
-        assert!(indexing.add(1, &positioned(&[10, 20, 30])));
+        assert!(indexing.add(1, &positioned(&[10, 20, 30]), None));
         assert!(indexing.commit());
         // Sent again with one more record, cut differently.
-        assert!(indexing.add(2, &positioned(&[20, 30, 40])));
+        assert!(indexing.add(2, &positioned(&[20, 30, 40]), None));
         assert!(indexing.commit());
         let reader = index.reader().unwrap();
         reader.reload().unwrap();
@@ -1080,10 +1119,10 @@ mod tests {
         assert_eq!(stored.wal_seq, 2);
         assert_eq!(stored.streams["host:fp"], (40, 2));
         // Added, rolled back: the position goes back with the records.
-        assert!(indexing.add(3, &positioned(&[50])));
+        assert!(indexing.add(3, &positioned(&[50]), None));
         indexing.writer.rollback().unwrap();
         indexing.back_to_checkpoint();
-        assert!(indexing.add(3, &positioned(&[50])));
+        assert!(indexing.add(3, &positioned(&[50]), None));
         assert_eq!(indexing.streams["host:fp"], (50, 3));
     }
 }

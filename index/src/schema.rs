@@ -301,7 +301,14 @@ impl Fields {
 
     /// The document of `record`, whose flow key (`record.flow_key()`) the
     /// caller computed once for this and for the flow's digest.
-    pub(crate) fn document(&self, record: &Record, flow_key: Option<&str>) -> TantivyDocument {
+    /// The record's document; `json_line` is its JSON line when the
+    /// caller has it already (else it is made here).
+    pub(crate) fn document(
+        &self,
+        record: &Record,
+        flow_key: Option<&str>,
+        json_line: Option<&str>,
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_text(self.doc_kind, DOC_RECORD);
         for field in RecordField::ALL {
@@ -322,7 +329,10 @@ impl Fields {
         if let Some(flow) = flow_key {
             doc.add_text(self.flow, flow);
         }
-        doc.add_text(self.source, record.to_json_line());
+        match json_line {
+            Some(line) => doc.add_text(self.source, line),
+            None => doc.add_text(self.source, record.to_json_line()),
+        }
         doc
     }
 }
@@ -443,7 +453,7 @@ mod tests {
         for field in RecordField::ALL {
             assert!(!record.field(field).is_absent(), "{field:?} not set");
         }
-        let doc = fields.document(&record, record.flow_key().as_deref());
+        let doc = fields.document(&record, record.flow_key().as_deref(), None);
         for (field, entry) in schema.fields() {
             if entry.name().starts_with("flow_")
                 || entry.name() == INGESTED_US

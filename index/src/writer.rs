@@ -252,7 +252,7 @@ impl RecordWriter {
     /// visible at the next commit.
     pub fn add(&mut self, record: &Record) -> Result<(), IndexError> {
         self.check_usable()?;
-        self.add_document(record, None)
+        self.add_document(record, None, None)
     }
 
     /// [`Self::add`], unless a record of the same content hash (the
@@ -266,16 +266,45 @@ impl RecordWriter {
     /// False when the record was there already.
     pub fn add_once(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
         self.check_usable()?;
-        let time = record.timestamp.as_micros();
-        let since = time.saturating_sub(DEDUPE_WINDOW_US);
-        if self.pending_hashes.contains_key(&hash)
-            || self.recent_hashes.holds(hash, since, time)
-            || self.committed_holds(hash, since, time)?
-        {
+        if self.seen(record, hash)? {
             return Ok(false);
         }
-        self.pending_hashes.insert(hash, time);
-        self.add_document(record, Some(hash))?;
+        self.pending_hashes
+            .insert(hash, record.timestamp.as_micros());
+        self.add_document(record, Some(hash), None)?;
+        Ok(true)
+    }
+
+    /// Whether a record of content hash `hash` was added since the last
+    /// commit or is committed where [`Self::add_once`] says it looks.
+    fn seen(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
+        let time = record.timestamp.as_micros();
+        let since = time.saturating_sub(DEDUPE_WINDOW_US);
+        Ok(self.pending_hashes.contains_key(&hash)
+            || self.recent_hashes.holds(hash, since, time)
+            || self.committed_holds(hash, since, time)?)
+    }
+
+    /// [`Self::add_once`] with `hash`, else [`Self::add`], of a record
+    /// whose JSON line ([`Record::to_json_line`]) the caller has at hand:
+    /// the index stores that line rather than making it again. False when
+    /// the record was there already.
+    pub fn add_serialized(
+        &mut self,
+        record: &Record,
+        hash: Option<u64>,
+        json_line: &str,
+    ) -> Result<bool, IndexError> {
+        self.check_usable()?;
+        debug_assert_eq!(json_line, record.to_json_line(), "not the record's line");
+        if let Some(hash) = hash {
+            if self.seen(record, hash)? {
+                return Ok(false);
+            }
+            self.pending_hashes
+                .insert(hash, record.timestamp.as_micros());
+        }
+        self.add_document(record, hash, Some(json_line))?;
         Ok(true)
     }
 
@@ -320,9 +349,14 @@ impl RecordWriter {
         Ok(false)
     }
 
-    fn add_document(&mut self, record: &Record, hash: Option<u64>) -> Result<(), IndexError> {
+    fn add_document(
+        &mut self,
+        record: &Record,
+        hash: Option<u64>,
+        json_line: Option<&str>,
+    ) -> Result<(), IndexError> {
         let key = record.flow_key();
-        let mut doc = self.fields.document(record, key.as_deref());
+        let mut doc = self.fields.document(record, key.as_deref(), json_line);
         doc.add_i64(self.fields.ingested, self.ingest_stamp());
         if let Some(hash) = hash {
             doc.add_u64(self.fields.content_hash, hash);
@@ -604,6 +638,43 @@ mod tests {
         assert_eq!(digests, expected(&records));
         assert_eq!(count, 4, "one digest document per flow");
         assert_eq!(reader.record_count().unwrap(), records.len() as u64);
+    }
+
+    #[test]
+    fn a_record_added_with_its_line_reads_back_as_itself_and_once_by_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = RecordIndex::open_or_create(dir.path()).unwrap();
+        let reader = index.reader().unwrap();
+        let one = record(1_000, "a", "order", Stage::Published, "a1");
+        let two = record(2_000, "a", "payment", Stage::Handled, "a2");
+        let mut writer = index.writer(15_000_000).unwrap();
+        assert!(
+            writer
+                .add_serialized(&one, Some(1), &one.to_json_line())
+                .unwrap()
+        );
+        assert!(
+            !writer.add_once(&one, 1).unwrap(),
+            "pending, whichever way added"
+        );
+        // Without a hash, added whatever it holds.
+        assert!(
+            writer
+                .add_serialized(&two, None, &two.to_json_line())
+                .unwrap()
+        );
+        writer.commit().unwrap();
+        assert!(
+            !writer
+                .add_serialized(&one, Some(1), &one.to_json_line())
+                .unwrap(),
+            "committed"
+        );
+        reader.reload().unwrap();
+        let read = reader.flow_records("a", 10).unwrap();
+        assert_eq!(read.records, vec![one, two]);
+        let (digests, _) = stored(&reader);
+        assert_eq!(digests["a"].record_count, 2, "the digest counts both");
     }
 
     #[test]
