@@ -913,6 +913,21 @@ mod tests {
         process
     }
 
+    /// `log` as the one log record of service `payment`'s export, mapped.
+    fn payment_log(log: LogRecord) -> Mapped {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: resource("payment"),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![log],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        logs(&request, Timestamp::from_micros(0))
+    }
+
     #[test]
     fn only_usable_string_values_become_fields_and_the_last_of_a_repeated_key_counts() {
         let log = LogRecord {
@@ -934,17 +949,7 @@ mod tests {
             ],
             ..LogRecord::default()
         };
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: resource("payment"),
-                scope_logs: vec![ScopeLogs {
-                    log_records: vec![log],
-                    ..ScopeLogs::default()
-                }],
-                ..ResourceLogs::default()
-            }],
-        };
-        let mapped = logs(&request, Timestamp::from_micros(0));
+        let mapped = payment_log(log);
         let [record] = mapped.records.as_slice() else {
             panic!("one record: {:?}", mapped.records)
         };
@@ -1007,17 +1012,7 @@ mod tests {
             ],
             ..LogRecord::default()
         };
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: resource("payment"),
-                scope_logs: vec![ScopeLogs {
-                    log_records: vec![log],
-                    ..ScopeLogs::default()
-                }],
-                ..ResourceLogs::default()
-            }],
-        };
-        let mapped = logs(&request, Timestamp::from_micros(0));
+        let mapped = payment_log(log);
         assert_eq!(mapped.rejected, 0);
         let [record] = mapped.records.as_slice() else {
             panic!("one record: {:?}", mapped.records)
