@@ -266,12 +266,24 @@ impl RecordWriter {
     /// False when the record was there already.
     pub fn add_once(&mut self, record: &Record, hash: u64) -> Result<bool, IndexError> {
         self.check_usable()?;
-        if self.seen(record, hash)? {
-            return Ok(false);
+        self.add_unseen(record, Some(hash), None)
+    }
+
+    /// Adds `record` unless it has a content hash [`Self::seen`] already.
+    fn add_unseen(
+        &mut self,
+        record: &Record,
+        hash: Option<u64>,
+        json_line: Option<&str>,
+    ) -> Result<bool, IndexError> {
+        if let Some(hash) = hash {
+            if self.seen(record, hash)? {
+                return Ok(false);
+            }
+            self.pending_hashes
+                .insert(hash, record.timestamp.as_micros());
         }
-        self.pending_hashes
-            .insert(hash, record.timestamp.as_micros());
-        self.add_document(record, Some(hash), None)?;
+        self.add_document(record, hash, json_line)?;
         Ok(true)
     }
 
@@ -297,15 +309,7 @@ impl RecordWriter {
     ) -> Result<bool, IndexError> {
         self.check_usable()?;
         debug_assert_eq!(json_line, record.to_json_line(), "not the record's line");
-        if let Some(hash) = hash {
-            if self.seen(record, hash)? {
-                return Ok(false);
-            }
-            self.pending_hashes
-                .insert(hash, record.timestamp.as_micros());
-        }
-        self.add_document(record, hash, Some(json_line))?;
-        Ok(true)
+        self.add_unseen(record, hash, Some(json_line))
     }
 
     /// Whether the last commit holds a record of content hash `hash` in a
