@@ -670,17 +670,17 @@ impl<'a> Taken<'a> {
     /// there twice, as a map of the attributes would keep it. A value of
     /// another kind stays an attribute.
     fn string(&mut self, key: &'static str) -> Option<&'a str> {
-        self.string_if(key, |_| true)
+        self.take(key, Some)
     }
 
-    /// [`Self::string`], when `usable` accepts the value; otherwise it
-    /// stays an attribute.
-    fn string_if(&mut self, key: &'static str, usable: impl Fn(&str) -> bool) -> Option<&'a str> {
+    /// What `read` makes of the string value of `key`, which is taken when
+    /// it makes something; otherwise the value stays an attribute.
+    fn take<T>(&mut self, key: &'static str, read: impl FnOnce(&'a str) -> Option<T>) -> Option<T> {
         let kv = self.own.iter().rev().find(|kv| kv.key == key)?;
-        let value = match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) if usable(s) => s.as_str(),
-            _ => return None,
+        let any_value::Value::StringValue(text) = kv.value.as_ref()?.value.as_ref()? else {
+            return None;
         };
+        let value = read(text)?;
         self.keys.push(key);
         Some(value)
     }
@@ -692,17 +692,11 @@ impl<'a> Taken<'a> {
     /// Takes the messaging attributes that are record fields into
     /// `record`. A value that is not a usable id stays an attribute.
     fn messaging(&mut self, record: &mut Record) {
-        if let Some(id) = self
-            .string_if(CONVERSATION_ID, |v| correlation_id(v).is_some())
-            .and_then(correlation_id)
-        {
+        if let Some(id) = self.take(CONVERSATION_ID, correlation_id) {
             // The span's own conversation id, as FlowLookup found it too.
             record.correlation_id.get_or_insert(id);
         }
-        if let Some(id) = self
-            .string_if(MESSAGE_ID, |v| event_id(v).is_some())
-            .and_then(event_id)
-        {
+        if let Some(id) = self.take(MESSAGE_ID, event_id) {
             record.event_id.get_or_insert(id);
         }
         record.destination = self.string(DESTINATION).map(str::to_owned);
