@@ -58,7 +58,7 @@ impl Otlp {
         let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
             reserved,
-            move || map::spans(&request, Timestamp::now()),
+            move || map::spans(request, Timestamp::now()),
             "spans",
             Protocol::OtlpTraces,
         )
@@ -75,7 +75,7 @@ impl Otlp {
         let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
             reserved,
-            move || map::logs(&request, Timestamp::now()),
+            move || map::logs(request, Timestamp::now()),
             "log records",
             Protocol::OtlpLogs,
         )

@@ -149,10 +149,19 @@ fn scope_hasher(
 /// `scope`'s hash state with `item`'s place in its request and its
 /// encoding added: the same request sent again hashes alike, while two
 /// equal log lines in one request (no time set, say) stay two records.
-fn item_hasher(scope: &SipHasher13, at: usize, item: &impl Message) -> SipHasher13 {
+/// `buf` is only room to encode into, reused from item to item.
+fn item_hasher(
+    scope: &SipHasher13,
+    at: usize,
+    item: &impl Message,
+    buf: &mut Vec<u8>,
+) -> SipHasher13 {
     let mut hasher = *scope;
     hasher.write_usize(at);
-    hasher.write(&item.encode_to_vec());
+    buf.clear();
+    // Encoding into a Vec cannot run out of room.
+    let _ = item.encode(buf);
+    hasher.write(buf);
     hasher
 }
 
@@ -258,8 +267,8 @@ fn links(span: &Span) -> Vec<(SpanLink, Option<EventId>)> {
         .collect()
 }
 
-/// Maps an OTLP trace export onto records.
-pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp) -> Mapped {
+/// Maps an OTLP trace export onto records, moving its strings into them.
+pub(crate) fn spans(request: ExportTraceServiceRequest, received_at: Timestamp) -> Mapped {
     let mut mapped = Mapped::default();
     // First pass: the facts of every usable span, by position.
     let mut facts: Vec<Option<SpanFacts>> = Vec::new();
@@ -290,17 +299,19 @@ pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp)
     };
 
     let mut position = 0;
-    for resource_spans in &request.resource_spans {
+    let mut buf = Vec::new();
+    for resource_spans in request.resource_spans {
         let resource = ResourceFacts::new(resource_spans.resource.as_ref());
-        for scope_spans in &resource_spans.scope_spans {
+        for scope_spans in resource_spans.scope_spans {
             let scope_hash = scope_hasher(
                 b"span",
                 resource_spans.resource.as_ref(),
                 scope_spans.scope.as_ref(),
             );
-            for span in &scope_spans.spans {
+            for span in scope_spans.spans {
                 let at = position;
                 position += 1;
+                let item = item_hasher(&scope_hash, at, &span, &mut buf);
                 match &facts[at] {
                     Some(f) => span_records(
                         span,
@@ -312,8 +323,8 @@ pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp)
                         &mut mapped.records,
                     ),
                     None => {
-                        let reason = span_ids(span).err().unwrap_or_default();
-                        let raw = serde_json::to_string(span).unwrap_or_default();
+                        let reason = span_ids(&span).err().unwrap_or_default();
+                        let raw = serde_json::to_string(&span).unwrap_or_default();
                         let record = Record::malformed(
                             received_at,
                             resource.service.clone(),
@@ -323,7 +334,7 @@ pub(crate) fn spans(request: &ExportTraceServiceRequest, received_at: Timestamp)
                         mapped.reject(record, format!("span {:?}: {reason}", span.name));
                     }
                 }
-                mapped.hash_new(&item_hasher(&scope_hash, at, span));
+                mapped.hash_new(&item);
             }
         }
     }
@@ -399,7 +410,7 @@ impl FlowLookup<'_> {
 }
 
 fn span_records(
-    span: &Span,
+    span: Span,
     f: &SpanFacts,
     at: usize,
     flow: &FlowLookup<'_>,
@@ -408,18 +419,18 @@ fn span_records(
     out: &mut Vec<Record>,
 ) {
     let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-    let links = links(span);
+    let links = links(&span);
     let start = time(span.start_time_unix_nano);
     let end = time(span.end_time_unix_nano);
     let duration_us = (span.end_time_unix_nano >= span.start_time_unix_nano
         && span.end_time_unix_nano > 0)
         .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) / 1_000);
-    let error = span_error(span);
+    let error = span_error(&span);
 
     let mut base = Record::new(
         start.unwrap_or(Timestamp::from_micros(0)),
         resource.service.clone(),
-        span.name.clone(),
+        span.name,
     );
     base.instance = resource.instance.clone();
     base.trace_id = Some(f.trace_id);
@@ -428,10 +439,10 @@ fn span_records(
     base.correlation_id = flow.correlation(at, f);
     base.event_id = f.event_id.clone();
     base.links = links.iter().map(|(link, _)| *link).collect();
-    let mut taken = Taken::new(&span.attributes);
+    let mut taken = Taken::new(span.attributes);
     taken.messaging(&mut base);
-    base.causation_id = taken.string(CAUSATION_ID).and_then(event_id);
-    let mut attributes = attributes(&span.attributes, &taken, resource, scope);
+    base.causation_id = taken.take(CAUSATION_ID, event_id);
+    let mut attributes = taken.into_attributes(resource, scope);
     if base.causation_id.is_none() && f.role == Role::Publish {
         // Published while handling an event: that event caused it; else a
         // link naming a message says which one did.
@@ -524,25 +535,34 @@ fn operation(attributes: &[KeyValue]) -> Option<&str> {
 
 // ----------------------------------------------------------------- logs
 
-/// Maps an OTLP logs export onto records (stage `log`).
-pub(crate) fn logs(request: &ExportLogsServiceRequest, received_at: Timestamp) -> Mapped {
+/// Maps an OTLP logs export onto records (stage `log`), moving its strings
+/// into them.
+pub(crate) fn logs(request: ExportLogsServiceRequest, received_at: Timestamp) -> Mapped {
     let mut mapped = Mapped::default();
     let mut position = 0;
-    for resource_logs in &request.resource_logs {
+    let mut buf = Vec::new();
+    for resource_logs in request.resource_logs {
         let resource = ResourceFacts::new(resource_logs.resource.as_ref());
-        for scope_logs in &resource_logs.scope_logs {
+        for scope_logs in resource_logs.scope_logs {
             let scope_hash = scope_hasher(
                 b"log",
                 resource_logs.resource.as_ref(),
                 scope_logs.scope.as_ref(),
             );
-            for log in &scope_logs.log_records {
+            for log in scope_logs.log_records {
                 let at = position;
                 position += 1;
-                match log_record(log, &resource, scope_logs.scope.as_ref(), received_at) {
-                    Ok(record) => mapped.records.push(record),
+                let item = item_hasher(&scope_hash, at, &log, &mut buf);
+                match log_ids(&log) {
+                    Ok(ids) => mapped.records.push(log_record(
+                        log,
+                        ids,
+                        &resource,
+                        scope_logs.scope.as_ref(),
+                        received_at,
+                    )),
                     Err(reason) => {
-                        let raw = serde_json::to_string(log).unwrap_or_default();
+                        let raw = serde_json::to_string(&log).unwrap_or_default();
                         let record = Record::malformed(
                             received_at,
                             resource.service.clone(),
@@ -552,20 +572,16 @@ pub(crate) fn logs(request: &ExportLogsServiceRequest, received_at: Timestamp) -
                         mapped.reject(record, format!("log record: {reason}"));
                     }
                 }
-                mapped.hash_new(&item_hasher(&scope_hash, at, log));
+                mapped.hash_new(&item);
             }
         }
     }
     mapped
 }
 
-fn log_record(
-    log: &LogRecord,
-    resource: &ResourceFacts,
-    scope: Option<&InstrumentationScope>,
-    received_at: Timestamp,
-) -> Result<Record, String> {
-    // Ids are optional on a log record, but present ones must be ids.
+/// A log record's trace and span ids: optional, but present ones must be
+/// ids.
+fn log_ids(log: &LogRecord) -> Result<(Option<TraceId>, Option<SpanId>), String> {
     let trace = match log.trace_id.as_slice() {
         [] => None,
         bytes => Some(trace_id(bytes).ok_or_else(|| bad_id("trace_id", bytes, 16))?),
@@ -574,12 +590,22 @@ fn log_record(
         [] => None,
         bytes => Some(span_id(bytes).ok_or_else(|| bad_id("span_id", bytes, 8))?),
     };
+    Ok((trace, span))
+}
+
+fn log_record(
+    log: LogRecord,
+    (trace, span): (Option<TraceId>, Option<SpanId>),
+    resource: &ResourceFacts,
+    scope: Option<&InstrumentationScope>,
+    received_at: Timestamp,
+) -> Record {
     let timestamp = time(log.time_unix_nano)
         .or_else(|| time(log.observed_time_unix_nano))
         .unwrap_or(received_at);
-    let message = match log.body.as_ref().map(any_value) {
+    let message = match log.body.map(any_value) {
         Some(Value::String(text)) => text,
-        Some(Value::Null) | None => log.event_name.clone(),
+        Some(Value::Null) | None => log.event_name,
         Some(other) => other.to_string(),
     };
     let mut record = Record::new(timestamp, resource.service.clone(), message);
@@ -587,16 +613,15 @@ fn log_record(
     record.level = level(log.severity_number, &log.severity_text);
     record.trace_id = trace;
     record.span_id = span;
-    let mut taken = Taken::new(&log.attributes);
+    let mut taken = Taken::new(log.attributes);
     taken.messaging(&mut record);
-    record.causation_id = taken.string(CAUSATION_ID).and_then(event_id);
+    record.causation_id = taken.take(CAUSATION_ID, event_id);
     record.error_type = taken
         .string(ERROR_TYPE)
-        .or_else(|| taken.string(EXCEPTION_TYPE))
-        .map(str::to_owned);
-    record.error_message = taken.string(EXCEPTION_MESSAGE).map(str::to_owned);
-    record.attributes = attributes(&log.attributes, &taken, resource, scope);
-    Ok(record)
+        .or_else(|| taken.string(EXCEPTION_TYPE));
+    record.error_message = taken.string(EXCEPTION_MESSAGE);
+    record.attributes = taken.into_attributes(resource, scope);
+    record
 }
 
 /// OpenTelemetry's severity numbers (1-4 trace ... 17-24 fatal), else the
@@ -637,7 +662,7 @@ impl ResourceFacts {
             .map(|kv| {
                 (
                     format!("resource.{}", kv.key),
-                    kv.value.as_ref().map_or(Value::Null, any_value),
+                    kv.value.clone().map_or(Value::Null, any_value),
                 )
             })
             .collect();
@@ -649,17 +674,17 @@ impl ResourceFacts {
     }
 }
 
-/// The attributes of one span or log record that become record fields,
-/// read straight from its list, and which keys those were: the rest of
-/// the list becomes the record's attributes without them, so none is
-/// copied into a map only to be taken out again.
-struct Taken<'a> {
-    own: &'a [KeyValue],
+/// The attributes of one span or log record, of which some become record
+/// fields: their strings are moved out of the list, and the keys taken are
+/// left out of the record's attributes, so none is copied into a map only
+/// to be taken out again.
+struct Taken {
+    own: Vec<KeyValue>,
     keys: Vec<&'static str>,
 }
 
-impl<'a> Taken<'a> {
-    fn new(own: &'a [KeyValue]) -> Self {
+impl Taken {
+    fn new(own: Vec<KeyValue>) -> Self {
         Self {
             own,
             keys: Vec::new(),
@@ -669,24 +694,28 @@ impl<'a> Taken<'a> {
     /// The string value of `key`, taken: the last one when the key is
     /// there twice, as a map of the attributes would keep it. A value of
     /// another kind stays an attribute.
-    fn string(&mut self, key: &'static str) -> Option<&'a str> {
-        self.take(key, Some)
+    fn string(&mut self, key: &'static str) -> Option<String> {
+        self.read(key, |text| Some(std::mem::take(text)))
     }
 
     /// What `read` makes of the string value of `key`, which is taken when
     /// it makes something; otherwise the value stays an attribute.
-    fn take<T>(&mut self, key: &'static str, read: impl FnOnce(&'a str) -> Option<T>) -> Option<T> {
-        let kv = self.own.iter().rev().find(|kv| kv.key == key)?;
-        let any_value::Value::StringValue(text) = kv.value.as_ref()?.value.as_ref()? else {
+    fn take<T>(&mut self, key: &'static str, read: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        self.read(key, |text| read(text))
+    }
+
+    fn read<T>(
+        &mut self,
+        key: &'static str,
+        read: impl FnOnce(&mut String) -> Option<T>,
+    ) -> Option<T> {
+        let kv = self.own.iter_mut().rev().find(|kv| kv.key == key)?;
+        let any_value::Value::StringValue(text) = kv.value.as_mut()?.value.as_mut()? else {
             return None;
         };
         let value = read(text)?;
         self.keys.push(key);
         Some(value)
-    }
-
-    fn holds(&self, key: &str) -> bool {
-        self.keys.contains(&key)
     }
 
     /// Takes the messaging attributes that are record fields into
@@ -699,40 +728,36 @@ impl<'a> Taken<'a> {
         if let Some(id) = self.take(MESSAGE_ID, event_id) {
             record.event_id.get_or_insert(id);
         }
-        record.destination = self.string(DESTINATION).map(str::to_owned);
-        record.messaging_system = self.string(SYSTEM).map(str::to_owned);
-        record.consumer_group = self.string(CONSUMER_GROUP).map(str::to_owned);
-        record.event_type = self.string(EVENT_TYPE).map(str::to_owned);
+        record.destination = self.string(DESTINATION);
+        record.messaging_system = self.string(SYSTEM);
+        record.consumer_group = self.string(CONSUMER_GROUP);
+        record.event_type = self.string(EVENT_TYPE);
     }
-}
 
-/// The record's attributes: its own under their names but those `taken`
-/// into fields, then the scope's name and the resource's, which never
-/// replace its own.
-fn attributes(
-    own: &[KeyValue],
-    taken: &Taken<'_>,
-    resource: &ResourceFacts,
-    scope: Option<&InstrumentationScope>,
-) -> Map<String, Value> {
-    let mut map: Map<String, Value> = own
-        .iter()
-        .filter(|kv| !kv.key.is_empty() && !taken.holds(&kv.key))
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map_or(Value::Null, any_value),
-            )
-        })
-        .collect();
-    if let Some(scope) = scope.filter(|s| !s.name.is_empty()) {
-        map.entry(SCOPE_NAME)
-            .or_insert_with(|| Value::from(scope.name.clone()));
+    /// The record's attributes: its own under their names but those
+    /// taken into fields, then the scope's name and the resource's, which
+    /// never replace its own.
+    fn into_attributes(
+        self,
+        resource: &ResourceFacts,
+        scope: Option<&InstrumentationScope>,
+    ) -> Map<String, Value> {
+        let keys = self.keys;
+        let mut map: Map<String, Value> = self
+            .own
+            .into_iter()
+            .filter(|kv| !kv.key.is_empty() && !keys.contains(&kv.key.as_str()))
+            .map(|kv| (kv.key, kv.value.map_or(Value::Null, any_value)))
+            .collect();
+        if let Some(scope) = scope.filter(|s| !s.name.is_empty()) {
+            map.entry(SCOPE_NAME)
+                .or_insert_with(|| Value::from(scope.name.clone()));
+        }
+        for (key, value) in &resource.attributes {
+            map.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        map
     }
-    for (key, value) in &resource.attributes {
-        map.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-    map
 }
 
 fn string_attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
@@ -761,37 +786,32 @@ fn time(nanos: u64) -> Option<Timestamp> {
     Timestamp::from_micros_checked(i64::try_from(nanos / 1_000).ok()?)
 }
 
-/// An OTLP value as JSON: bytes as lowercase hex, a non-finite double as
-/// its name.
-fn any_value(value: &AnyValue) -> Value {
-    let Some(value) = &value.value else {
+/// An OTLP value as JSON, its strings moved: bytes as lowercase hex, a
+/// non-finite double as its name.
+fn any_value(value: AnyValue) -> Value {
+    let Some(value) = value.value else {
         return Value::Null;
     };
     match value {
-        any_value::Value::StringValue(s) => Value::from(s.clone()),
-        any_value::Value::BoolValue(b) => Value::from(*b),
-        any_value::Value::IntValue(i) => Value::from(*i),
-        any_value::Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
+        any_value::Value::StringValue(s) => Value::String(s),
+        any_value::Value::BoolValue(b) => Value::from(b),
+        any_value::Value::IntValue(i) => Value::from(i),
+        any_value::Value::DoubleValue(d) => serde_json::Number::from_f64(d)
             .map_or_else(|| Value::from(d.to_string()), Value::Number),
         any_value::Value::ArrayValue(array) => {
-            Value::Array(array.values.iter().map(any_value).collect())
+            Value::Array(array.values.into_iter().map(any_value).collect())
         }
         any_value::Value::KvlistValue(list) => Value::Object(
             list.values
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value.as_ref().map_or(Value::Null, any_value),
-                    )
-                })
+                .into_iter()
+                .map(|kv| (kv.key, kv.value.map_or(Value::Null, any_value)))
                 .collect(),
         ),
         any_value::Value::BytesValue(bytes) => {
             Value::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
         }
         // An index into a dictionary only profiles carry.
-        any_value::Value::StringValueStrindex(i) => Value::from(*i),
+        any_value::Value::StringValueStrindex(i) => Value::from(i),
     }
 }
 
@@ -864,7 +884,7 @@ mod tests {
         let request = ExportTraceServiceRequest {
             resource_spans: resources,
         };
-        spans(&request, Timestamp::from_micros(0))
+        spans(request, Timestamp::from_micros(0))
     }
 
     fn time_of(nanos: u64) -> Timestamp {
@@ -919,7 +939,7 @@ mod tests {
                 ..ResourceLogs::default()
             }],
         };
-        logs(&request, Timestamp::from_micros(0))
+        logs(request, Timestamp::from_micros(0))
     }
 
     #[test]
@@ -965,6 +985,17 @@ mod tests {
                 "kept": "yes",
                 "resource.deployment.environment": "test",
             })
+        );
+
+        // A causation id that is not an id stays an attribute too.
+        let mapped = payment_log(LogRecord {
+            attributes: vec![text(CAUSATION_ID, "has a space")],
+            ..LogRecord::default()
+        });
+        assert_eq!(mapped.records[0].causation_id, None);
+        assert_eq!(
+            mapped.records[0].attributes.get(CAUSATION_ID),
+            Some(&Value::from("has a space"))
         );
     }
 
@@ -1370,7 +1401,7 @@ mod tests {
             }],
         };
         let received = Timestamp::from_micros(42);
-        let mapped = logs(&request, received);
+        let mapped = logs(request, received);
         assert_eq!(mapped.rejected, 1);
         assert_eq!(mapped.records[0].service, UNKNOWN_SERVICE);
         assert!(mapped.records[0].malformed.is_some());
