@@ -224,6 +224,11 @@ enum Command {
     },
 }
 
+/// The allocator the `causeway` binary has, so that raw tantivy is
+/// measured on the same footing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Corpus { records, seed, out } => {

@@ -15,6 +15,12 @@ mod settings_table;
 
 use clap::Parser;
 
+/// mimalloc rather than the system's allocator: the collector allocates
+/// and frees small strings and vectors per record on several threads
+/// (decoding, mapping, indexing); BENCHMARKS.md "Run J" measures it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
