@@ -26,7 +26,11 @@
 # OVERLOAD_SECS (45), PORT (14418, and PORT+1 for OTLP/gRPC), WORK_DIR
 # (a new /tmp/cw-ingest.* directory; the results and collector logs stay
 # there), NO_BUILD=1 to use the binaries as they are, KEEP=1 to keep the
-# corpus and the indexes.
+# corpus and the indexes, ROUNDS (1): on a machine whose speed drifts
+# between runs, ROUNDS=3 runs raw tantivy committing every 500 ms, native,
+# OTLP and agent lines three times interleaved, after one overload run,
+# and prints a table per round, so that each ratio compares runs minutes
+# apart.
 # The binaries are taken from $CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 
@@ -42,6 +46,7 @@ OVERLOAD_POSTERS=${OVERLOAD_POSTERS:-48}
 OVERLOAD_BATCH=${OVERLOAD_BATCH:-10000}
 OVERLOAD_SECS=${OVERLOAD_SECS:-45}
 PORT=${PORT:-14418}
+ROUNDS=${ROUNDS:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 B=$TARGET/release/causeway-bench
 C=$TARGET/release/causeway
@@ -77,15 +82,9 @@ rm -rf "$W/raw"
     --result "$W/1-raw.json" --merged-result "$W/1-raw-merged.json"
 [ "${KEEP:-}" = 1 ] || rm -rf "$W/raw"
 
-say "raw tantivy, a commit every 500 ms (as the collector commits)"
-rm -rf "$W/raw-500"
-"$B" raw-index --corpus "$W/corpus.ndjson" --data-dir "$W/raw-500" \
-    --commit-interval-ms 500 --result "$W/1-raw-500.json"
-[ "${KEEP:-}" = 1 ] || rm -rf "$W/raw-500"
-
-# run_collector NUMBER CASE PROTOCOL BATCH POSTERS [OVERLOAD_SECS]
+# run_collector NUMBER CASE PROTOCOL BATCH POSTERS [OVERLOAD_SECS [SUFFIX]]
 run_collector() {
-    local n=$1 case=$2 protocol=$3 batch=$4 posters=$5 overload=${6:-}
+    local n=$1 case=$2 protocol=$3 batch=$4 posters=$5 overload=${6:-} suffix=${7:-}
     local dir="$W/collector-$n"
     rm -rf "$dir"
     say "$case: $protocol, batches of $batch, $posters posters${overload:+, for $overload s}"
@@ -97,18 +96,51 @@ run_collector() {
     "$B" ingest-run --case "$case" --corpus "$W/corpus.ndjson" \
         --collector-url "http://127.0.0.1:$PORT" --collector-pid "$COLLECTOR_PID" \
         --data-dir "$dir" --protocol "$protocol" --batch "$batch" --concurrency "$posters" \
-        ${overload:+--overload-secs "$overload"} --result "$W/$n-$protocol.json"
+        ${overload:+--overload-secs "$overload"} --result "$W/$n-$protocol$suffix.json"
     stop_collector
     [ "${KEEP:-}" = 1 ] || rm -rf "$dir"
 }
 
-run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS"
-run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS"
-run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS"
-run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH records" \
-    native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
+# raw_500 SUFFIX
+raw_500() {
+    say "raw tantivy, a commit every 500 ms (as the collector commits)"
+    rm -rf "$W/raw-500"
+    "$B" raw-index --corpus "$W/corpus.ndjson" --data-dir "$W/raw-500" \
+        --commit-interval-ms 500 --result "$W/1-raw-500$1.json"
+    [ "${KEEP:-}" = 1 ] || rm -rf "$W/raw-500"
+}
+
+report() {
+    "$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/1-raw-500$1.json" \
+        "$W/2-native$1.json" "$W/3-otlp$1.json" "$W/5-lines$1.json" "$W/4-native.json"
+}
+
+if [ "$ROUNDS" = 1 ]; then
+    raw_500 ""
+    run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS"
+    run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS"
+    run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS"
+    run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH records" \
+        native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
+else
+    run_collector 4 "overload: native, $OVERLOAD_POSTERS posters x $OVERLOAD_BATCH records" \
+        native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
+    for round in $(seq 1 "$ROUNDS"); do
+        raw_500 "-r$round"
+        run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS" "" "-r$round"
+        run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS" "" "-r$round"
+        run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS" "" "-r$round"
+    done
+fi
 
 say "done in $(($(date +%s) - started)) s"
 [ "${KEEP:-}" = 1 ] || rm -f "$W/corpus.ndjson"
-echo
-"$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/1-raw-500.json" "$W/2-native.json" "$W/3-otlp.json" "$W/5-lines.json" "$W/4-native.json"
+if [ "$ROUNDS" = 1 ]; then
+    echo
+    report ""
+else
+    for round in $(seq 1 "$ROUNDS"); do
+        printf '\nround %s of %s\n\n' "$round" "$ROUNDS"
+        report "-r$round"
+    done
+fi
