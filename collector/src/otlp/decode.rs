@@ -117,31 +117,93 @@ fn count_fields(mut buf: &[u8], path: &[u64]) -> Result<usize, &'static str> {
     };
     let mut count = 0usize;
     while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        let skip = match key & 7 {
-            0 => {
-                varint(&mut buf)?;
-                0
-            }
-            1 => 8,
-            2 => {
-                let len = usize::try_from(varint(&mut buf)?).map_err(|_| "length overflow")?;
-                let inner = buf.get(..len).ok_or("truncated message")?;
-                if key >> 3 == field {
-                    count += if rest.is_empty() {
-                        1
-                    } else {
-                        count_fields(inner, rest)?
-                    };
-                }
-                len
-            }
-            5 => 4,
-            _ => return Err("unsupported wire type"),
-        };
-        buf = buf.get(skip..).ok_or("truncated message")?;
+        if let Some((number, inner)) = next_field(&mut buf)?
+            && number == field
+        {
+            count += if rest.is_empty() {
+                1
+            } else {
+                count_fields(inner, rest)?
+            };
+        }
     }
     Ok(count)
+}
+
+/// The items (spans or log records) of a resource and scope as received:
+/// their encodings, and the resource's and scope's (empty when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireScope<'a> {
+    pub resource: &'a [u8],
+    pub scope: &'a [u8],
+    pub items: Vec<&'a [u8]>,
+}
+
+/// An encoded export request's items by resource and scope, in the order
+/// decoding it lists them, read off the wire format without decoding:
+/// for each `resource_*` (1), its `resource` (1) and `scope_*` (2), for
+/// each of those its `scope` (1) and items (2). `None` when the bytes do
+/// not walk, or a resource or scope is given twice (protobuf merges the
+/// two, so neither is the resource the items belong to on its own).
+pub(crate) fn wire_scopes(mut body: &[u8]) -> Option<Vec<WireScope<'_>>> {
+    let mut scopes = Vec::new();
+    while !body.is_empty() {
+        let Some((1, mut resource_items)) = next_field(&mut body).ok()? else {
+            continue;
+        };
+        let first = scopes.len();
+        let mut resource = None;
+        while !resource_items.is_empty() {
+            match next_field(&mut resource_items).ok()? {
+                Some((1, part)) if resource.replace(part).is_some() => return None,
+                Some((2, part)) => scopes.push(wire_scope(part)?),
+                _ => {}
+            }
+        }
+        for scope in &mut scopes[first..] {
+            scope.resource = resource.unwrap_or_default();
+        }
+    }
+    Some(scopes)
+}
+
+fn wire_scope(mut scope_items: &[u8]) -> Option<WireScope<'_>> {
+    let mut scope = None;
+    let mut items = Vec::new();
+    while !scope_items.is_empty() {
+        match next_field(&mut scope_items).ok()? {
+            Some((1, part)) if scope.replace(part).is_some() => return None,
+            Some((2, part)) => items.push(part),
+            _ => {}
+        }
+    }
+    Some(WireScope {
+        resource: &[],
+        scope: scope.unwrap_or_default(),
+        items,
+    })
+}
+
+/// The next field of `buf`, read past: its number and bytes if it is
+/// length-delimited, `None` for another wire type.
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Option<(u64, &'a [u8])>, &'static str> {
+    let key = varint(buf)?;
+    let (field, skip) = match key & 7 {
+        0 => {
+            varint(buf)?;
+            (None, 0)
+        }
+        1 => (None, 8),
+        2 => {
+            let len = usize::try_from(varint(buf)?).map_err(|_| "length overflow")?;
+            let inner = buf.get(..len).ok_or("truncated message")?;
+            (Some((key >> 3, inner)), len)
+        }
+        5 => (None, 4),
+        _ => return Err("unsupported wire type"),
+    };
+    *buf = buf.get(skip..).ok_or("truncated message")?;
+    Ok(field)
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
@@ -273,6 +335,8 @@ mod tests {
     use flate2::Compression;
     use flate2::write::GzEncoder;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
@@ -364,6 +428,92 @@ mod tests {
             count_protobuf(&[0x0a, 0x05, 0x01]),
             Err(DecodeError::Bad(_))
         ));
+    }
+
+    /// A length-delimited field: its key, length and bytes.
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![number << 3 | 2];
+        out.extend(varint_bytes(bytes.len()));
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn an_exports_items_are_read_off_the_wire_with_their_resource_and_scope() {
+        let mut request = request(2, 2, 2);
+        let first = &mut request.resource_spans[0];
+        first.resource = Some(Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                ..KeyValue::default()
+            }],
+            ..Resource::default()
+        });
+        first.scope_spans[1].scope = Some(InstrumentationScope {
+            name: "orders".into(),
+            ..InstrumentationScope::default()
+        });
+        first.scope_spans[1].spans[1].name = "another span".into();
+        let body = request.encode_to_vec();
+        let scopes = wire_scopes(&body).expect("a prost encoding walks");
+        let mut encoded = Vec::new();
+        for resource_spans in &request.resource_spans {
+            for scope_spans in &resource_spans.scope_spans {
+                encoded.push((
+                    resource_spans.resource.as_ref().map(Message::encode_to_vec),
+                    scope_spans.scope.as_ref().map(Message::encode_to_vec),
+                    scope_spans
+                        .spans
+                        .iter()
+                        .map(Message::encode_to_vec)
+                        .collect::<Vec<_>>(),
+                ));
+            }
+        }
+        assert_eq!(scopes.len(), encoded.len());
+        for (scope, (resource, scope_bytes, items)) in scopes.iter().zip(&encoded) {
+            assert_eq!(scope.resource, resource.as_deref().unwrap_or_default());
+            assert_eq!(scope.scope, scope_bytes.as_deref().unwrap_or_default());
+            assert_eq!(
+                scope.items,
+                items.iter().map(Vec::as_slice).collect::<Vec<_>>()
+            );
+        }
+        assert!(!scopes[0].resource.is_empty() && scopes[2].resource.is_empty());
+        assert!(!scopes[1].scope.is_empty() && scopes[0].scope.is_empty());
+
+        // A resource after its scopes is still theirs; other fields and
+        // wire types are passed over.
+        let (item, resource) = (b"\x0a\x01x".as_slice(), b"\x0a\x00".as_slice());
+        let mut scope_items = field(2, item);
+        scope_items.extend([0x18, 0x96, 0x01]);
+        let mut resource_items = field(2, &scope_items);
+        resource_items.extend(field(3, b"https://schema"));
+        resource_items.extend(field(1, resource));
+        let body = field(1, &resource_items);
+        let scopes = wire_scopes(&body).unwrap();
+        assert_eq!(
+            scopes,
+            [WireScope {
+                resource,
+                scope: &[],
+                items: vec![item],
+            }]
+        );
+
+        // Given twice, a resource or a scope is merged by decoding: neither
+        // occurrence is the one its items sit under.
+        let mut twice = resource_items.clone();
+        twice.extend(field(1, resource));
+        assert_eq!(wire_scopes(&field(1, &twice)), None);
+        let mut twice = scope_items.clone();
+        twice.extend(field(1, b""));
+        twice.extend(field(1, b""));
+        assert_eq!(wire_scopes(&field(1, &field(2, &twice))), None);
+        // Bytes that do not walk.
+        for cut in 1..body.len() {
+            assert_eq!(wire_scopes(&body[..cut]), None, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! inflates a gzip message up to the same limit (so the limit is on the
 //! inflated size too, and a zip bomb stops there), counts the spans or log
 //! records on the encoded bytes and refuses past the record limit before
-//! anything is decoded, then hands the services the plain message.
+//! anything is decoded, then hands the services the plain message, and
+//! its bytes in the request's extensions so that its items are hashed on
+//! them instead of encoded again.
 //!
 //! Answers: `RESOURCE_EXHAUSTED` past a limit (not retried by exporters),
 //! and when the ingest queue is full with a `RetryInfo` of 1 s (retried
@@ -68,14 +70,29 @@ pub(crate) fn router(otlp: Otlp) -> Router {
 #[derive(Debug, Clone)]
 struct Receiver(Otlp);
 
+/// The protobuf bytes of an export, as [`guard`] read them: its items are
+/// hashed on them rather than encoded again.
+#[derive(Debug, Clone)]
+struct Encoded(Bytes);
+
+impl Encoded {
+    fn take<T>(request: &mut tonic::Request<T>) -> Option<Bytes> {
+        request.extensions_mut().remove::<Encoded>().map(|e| e.0)
+    }
+}
+
 #[tonic::async_trait]
 impl TraceService for Receiver {
     async fn export(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
+        mut request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
-        let Accepted { rejected, message } =
-            self.0.traces(request.into_inner()).await.map_err(status)?;
+        let encoded = Encoded::take(&mut request);
+        let Accepted { rejected, message } = self
+            .0
+            .traces(request.into_inner(), encoded)
+            .await
+            .map_err(status)?;
         let partial_success =
             (rejected > 0 || !message.is_empty()).then_some(ExportTracePartialSuccess {
                 rejected_spans: rejected,
@@ -91,10 +108,14 @@ impl TraceService for Receiver {
 impl LogsService for Receiver {
     async fn export(
         &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
+        mut request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
-        let Accepted { rejected, message } =
-            self.0.logs(request.into_inner()).await.map_err(status)?;
+        let encoded = Encoded::take(&mut request);
+        let Accepted { rejected, message } = self
+            .0
+            .logs(request.into_inner(), encoded)
+            .await
+            .map_err(status)?;
         let partial_success =
             (rejected > 0 || !message.is_empty()).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: rejected,
@@ -206,6 +227,7 @@ async fn guard(State(otlp): State<Otlp>, request: Request, next: Next) -> Respon
                 return refuse(Code::InvalidArgument, m);
             }
         }
+        parts.extensions.insert(Encoded(message.clone()));
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = if inflated {

@@ -61,7 +61,9 @@ pub(crate) async fn traces(
         headers,
         body,
         "spans",
-        |otlp, request: ExportTraceServiceRequest| async move { otlp.traces(request).await },
+        |otlp, request: ExportTraceServiceRequest, encoded| async move {
+            otlp.traces(request, encoded).await
+        },
         |rejected, error_message| ExportTraceServiceResponse {
             partial_success: partial(rejected, &error_message).then_some(
                 ExportTracePartialSuccess {
@@ -85,7 +87,9 @@ pub(crate) async fn logs(
         headers,
         body,
         "log records",
-        |otlp, request: ExportLogsServiceRequest| async move { otlp.logs(request).await },
+        |otlp, request: ExportLogsServiceRequest, encoded| async move {
+            otlp.logs(request, encoded).await
+        },
         |rejected, error_message| ExportLogsServiceResponse {
             partial_success: partial(rejected, &error_message).then_some(
                 ExportLogsPartialSuccess {
@@ -105,14 +109,15 @@ fn partial(rejected: i64, message: &str) -> bool {
 }
 
 /// What both routes do: read the body, decode the export (`what` it holds)
-/// on the blocking pool, hand it to `ingest`, and answer with `reply` of
-/// the rejected count and message, in the request's encoding.
+/// on the blocking pool, hand it to `ingest` with the body if that is
+/// protobuf (its items are hashed on it), and answer with `reply` of the
+/// rejected count and message, in the request's encoding.
 async fn export<Req, Resp, Fut>(
     otlp: Otlp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     what: &'static str,
-    ingest: impl FnOnce(Otlp, Req) -> Fut,
+    ingest: impl FnOnce(Otlp, Req, Option<Bytes>) -> Fut,
     reply: impl FnOnce(i64, String) -> Resp,
 ) -> Response
 where
@@ -126,15 +131,17 @@ where
     };
     let max_records = otlp.max_records;
     let decoded = tokio::task::spawn_blocking(move || {
-        decode::decode::<Req>(&body, encoding, max_records, what)
+        let request = decode::decode::<Req>(&body, encoding, max_records, what)?;
+        let encoded = (encoding == Encoding::Protobuf).then_some(body);
+        Ok((request, encoded))
     })
     .await;
-    let request = match decoded {
-        Ok(Ok(request)) => request,
+    let (request, encoded) = match decoded {
+        Ok(Ok(decoded)) => decoded,
         Ok(Err(error)) => return decode_error(encoding, error),
         Err(error) => return ingest_error(encoding, IngestError::Internal(error.to_string())),
     };
-    match ingest(otlp, request).await {
+    match ingest(otlp, request, encoded).await {
         Ok(Accepted { rejected, message }) => {
             answer(encoding, StatusCode::OK, &reply(rejected, message))
         }

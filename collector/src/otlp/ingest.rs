@@ -12,6 +12,7 @@ use causeway_model::{CorrelationId, Record, Timestamp, TraceId};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use prost::bytes::Bytes;
 
 use crate::config::CollectorConfig;
 use crate::error::IngestError;
@@ -48,34 +49,38 @@ impl Otlp {
         }
     }
 
-    /// Maps a trace export and waits until its records are durable.
+    /// Maps a trace export (decoded from the protobuf bytes `encoded`, if
+    /// it was) and waits until its records are durable.
     pub(crate) async fn traces(
         &self,
         request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
     ) -> Result<Accepted, IngestError> {
         let count = map::span_count(&request);
         self.check_count(count, "spans")?;
         let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
             reserved,
-            move || map::spans(request, Timestamp::now()),
+            move || map::spans(request, encoded.as_deref(), Timestamp::now()),
             "spans",
             Protocol::OtlpTraces,
         )
         .await
     }
 
-    /// Maps a logs export and waits until its records are durable.
+    /// Maps a logs export (decoded from the protobuf bytes `encoded`, if it
+    /// was) and waits until its records are durable.
     pub(crate) async fn logs(
         &self,
         request: ExportLogsServiceRequest,
+        encoded: Option<Bytes>,
     ) -> Result<Accepted, IngestError> {
         let count = map::log_count(&request);
         self.check_count(count, "log records")?;
         let reserved = self.indexer.reserve(request.encoded_len())?;
         self.ingest(
             reserved,
-            move || map::logs(request, Timestamp::now()),
+            move || map::logs(request, encoded.as_deref(), Timestamp::now()),
             "log records",
             Protocol::OtlpLogs,
         )

@@ -22,10 +22,14 @@
 //!
 //! Each record gets a content hash: that of the span or log record it came
 //! from (its protobuf encoding, with its resource, scope and place in the
-//! request), and its place among that one's records. An SDK that sends an export again (its answer
-//! was lost) sends the same spans, so the indexer can tell the records it
-//! holds already; JSON and protobuf of the same span hash alike, since
-//! both are hashed as protobuf.
+//! request), and its place among that one's records. An SDK that sends an
+//! export again (its answer was lost) sends the same spans, so the indexer
+//! can tell the records it holds already. JSON and protobuf of the same
+//! span hash alike, since both are hashed as protobuf. A protobuf export
+//! is hashed on the bytes it was received as,
+//! so nothing is encoded again; they are what encoding it again gives,
+//! unless the sender encoded in another order than prost does (then a
+//! resend of the same bytes still hashes alike).
 //!
 //! A span or log record whose ids are not OTLP ids (wrong length, all
 //! zero) is rejected: counted for the partial-success answer, and kept as
@@ -52,6 +56,8 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span};
 use prost::Message;
 use serde_json::{Map, Value};
 use siphasher::sip::SipHasher13;
+
+use crate::otlp::decode;
 
 const SERVICE_NAME: &str = "service.name";
 const SERVICE_INSTANCE: &str = "service.instance.id";
@@ -125,23 +131,30 @@ impl Mapped {
     }
 }
 
+/// What keeps a span and a log record of the same bytes apart in a hash.
+const SPAN_HASH: &[u8] = b"span";
+const LOG_HASH: &[u8] = b"log";
+
 /// The hash state of a resource and scope, to which each of their spans or
-/// log records adds its own encoding. `kind` keeps a span and a log record
-/// of the same bytes apart.
+/// log records adds its own encoding.
 fn scope_hasher(
     kind: &[u8],
     resource: Option<&Resource>,
     scope: Option<&InstrumentationScope>,
 ) -> SipHasher13 {
+    let resource = resource.map(Message::encode_to_vec).unwrap_or_default();
+    let scope = scope.map(Message::encode_to_vec).unwrap_or_default();
+    scope_hasher_of(kind, &resource, &scope)
+}
+
+/// [`scope_hasher`] of the resource's and scope's encodings (empty when
+/// absent).
+fn scope_hasher_of(kind: &[u8], resource: &[u8], scope: &[u8]) -> SipHasher13 {
     let mut hasher = SipHasher13::new_with_keys(HASH_KEYS.0, HASH_KEYS.1);
     hasher.write(kind);
-    for part in [
-        resource.map(Message::encode_to_vec),
-        scope.map(Message::encode_to_vec),
-    ] {
-        let bytes = part.unwrap_or_default();
+    for bytes in [resource, scope] {
         hasher.write_usize(bytes.len());
-        hasher.write(&bytes);
+        hasher.write(bytes);
     }
     hasher
 }
@@ -156,13 +169,34 @@ fn item_hasher(
     item: &impl Message,
     buf: &mut Vec<u8>,
 ) -> SipHasher13 {
-    let mut hasher = *scope;
-    hasher.write_usize(at);
     buf.clear();
     // Encoding into a Vec cannot run out of room.
     let _ = item.encode(buf);
-    hasher.write(buf);
+    item_hasher_of(scope, at, buf)
+}
+
+/// [`item_hasher`] of the item's encoding.
+fn item_hasher_of(scope: &SipHasher13, at: usize, item: &[u8]) -> SipHasher13 {
+    let mut hasher = *scope;
+    hasher.write_usize(at);
+    hasher.write(item);
     hasher
+}
+
+/// The hash state of each item of an export, in order, made from the
+/// protobuf bytes it was decoded from; `None` when they do not walk, give
+/// a resource or a scope twice (see [`decode::wire_scopes`]), or hold
+/// another number of items than the `count` decoded: its items are then
+/// encoded again.
+fn received_hashers(encoded: &[u8], kind: &[u8], count: usize) -> Option<Vec<SipHasher13>> {
+    let mut hashers = Vec::with_capacity(count);
+    for group in decode::wire_scopes(encoded)? {
+        let scope = scope_hasher_of(kind, group.resource, group.scope);
+        for item in group.items {
+            hashers.push(item_hasher_of(&scope, hashers.len(), item));
+        }
+    }
+    (hashers.len() == count).then_some(hashers)
 }
 
 /// How many spans or log records a request holds.
@@ -268,7 +302,13 @@ fn links(span: &Span) -> Vec<(SpanLink, Option<EventId>)> {
 }
 
 /// Maps an OTLP trace export onto records, moving its strings into them.
-pub(crate) fn spans(request: ExportTraceServiceRequest, received_at: Timestamp) -> Mapped {
+/// `encoded`: the protobuf bytes it was decoded from, if it was: its
+/// spans are hashed on them rather than encoded again.
+pub(crate) fn spans(
+    request: ExportTraceServiceRequest,
+    encoded: Option<&[u8]>,
+    received_at: Timestamp,
+) -> Mapped {
     let mut mapped = Mapped::default();
     // First pass: the facts of every usable span, by position.
     let mut facts: Vec<Option<SpanFacts>> = Vec::new();
@@ -297,21 +337,30 @@ pub(crate) fn spans(request: ExportTraceServiceRequest, received_at: Timestamp) 
         by_span: &by_span,
         by_trace: &by_trace,
     };
+    let received = encoded.and_then(|e| received_hashers(e, SPAN_HASH, facts.len()));
 
     let mut position = 0;
     let mut buf = Vec::new();
     for resource_spans in request.resource_spans {
         let resource = ResourceFacts::new(resource_spans.resource.as_ref());
         for scope_spans in resource_spans.scope_spans {
-            let scope_hash = scope_hasher(
-                b"span",
-                resource_spans.resource.as_ref(),
-                scope_spans.scope.as_ref(),
-            );
+            let mut scope_hash = None;
             for span in scope_spans.spans {
                 let at = position;
                 position += 1;
-                let item = item_hasher(&scope_hash, at, &span, &mut buf);
+                let item = match received.as_ref().and_then(|r| r.get(at)) {
+                    Some(hasher) => *hasher,
+                    None => {
+                        let scope = scope_hash.get_or_insert_with(|| {
+                            scope_hasher(
+                                SPAN_HASH,
+                                resource_spans.resource.as_ref(),
+                                scope_spans.scope.as_ref(),
+                            )
+                        });
+                        item_hasher(scope, at, &span, &mut buf)
+                    }
+                };
                 match &facts[at] {
                     Some(f) => span_records(
                         span,
@@ -537,22 +586,37 @@ fn operation(attributes: &[KeyValue]) -> Option<&str> {
 
 /// Maps an OTLP logs export onto records (stage `log`), moving its strings
 /// into them.
-pub(crate) fn logs(request: ExportLogsServiceRequest, received_at: Timestamp) -> Mapped {
+/// `encoded`: the protobuf bytes it was decoded from, if it was: its log
+/// records are hashed on them rather than encoded again.
+pub(crate) fn logs(
+    request: ExportLogsServiceRequest,
+    encoded: Option<&[u8]>,
+    received_at: Timestamp,
+) -> Mapped {
     let mut mapped = Mapped::default();
+    let received = encoded.and_then(|e| received_hashers(e, LOG_HASH, log_count(&request)));
     let mut position = 0;
     let mut buf = Vec::new();
     for resource_logs in request.resource_logs {
         let resource = ResourceFacts::new(resource_logs.resource.as_ref());
         for scope_logs in resource_logs.scope_logs {
-            let scope_hash = scope_hasher(
-                b"log",
-                resource_logs.resource.as_ref(),
-                scope_logs.scope.as_ref(),
-            );
+            let mut scope_hash = None;
             for log in scope_logs.log_records {
                 let at = position;
                 position += 1;
-                let item = item_hasher(&scope_hash, at, &log, &mut buf);
+                let item = match received.as_ref().and_then(|r| r.get(at)) {
+                    Some(hasher) => *hasher,
+                    None => {
+                        let scope = scope_hash.get_or_insert_with(|| {
+                            scope_hasher(
+                                LOG_HASH,
+                                resource_logs.resource.as_ref(),
+                                scope_logs.scope.as_ref(),
+                            )
+                        });
+                        item_hasher(scope, at, &log, &mut buf)
+                    }
+                };
                 match log_ids(&log) {
                     Ok(ids) => mapped.records.push(log_record(
                         log,
@@ -880,11 +944,37 @@ mod tests {
         }
     }
 
+    /// `request` mapped with the hashers of its encoding, after checking
+    /// that mapping it with its items encoded again gives the same.
     fn map_spans(resources: Vec<ResourceSpans>) -> Mapped {
         let request = ExportTraceServiceRequest {
             resource_spans: resources,
         };
-        spans(request, Timestamp::from_micros(0))
+        let encoded = request.encode_to_vec();
+        let count = span_count(&request);
+        assert!(received_hashers(&encoded, SPAN_HASH, count).is_some());
+        let encoded_again = spans(request.clone(), None, Timestamp::from_micros(0));
+        let mapped = spans(request, Some(&encoded), Timestamp::from_micros(0));
+        assert_same(&mapped, &encoded_again);
+        mapped
+    }
+
+    /// The same as [`map_spans`], for a logs export.
+    fn map_logs(request: ExportLogsServiceRequest, received_at: Timestamp) -> Mapped {
+        let encoded = request.encode_to_vec();
+        let count = log_count(&request);
+        assert!(received_hashers(&encoded, LOG_HASH, count).is_some());
+        let encoded_again = logs(request.clone(), None, received_at);
+        let mapped = logs(request, Some(&encoded), received_at);
+        assert_same(&mapped, &encoded_again);
+        mapped
+    }
+
+    fn assert_same(mapped: &Mapped, expected: &Mapped) {
+        assert_eq!(mapped.records, expected.records);
+        assert_eq!(mapped.hashes, expected.hashes);
+        assert_eq!(mapped.rejected, expected.rejected);
+        assert_eq!(mapped.first_error, expected.first_error);
     }
 
     fn time_of(nanos: u64) -> Timestamp {
@@ -939,7 +1029,67 @@ mod tests {
                 ..ResourceLogs::default()
             }],
         };
-        logs(request, Timestamp::from_micros(0))
+        map_logs(request, Timestamp::from_micros(0))
+    }
+
+    #[test]
+    fn an_export_is_hashed_on_its_bytes_and_encoded_again_only_when_they_do_not_walk() {
+        let message = |tag: u32, inner: &[u8]| {
+            let mut out = Vec::new();
+            prost::encoding::bytes::encode(tag, &inner.to_vec(), &mut out);
+            out
+        };
+        let resource = resource("payment").unwrap().encode_to_vec();
+        let export = |log: &[u8]| {
+            message(
+                1,
+                &[message(1, &resource), message(2, &message(2, log))].concat(),
+            )
+        };
+        let body = LogRecord {
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("order accepted".into())),
+            }),
+            ..LogRecord::default()
+        }
+        .encode_to_vec();
+        let severity = LogRecord {
+            severity_text: "WARN".into(),
+            ..LogRecord::default()
+        }
+        .encode_to_vec();
+        // The body (field 5) before the severity (field 3): decoding merges
+        // both, and encoding again puts the severity first.
+        let ordered_log = [severity.clone(), body.clone()].concat();
+        let unordered = export(&[body, severity].concat());
+        let ordered = export(&ordered_log);
+        let decode = |bytes: &[u8]| ExportLogsServiceRequest::decode(bytes).unwrap();
+        assert_eq!(decode(&unordered), decode(&ordered));
+        let map = |bytes: &[u8], as_received: bool| {
+            logs(
+                decode(bytes),
+                as_received.then_some(bytes),
+                Timestamp::from_micros(0),
+            )
+        };
+        assert_eq!(map(&unordered, true).records, map(&ordered, true).records);
+        assert_eq!(map(&ordered, true).hashes, map(&ordered, false).hashes);
+        assert_eq!(map(&unordered, false).hashes, map(&ordered, false).hashes);
+        // Bytes in another order hash as themselves (sent again, alike).
+        assert_ne!(map(&unordered, true).hashes, map(&unordered, false).hashes);
+
+        // A resource given twice is merged by decoding: the export is
+        // encoded again, as it would be without its bytes.
+        let twice = message(
+            1,
+            &[
+                message(1, &resource),
+                message(1, &resource),
+                message(2, &message(2, &ordered_log)),
+            ]
+            .concat(),
+        );
+        assert_eq!(map(&twice, true).hashes, map(&twice, false).hashes);
     }
 
     #[test]
@@ -1401,7 +1551,7 @@ mod tests {
             }],
         };
         let received = Timestamp::from_micros(42);
-        let mapped = logs(request, received);
+        let mapped = map_logs(request, received);
         assert_eq!(mapped.rejected, 1);
         assert_eq!(mapped.records[0].service, UNKNOWN_SERVICE);
         assert!(mapped.records[0].malformed.is_some());
