@@ -102,6 +102,17 @@ pub(crate) struct Mapped {
 }
 
 impl Mapped {
+    /// Room for the records of `items` spans or log records (a log record
+    /// makes one, a span one or two), so that the records, hundreds of
+    /// bytes each, are not moved as the list grows.
+    fn with_capacity(items: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(items),
+            hashes: Vec::with_capacity(items),
+            ..Self::default()
+        }
+    }
+
     fn reject(&mut self, record: Record, reason: String) {
         self.rejected += 1;
         self.first_error.get_or_insert(reason);
@@ -309,7 +320,6 @@ pub(crate) fn spans(
     encoded: Option<&[u8]>,
     received_at: Timestamp,
 ) -> Mapped {
-    let mut mapped = Mapped::default();
     // First pass: the facts of every usable span, by position.
     let mut facts: Vec<Option<SpanFacts>> = Vec::new();
     for resource_spans in &request.resource_spans {
@@ -338,6 +348,7 @@ pub(crate) fn spans(
         by_trace: &by_trace,
     };
     let received = encoded.and_then(|e| received_hashers(e, SPAN_HASH, facts.len()));
+    let mut mapped = Mapped::with_capacity(facts.len());
 
     let mut position = 0;
     let mut buf = Vec::new();
@@ -593,8 +604,9 @@ pub(crate) fn logs(
     encoded: Option<&[u8]>,
     received_at: Timestamp,
 ) -> Mapped {
-    let mut mapped = Mapped::default();
-    let received = encoded.and_then(|e| received_hashers(e, LOG_HASH, log_count(&request)));
+    let count = log_count(&request);
+    let mut mapped = Mapped::with_capacity(count);
+    let received = encoded.and_then(|e| received_hashers(e, LOG_HASH, count));
     let mut position = 0;
     let mut buf = Vec::new();
     for resource_logs in request.resource_logs {
