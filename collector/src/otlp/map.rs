@@ -210,6 +210,54 @@ fn received_hashers(encoded: &[u8], kind: &[u8], count: usize) -> Option<Vec<Sip
     (hashers.len() == count).then_some(hashers)
 }
 
+/// The hash state of each item of an export: made of the bytes it was
+/// received as when there are any, else of its encoding.
+struct ItemHashes {
+    kind: &'static [u8],
+    received: Option<Vec<SipHasher13>>,
+    /// The current resource and scope's hash state, made when an item of
+    /// theirs is first encoded.
+    scope: Option<SipHasher13>,
+    /// Room to encode items into.
+    buf: Vec<u8>,
+}
+
+impl ItemHashes {
+    /// For an export of `count` items, decoded from `encoded` if it was.
+    fn new(kind: &'static [u8], encoded: Option<&[u8]>, count: usize) -> Self {
+        Self {
+            kind,
+            received: encoded.and_then(|e| received_hashers(e, kind, count)),
+            scope: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The items that follow are of another resource or scope.
+    fn next_scope(&mut self) {
+        self.scope = None;
+    }
+
+    /// The hash state of `item`, at `at` in the export, under `resource`
+    /// and `scope`.
+    fn item(
+        &mut self,
+        at: usize,
+        resource: Option<&Resource>,
+        scope: Option<&InstrumentationScope>,
+        item: &impl Message,
+    ) -> SipHasher13 {
+        if let Some(hasher) = self.received.as_ref().and_then(|r| r.get(at)) {
+            return *hasher;
+        }
+        let kind = self.kind;
+        let scope = self
+            .scope
+            .get_or_insert_with(|| scope_hasher(kind, resource, scope));
+        item_hasher(scope, at, item, &mut self.buf)
+    }
+}
+
 /// How many spans or log records a request holds.
 pub(crate) fn span_count(request: &ExportTraceServiceRequest) -> usize {
     request
@@ -347,31 +395,23 @@ pub(crate) fn spans(
         by_span: &by_span,
         by_trace: &by_trace,
     };
-    let received = encoded.and_then(|e| received_hashers(e, SPAN_HASH, facts.len()));
+    let mut hashes = ItemHashes::new(SPAN_HASH, encoded, facts.len());
     let mut mapped = Mapped::with_capacity(facts.len());
 
     let mut position = 0;
-    let mut buf = Vec::new();
     for resource_spans in request.resource_spans {
         let resource = ResourceFacts::new(resource_spans.resource.as_ref());
         for scope_spans in resource_spans.scope_spans {
-            let mut scope_hash = None;
+            hashes.next_scope();
             for span in scope_spans.spans {
                 let at = position;
                 position += 1;
-                let item = match received.as_ref().and_then(|r| r.get(at)) {
-                    Some(hasher) => *hasher,
-                    None => {
-                        let scope = scope_hash.get_or_insert_with(|| {
-                            scope_hasher(
-                                SPAN_HASH,
-                                resource_spans.resource.as_ref(),
-                                scope_spans.scope.as_ref(),
-                            )
-                        });
-                        item_hasher(scope, at, &span, &mut buf)
-                    }
-                };
+                let item = hashes.item(
+                    at,
+                    resource_spans.resource.as_ref(),
+                    scope_spans.scope.as_ref(),
+                    &span,
+                );
                 match &facts[at] {
                     Some(f) => span_records(
                         span,
@@ -606,29 +646,21 @@ pub(crate) fn logs(
 ) -> Mapped {
     let count = log_count(&request);
     let mut mapped = Mapped::with_capacity(count);
-    let received = encoded.and_then(|e| received_hashers(e, LOG_HASH, count));
+    let mut hashes = ItemHashes::new(LOG_HASH, encoded, count);
     let mut position = 0;
-    let mut buf = Vec::new();
     for resource_logs in request.resource_logs {
         let resource = ResourceFacts::new(resource_logs.resource.as_ref());
         for scope_logs in resource_logs.scope_logs {
-            let mut scope_hash = None;
+            hashes.next_scope();
             for log in scope_logs.log_records {
                 let at = position;
                 position += 1;
-                let item = match received.as_ref().and_then(|r| r.get(at)) {
-                    Some(hasher) => *hasher,
-                    None => {
-                        let scope = scope_hash.get_or_insert_with(|| {
-                            scope_hasher(
-                                LOG_HASH,
-                                resource_logs.resource.as_ref(),
-                                scope_logs.scope.as_ref(),
-                            )
-                        });
-                        item_hasher(scope, at, &log, &mut buf)
-                    }
-                };
+                let item = hashes.item(
+                    at,
+                    resource_logs.resource.as_ref(),
+                    scope_logs.scope.as_ref(),
+                    &log,
+                );
                 match log_ids(&log) {
                     Ok(ids) => mapped.records.push(log_record(
                         log,
