@@ -26,10 +26,12 @@
 //! export again (its answer was lost) sends the same spans, so the indexer
 //! can tell the records it holds already. JSON and protobuf of the same
 //! span hash alike, since both are hashed as protobuf. A protobuf export
-//! is hashed on the bytes it was received as,
-//! so nothing is encoded again; they are what encoding it again gives,
-//! unless the sender encoded in another order than prost does (then a
-//! resend of the same bytes still hashes alike).
+//! is hashed on the bytes it was received as, so nothing is encoded
+//! again; they are what encoding it again gives, unless the sender wrote
+//! fields in another order than prost does (then a resend of the same
+//! bytes still hashes alike). The hashes are the same as before they were
+//! taken on the bytes received, so an index's committed hashes still
+//! count after an upgrade.
 //!
 //! A span or log record whose ids are not OTLP ids (wrong length, all
 //! zero) is rejected: counted for the partial-success answer, and kept as
