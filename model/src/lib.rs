@@ -28,8 +28,8 @@ pub use api::{
     TopologyPage, TraceRecords,
 };
 pub use digest::{
-    DigestFacet, EventDigest, FlowDigest, MAX_EVENTS, MAX_STEPS, PublishFacts, SeenFacts, Stamps,
-    StepDigest, StepKey, lifecycle_rank,
+    DigestFacet, EventDigest, FlowDigest, MAX_ERROR_CHARS, MAX_EVENTS, MAX_NAMES, MAX_STAMPS,
+    MAX_STEPS, PublishFacts, SeenFacts, Stamps, StepDigest, StepKey, lifecycle_rank,
 };
 pub use field::{FieldKind, FieldValue, NestedField, RecordField};
 pub use ids::{CorrelationId, EventId, IdError, MAX_ID_LEN, SmallText, SpanId, SpanLink, TraceId};

@@ -4,7 +4,8 @@
 //! through [`Transport::consume`]; each transport gives the same
 //! guarantees in its own terms:
 //!
-//! - a handler error that [`SagaError::retryable`] says may pass is
+//! - a handler error that
+//!   [`SagaError::retryable`](crate::SagaError::retryable) says may pass is
 //!   retried by the transport (RabbitMQ: nack and requeue on a quorum
 //!   queue; JetStream: nak; in process: handled again), each attempt
 //!   recorded as `retried`;
