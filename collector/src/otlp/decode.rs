@@ -3,6 +3,9 @@
 //! or log records counted on the encoded bytes before anything is decoded,
 //! since an empty span is two bytes of protobuf (three of JSON) but a few
 //! hundred once decoded: the count is refused past the batch limit first.
+//! The same walk over the wire format finds a protobuf export's items with
+//! their resource and scope ([`wire_scopes`]), whose bytes the mapping
+//! hashes.
 //!
 //! Pure functions over byte slices; it knows nothing of HTTP or gRPC.
 
