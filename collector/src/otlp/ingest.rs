@@ -58,7 +58,8 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::span_count(&request);
         self.check_count(count, "spans")?;
-        let reserved = self.indexer.reserve(request.encoded_len())?;
+        let wire = wire_bytes(&request, encoded.as_ref());
+        let reserved = self.indexer.reserve(wire)?;
         self.ingest(
             reserved,
             move || map::spans(request, encoded.as_deref(), Timestamp::now()),
@@ -77,7 +78,8 @@ impl Otlp {
     ) -> Result<Accepted, IngestError> {
         let count = map::log_count(&request);
         self.check_count(count, "log records")?;
-        let reserved = self.indexer.reserve(request.encoded_len())?;
+        let wire = wire_bytes(&request, encoded.as_ref());
+        let reserved = self.indexer.reserve(wire)?;
         self.ingest(
             reserved,
             move || map::logs(request, encoded.as_deref(), Timestamp::now()),
@@ -133,6 +135,12 @@ impl Otlp {
         }
         Ok(accepted)
     }
+}
+
+/// The size of an export's body (inflated): its bytes when they are at
+/// hand, else what encoding it gives, without encoding it.
+fn wire_bytes(request: &impl Message, encoded: Option<&Bytes>) -> usize {
+    encoded.map_or_else(|| request.encoded_len(), Bytes::len)
 }
 
 /// Most traces [`TraceFlows`] remembers; past it, it starts afresh.
