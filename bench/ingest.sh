@@ -6,7 +6,11 @@
 #      commit (`causeway-bench raw-index`), timed to the commit and again
 #      to the end of the merges tantivy starts after it; then again with a
 #      commit every 500 ms, as often as the collector commits (the
-#      like-for-like baseline for records searchable within 2 s);
+#      like-for-like baseline for records searchable within 2 s); then
+#      that again decoding OTLP first (`--decode-otlp-batch $BATCH`: the
+#      corpus encoded as the OTLP case's exports before the clock starts,
+#      each export decoded with prost before its lines are indexed), the
+#      baseline that pays the protobuf decode as the OTLP case does;
 #   2. native: wire batches posted to `POST /v1/ingest` of a collector
 #      started fresh (write-ahead log on, default settings);
 #   3. OTLP: the same records as OTLP/HTTP protobuf logs exports to
@@ -30,7 +34,8 @@
 # between runs, ROUNDS=3 runs raw tantivy committing every 500 ms, native,
 # OTLP and agent lines three times interleaved, after one overload run,
 # and prints a table per round, so that each ratio compares runs minutes
-# apart.
+# apart (raw tantivy decoding OTLP runs right after raw tantivy committing
+# every 500 ms, in each round).
 # The binaries are taken from $CARGO_TARGET_DIR (default: target).
 set -euo pipefail
 
@@ -110,13 +115,25 @@ raw_500() {
     [ "${KEEP:-}" = 1 ] || rm -rf "$W/raw-500"
 }
 
+# raw_500_otlp SUFFIX
+raw_500_otlp() {
+    say "raw tantivy, a commit every 500 ms, decoding OTLP exports of $BATCH records"
+    rm -rf "$W/raw-500-otlp"
+    "$B" raw-index --corpus "$W/corpus.ndjson" --data-dir "$W/raw-500-otlp" \
+        --commit-interval-ms 500 --decode-otlp-batch "$BATCH" \
+        --result "$W/1-raw-500-otlp$1.json"
+    [ "${KEEP:-}" = 1 ] || rm -rf "$W/raw-500-otlp"
+}
+
 report() {
     "$B" ingest-report "$W/1-raw.json" "$W/1-raw-merged.json" "$W/1-raw-500$1.json" \
-        "$W/2-native$1.json" "$W/3-otlp$1.json" "$W/5-lines$1.json" "$W/4-native.json"
+        "$W/1-raw-500-otlp$1.json" "$W/2-native$1.json" "$W/3-otlp$1.json" \
+        "$W/5-lines$1.json" "$W/4-native.json"
 }
 
 if [ "$ROUNDS" = 1 ]; then
     raw_500 ""
+    raw_500_otlp ""
     run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS"
     run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS"
     run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS"
@@ -127,6 +144,7 @@ else
         native "$OVERLOAD_BATCH" "$OVERLOAD_POSTERS" "$OVERLOAD_SECS"
     for round in $(seq 1 "$ROUNDS"); do
         raw_500 "-r$round"
+        raw_500_otlp "-r$round"
         run_collector 2 "native /v1/ingest" native "$BATCH" "$POSTERS" "" "-r$round"
         run_collector 3 "OTLP/HTTP protobuf /v1/logs" otlp "$BATCH" "$POSTERS" "" "-r$round"
         run_collector 5 "agent lines /v1/ingest" lines "$BATCH" "$POSTERS" "" "-r$round"

@@ -24,6 +24,7 @@ mod sink;
 
 use std::time::Duration;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use causeway_model::Timestamp;
@@ -169,6 +170,12 @@ enum Command {
         /// tantivy starts after the commit have ended.
         #[arg(long)]
         merged_result: Option<PathBuf>,
+        /// Before the measurement, encode the corpus as OTLP logs exports
+        /// of this many records (the bodies `ingest-run --protocol otlp`
+        /// posts); then decode each export with prost before indexing its
+        /// records' lines: raw tantivy plus the protobuf decode.
+        #[arg(long)]
+        decode_otlp_batch: Option<NonZeroUsize>,
     },
     /// Posts a corpus file to a collector started fresh for the run, and
     /// measures it (the collector's CPU, peak RSS, index size, ingest to
@@ -204,7 +211,8 @@ enum Command {
         result: Option<PathBuf>,
     },
     /// Prints the JSON figures of `raw-index` and `ingest-run` as one table,
-    /// each run against the raw tantivy one.
+    /// each run against the raw tantivy one (and an OTLP run also against
+    /// raw tantivy decoding OTLP exports, when given).
     IngestReport {
         /// The result files, in the order of the rows.
         results: Vec<PathBuf>,
@@ -306,6 +314,7 @@ fn main() -> anyhow::Result<()> {
             commit_interval_ms,
             result,
             merged_result,
+            decode_otlp_batch,
         } => raw_index::raw_index(&raw_index::RawOptions {
             corpus,
             data_dir,
@@ -313,6 +322,7 @@ fn main() -> anyhow::Result<()> {
             commit_interval: commit_interval_ms.map(Duration::from_millis),
             result,
             merged_result,
+            decode_otlp_batch,
             load: results::load_average(),
         }),
         Command::IngestRun {

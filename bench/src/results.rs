@@ -1,6 +1,7 @@
 //! The figures of one run of the collector ingest benchmark (`raw-index`,
 //! `ingest-run`), kept as JSON so that `ingest-report` can set the runs of
-//! one script side by side, each against the raw tantivy baseline.
+//! one script side by side, each against the raw tantivy baseline, and an
+//! OTLP run also against raw tantivy decoding the same OTLP exports.
 
 use std::fs;
 use std::io;
@@ -97,10 +98,20 @@ pub const RAW: &str = "raw tantivy";
 pub const RAW_COMMITTING: &str = "raw tantivy, a commit every";
 /// Added to a raw case measured to the end of its merges.
 pub const MERGED: &str = ", to the end of its merges";
+/// Added to a raw case that decoded each chunk's OTLP logs export with
+/// prost before indexing the chunk's lines (`raw-index
+/// --decode-otlp-batch`): `raw tantivy, a commit every 500 ms, decoding
+/// OTLP exports`.
+pub const DECODING_OTLP: &str = ", decoding OTLP exports";
+/// What a collector run's case holds when its load is OTLP (as
+/// `bench/ingest.sh` names it: `OTLP/HTTP protobuf /v1/logs`).
+pub const OTLP: &str = "OTLP";
 
 /// Prints the runs of `paths` as one table, each against the first
 /// `raw tantivy` run among them, and against the first raw tantivy run
-/// that committed as often as the collector, if any.
+/// that committed as often as the collector, if any; below it, each OTLP
+/// run against the first raw tantivy run that committed as often and
+/// decoded the same records' OTLP exports, if any.
 pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<()> {
     let runs = paths
         .iter()
@@ -118,9 +129,14 @@ pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<()> {
 
 fn table(runs: &[RunResult]) -> String {
     let baseline = runs.iter().find(|r| r.case == RAW);
-    let committing = runs
+    let committing = runs.iter().find(|r| {
+        r.case.starts_with(RAW_COMMITTING)
+            && !r.case.ends_with(MERGED)
+            && !r.case.contains(DECODING_OTLP)
+    });
+    let decoding = runs
         .iter()
-        .find(|r| r.case.starts_with(RAW_COMMITTING) && !r.case.ends_with(MERGED));
+        .find(|r| r.case.starts_with(RAW_COMMITTING) && r.case.ends_with(DECODING_OTLP));
     let mut out = String::new();
     out.push_str(
         "| case | records | NDJSON MB | wall s | records/s | MB/s | CPU s | records/s per core | MB/s per core | vs raw (per core / wall) | vs raw committing as often (per core) | searchable p50 / p99 s | ack p50 / p99 ms | index / NDJSON | peak RSS MiB | 429/503 | load (1, 5, 15 min) |\n",
@@ -171,6 +187,32 @@ fn table(runs: &[RunResult]) -> String {
         ));
     }
     out.push('\n');
+    if let Some(decoding) = decoding {
+        let otlp_runs = runs
+            .iter()
+            .filter(|r| !r.case.starts_with(RAW) && r.case.contains(OTLP));
+        let mut any = false;
+        for run in otlp_runs {
+            any = true;
+            out.push_str(&format!(
+                "{}, per core: {:.2} against {} (the prost decode of the same records included)",
+                run.case,
+                run.records_per_cpu_sec() / decoding.records_per_cpu_sec(),
+                decoding.case
+            ));
+            if let Some(raw) = committing {
+                out.push_str(&format!(
+                    "; {:.2} against {}",
+                    run.records_per_cpu_sec() / raw.records_per_cpu_sec(),
+                    raw.case
+                ));
+            }
+            out.push('\n');
+        }
+        if any {
+            out.push('\n');
+        }
+    }
     for run in runs {
         out.push_str(&format!("- {}: {}", run.case, run.note));
         if !run.rss_note.is_empty() {
@@ -275,5 +317,50 @@ mod tests {
         // Against the committing run, not the one measured to its merges.
         assert!(rows[3].contains("| 0.80 / 1.00 | 1.00 |"), "{}", rows[3]);
         assert!(rows[4].contains("| 0.64 / 0.50 | 0.80 |"), "{}", rows[4]);
+    }
+
+    #[test]
+    fn an_otlp_run_is_also_read_against_raw_tantivy_decoding_otlp() {
+        let committing = format!("{RAW_COMMITTING} 500 ms");
+        let decoding = format!("{committing}{DECODING_OTLP}");
+        let otlp = "OTLP/HTTP protobuf /v1/logs";
+        let runs = [
+            run(RAW, 1000, 1.0, 2.0),
+            // Both before the plain committing row: neither may take its
+            // place, nor the merged one the decoding row's.
+            run(&format!("{decoding}{MERGED}"), 1000, 1.0, 1.0),
+            run(&decoding, 1000, 1.0, 3.0),
+            run(&committing, 1000, 1.0, 2.5),
+            run("native /v1/ingest", 1000, 2.0, 3.125),
+            run(otlp, 1000, 2.0, 3.75),
+        ];
+        let text = table(&runs);
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), 7, "{text}");
+        // The columns read as before, against the plain committing run.
+        assert!(rows[3].contains("| 0.67 / 1.00 | 0.83 |"), "{}", rows[3]);
+        assert!(rows[4].contains("| 0.80 / 1.00 | 1.00 |"), "{}", rows[4]);
+        assert!(rows[5].contains("| 0.64 / 0.50 | 0.80 |"), "{}", rows[5]);
+        assert!(rows[6].contains("| 0.53 / 0.50 | 0.67 |"), "{}", rows[6]);
+        // One line for the OTLP run only: 3.0 / 3.75 and 2.5 / 3.75.
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("per core:")).collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "{otlp}, per core: 0.80 against {decoding} (the prost decode of the same records included); 0.67 against {committing}"
+            )],
+            "{text}"
+        );
+
+        // Without the decoding run, the same table and no such line.
+        let without: Vec<RunResult> = runs
+            .iter()
+            .filter(|r| !r.case.contains(DECODING_OTLP))
+            .cloned()
+            .collect();
+        let text = table(&without);
+        assert!(!text.contains("per core:"), "{text}");
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+        assert!(rows[4].contains("| 0.53 / 0.50 | 0.67 |"), "{}", rows[4]);
     }
 }
