@@ -75,7 +75,10 @@ impl DeadLetter {
                 "offset": position.1,
             });
             match entry {
-                Entry::Record(record) => line["record"] = json!(record),
+                // A record's line is its JSON: kept as an object.
+                Entry::Record(record) => {
+                    line["record"] = serde_json::from_str(record).unwrap_or_else(|_| json!(record));
+                }
                 Entry::Raw(raw) => line["line"] = json!(raw),
             }
             text.push_str(&line.to_string());
@@ -118,7 +121,7 @@ mod tests {
         );
         let dead = DeadLetter::new(path.clone(), 4096);
         let records = [
-            Entry::Record(Box::new(record("one"))),
+            Entry::record(&record("one")),
             Entry::Raw(r#"{"message":"two"}"#.to_owned()),
         ];
         let streams = ["file:1".to_owned()];

@@ -1082,11 +1082,7 @@ impl Tailer {
             let (mut records, mut lines) = (0, 0);
             for unit in units {
                 if let Some(entry) = unit.entry {
-                    let size = match &entry {
-                        Entry::Raw(line) => line.len(),
-                        Entry::Record(record) => record.to_json_line().len(),
-                    } + 1
-                        + POSITION_BYTES;
+                    let size = entry.line().len() + 1 + POSITION_BYTES;
                     if !batch.entries.is_empty() && bytes + size > limits.max_bytes {
                         batch.full = true;
                         break;
@@ -1173,11 +1169,11 @@ impl Tailer {
             let (tail, upto) = tails.get(&joined.end).copied().unwrap_or((None, 0));
             (
                 Unit {
-                    entry: Some(Entry::Record(Box::new(source.parser.parse(
+                    entry: Some(Entry::record(&source.parser.parse(
                         &joined.text,
                         &tracked.service,
                         read_at,
-                    )))),
+                    ))),
                     lines: 0,
                     end: joined.end,
                     tail,
@@ -1250,9 +1246,7 @@ impl Tailer {
         raw: bool,
     ) -> Option<Entry> {
         if line.len > self.max_line_bytes as u64 {
-            return Some(Entry::Record(Box::new(
-                self.long_line(tracked, &line, read_at),
-            )));
+            return Some(Entry::record(&self.long_line(tracked, &line, read_at)));
         }
         let text = String::from_utf8(line.bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
@@ -1262,10 +1256,10 @@ impl Tailer {
         if raw {
             return Some(Entry::Raw(text));
         }
-        Some(Entry::Record(Box::new(
-            self.sources[tracked.source]
-                .parser
-                .parse(&text, &tracked.service, read_at),
+        Some(Entry::record(&self.sources[tracked.source].parser.parse(
+            &text,
+            &tracked.service,
+            read_at,
         )))
     }
 }

@@ -84,19 +84,25 @@ pub struct RawLines {
 /// One record line of a batch, as a sender holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Record(Box<Record>),
+    /// A record as its JSON line ([`Entry::record`]): written once, when
+    /// the sender makes the entry, then sized and sent as it is.
+    Record(String),
     /// A log line as it was written: one line, not blank, without its
     /// newline.
     Raw(String),
 }
 
 impl Entry {
-    fn write_line(&self, out: &mut String) {
+    /// `record` as an entry.
+    pub fn record(record: &Record) -> Self {
+        Self::Record(record.to_json_line())
+    }
+
+    /// The line the entry is sent as, without its newline.
+    pub fn line(&self) -> &str {
         match self {
-            Self::Record(record) => out.push_str(&record.to_json_line()),
-            Self::Raw(line) => out.push_str(line),
+            Self::Record(line) | Self::Raw(line) => line,
         }
-        out.push('\n');
     }
 }
 
@@ -184,18 +190,13 @@ pub fn encode_entries(
         positions: positions.to_vec(),
         raw,
     };
-    let lines: usize = entries
-        .iter()
-        .map(|e| match e {
-            Entry::Raw(line) => line.len() + 1,
-            Entry::Record(_) => 512,
-        })
-        .sum();
+    let lines: usize = entries.iter().map(|e| e.line().len() + 1).sum();
     let mut out = String::with_capacity(lines + 64 + positions.len() * 16);
     out.push_str(&serde_json::to_string(&header).unwrap_or_default());
     out.push('\n');
     for entry in entries {
-        entry.write_line(&mut out);
+        out.push_str(entry.line());
+        out.push('\n');
     }
     out
 }
@@ -424,7 +425,7 @@ mod tests {
         ];
         let entries = vec![
             Entry::Raw(lines[0].to_owned()),
-            Entry::Record(Box::new(record("already a record"))),
+            Entry::record(&record("already a record")),
             Entry::Raw(lines[1].to_owned()),
             Entry::Raw(lines[2].to_owned()),
         ];
@@ -455,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_records_only_stays_version_1_and_bad_raw_headers_are_refused() {
-        let entries = vec![Entry::Record(Box::new(record("a")))];
+        let entries = vec![Entry::record(&record("a"))];
         let streams = vec!["s".to_owned()];
         let positions = [Position(0, 5)];
         let body = encode_entries("x", &entries, &streams, &positions, Timestamp::now(), &[]);
