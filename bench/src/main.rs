@@ -22,10 +22,9 @@ mod raw_index;
 mod results;
 mod sink;
 
-use std::time::Duration;
-
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use causeway_model::Timestamp;
 use clap::{Parser, Subcommand};
